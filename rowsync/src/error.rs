@@ -1,0 +1,163 @@
+//! One error enum per public surface.
+
+use thiserror::Error;
+
+/// A column value could not be turned into a field (or a row into a struct).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// `NULL` arrived for a field that cannot hold it.
+    #[error("unexpected null; declare the field as an `Option<_>` if the column is nullable")]
+    UnexpectedNull,
+    /// The column's type does not fit the field's type.
+    #[error("a {found} value cannot be decoded as {expected}; change the field's type to match the column")]
+    TypeMismatch {
+        /// What the field accepts.
+        expected: &'static str,
+        /// What the column held.
+        found: &'static str,
+    },
+    /// A number too large for the field's type.
+    #[error("{value} does not fit {expected}; use a wider field type")]
+    OutOfRange {
+        /// What the field accepts.
+        expected: &'static str,
+        /// The value, as text.
+        value: String,
+    },
+    /// A PostgreSQL type rowsync does not decode.
+    #[error("PostgreSQL type `{type_name}` is not supported; cast the column to a supported type in a view")]
+    UnsupportedType {
+        /// The type's name.
+        type_name: String,
+    },
+    /// A text value that names no variant of a text-backed enum.
+    #[error("`{value}` is not a variant of enum `{enum_name}`")]
+    UnknownVariant {
+        /// The Rust enum.
+        enum_name: &'static str,
+        /// The text received.
+        value: String,
+    },
+    /// A row source had no value at this position (a row shorter than the schema).
+    #[error("the row has no column at position {index}")]
+    MissingColumn {
+        /// Position in the schema's column list.
+        index: usize,
+    },
+    /// Raw bytes from the database could not be read as the column's type.
+    #[error("malformed value: {message}")]
+    Malformed {
+        /// What was wrong.
+        message: String,
+    },
+    /// Decoding failed in a named column.
+    #[error("column `{table}.{column}`: {cause}")]
+    Column {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// What went wrong.
+        cause: Box<DecodeError>,
+    },
+}
+
+impl DecodeError {
+    /// Wraps this error with the column it happened in.
+    pub fn in_column(self, table: &'static str, column: &'static str) -> DecodeError {
+        DecodeError::Column {
+            table,
+            column,
+            cause: Box::new(self),
+        }
+    }
+}
+
+/// A schema, association name or preload path that does not fit the declared schemas.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// A preload path or API call named an association the schema does not have.
+    #[error("`{schema}` has no association `{name}`; its associations are: {known}")]
+    UnknownAssociation {
+        /// The Rust schema type.
+        schema: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names it does have, comma-separated.
+        known: String,
+    },
+    /// A column named in an API call does not exist in the schema.
+    #[error("`{schema}` has no column `{name}`; its columns are: {known}")]
+    UnknownColumn {
+        /// The Rust schema type.
+        schema: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The columns it does have, comma-separated.
+        known: String,
+    },
+    /// A key had the wrong number of parts for the schema's primary key.
+    #[error("`{schema}` has a primary key of {expected} column(s), but {found} value(s) were given")]
+    KeyArity {
+        /// The Rust schema type.
+        schema: &'static str,
+        /// Columns in the primary key.
+        expected: usize,
+        /// Values given.
+        found: usize,
+    },
+    /// Declarations that do not fit together (found when the schema graph is built).
+    #[error("invalid schema declarations:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Loading rows failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The query or a preload named something the schemas do not have.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// PostgreSQL returned an error or the connection failed.
+    #[error("database error while loading `{table}`")]
+    Database {
+        /// The table being loaded.
+        table: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection could be taken from the pool.
+    #[error("could not get a database connection from the pool")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    /// A row did not decode into the schema.
+    #[error("could not decode a row of `{table}`: {cause}")]
+    Decode {
+        /// The table.
+        table: String,
+        /// What went wrong.
+        cause: DecodeError,
+    },
+    /// `one()` found more than one row.
+    #[error("expected at most one row of `{table}`, found {count}; add a filter or use `all()`")]
+    MultipleRows {
+        /// The table.
+        table: String,
+        /// How many rows matched.
+        count: usize,
+    },
+}
+
+/// Connecting to the database failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The connection string could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// The pool could not be built.
+    #[error("could not create the connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
+}

@@ -1,0 +1,74 @@
+//! rowsync keeps in-memory rows in sync with PostgreSQL.
+//!
+//! Describe tables with `#[derive(Schema)]`, load rows with their associations, and (in the
+//! capture, routing and sync layers) keep what you hold up to date as other processes write.
+//!
+//! ```
+//! use rowsync::{Assoc, Db, Filter, Schema};
+//!
+//! #[derive(Schema, Clone, Debug, PartialEq)]
+//! #[rowsync(table = "authors")]
+//! pub struct Author {
+//!     pub id: i64,
+//!     pub name: String,
+//!     #[rowsync(has_many(Book, foreign_key = "author_id", order_by = "title"))]
+//!     pub books: Assoc<Vec<Book>>,
+//! }
+//!
+//! #[derive(Schema, Clone, Debug, PartialEq)]
+//! #[rowsync(table = "books")]
+//! pub struct Book {
+//!     pub id: i64,
+//!     pub title: String,
+//!     pub author_id: i64,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let url = rowsync_testdb::database_url_or_throwaway("rowsync_doc").await?;
+//! # let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+//! # tokio::spawn(conn);
+//! # client.batch_execute("
+//! #   DROP TABLE IF EXISTS books, authors;
+//! #   CREATE TABLE authors (id bigint PRIMARY KEY, name text NOT NULL);
+//! #   CREATE TABLE books (id bigint PRIMARY KEY, title text NOT NULL, author_id bigint NOT NULL);
+//! #   INSERT INTO authors VALUES (1, 'Le Guin'), (2, 'Lem');
+//! #   INSERT INTO books VALUES (1, 'The Dispossessed', 1), (2, 'A Wizard of Earthsea', 1), (3, 'Solaris', 2);
+//! # ").await?;
+//! let db = Db::connect(&url)?;
+//! let authors: Vec<Author> = db
+//!     .query::<Author>()
+//!     .filter(Filter::eq("name", "Le Guin"))
+//!     .preload(["books"])
+//!     .all()
+//!     .await?;
+//! let titles: Vec<&str> = authors[0].books.loaded().unwrap().iter().map(|b| b.title.as_str()).collect();
+//! assert_eq!(titles, ["A Wizard of Earthsea", "The Dispossessed"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces, in the order a change travels through them: [`schema`] (what you declare),
+//! [`graph`] (the schema graph and its paths), [`load`] (queries and preloads).
+
+pub mod error;
+pub mod graph;
+pub mod load;
+pub mod schema;
+
+pub use error::{ConnectError, DecodeError, LoadError, SchemaError};
+pub use graph::{Graph, Path, Reached};
+pub use load::{preload_into, query, Db, Executor, PreloadTree, Query};
+pub use rowsync_derive::{Schema, TextEnum};
+pub use schema::{Assoc, AssocValue, FieldValue, Filter, Key, RowSource, Schema, Value};
+
+/// Used by the code `#[derive(Schema)]` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::DecodeError;
+    pub use crate::schema::{
+        AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, ColumnDef, FieldValue, Filter,
+        JoinThrough, OrderBy, RowSource, Schema, SchemaMeta, SortOrder, TableName, Value,
+    };
+    pub use crate::schema::decode_field;
+}

@@ -1,0 +1,14 @@
+//! Queries: get / all / one with preloads, and decoding rows into schemas.
+
+mod db;
+mod executor;
+pub(crate) mod pg_value;
+mod preload;
+mod preload_tree;
+mod query;
+pub(crate) mod related_sql;
+
+pub use db::{query, Db};
+pub use executor::Executor;
+pub use preload_tree::{PreloadNode, PreloadTree};
+pub use query::{preload_into, Query};

@@ -1,0 +1,79 @@
+//! Preload paths (`["posts.tags", "profile"]`) parsed and checked into a tree.
+
+use crate::error::SchemaError;
+use crate::schema::{assoc_index, SchemaMeta};
+
+/// The associations to load under one schema, each with what to load under it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PreloadTree {
+    children: Vec<PreloadNode>,
+}
+
+/// One association in a [`PreloadTree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreloadNode {
+    /// Position in the owner's [`SchemaMeta::assocs`].
+    pub assoc: usize,
+    /// The association's name.
+    pub name: &'static str,
+    /// What to load under the related rows.
+    pub tree: PreloadTree,
+}
+
+impl PreloadTree {
+    /// Parses dotted paths against `meta`, merging common prefixes. An unknown association
+    /// anywhere is an error naming the schema and the associations it does have.
+    pub fn parse<I, P>(meta: &'static SchemaMeta, paths: I) -> Result<PreloadTree, SchemaError>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        let mut tree = PreloadTree::default();
+        for path in paths {
+            let mut node = &mut tree;
+            let mut owner = meta;
+            for name in path.as_ref().split('.').map(str::trim) {
+                let index = assoc_index(owner, name)?;
+                let def = &owner.assocs[index];
+                let at = match node.children.iter().position(|c| c.assoc == index) {
+                    Some(at) => at,
+                    None => {
+                        node.children.push(PreloadNode {
+                            assoc: index,
+                            name: def.name,
+                            tree: PreloadTree::default(),
+                        });
+                        node.children.len() - 1
+                    }
+                };
+                node = &mut node.children[at].tree;
+                owner = (def.related)();
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The associations directly under this level.
+    pub fn children(&self) -> &[PreloadNode] {
+        &self.children
+    }
+
+    /// Whether nothing is preloaded.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// Dotted paths of every leaf, e.g. `["posts.tags", "profile"]`.
+    pub fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for child in &self.children {
+            let below = child.tree.paths();
+            if below.is_empty() {
+                out.push(child.name.to_owned());
+            } else {
+                out.extend(below.into_iter().map(|p| format!("{}.{p}", child.name)));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,316 @@
+//! Column values independent of where a row came from.
+//!
+//! why: a row reaches rowsync from a query result today and from a replication tuple later.
+//! Both are turned into [`Value`]s first, and every field is decoded from a `Value` by one
+//! trait, [`FieldValue`], so there is a single decoding path whatever the source.
+
+use std::hash::{Hash, Hasher};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use uuid::Uuid;
+
+use crate::error::DecodeError;
+
+/// One column value, as read from PostgreSQL or taken from a field.
+///
+/// Equality and hashing treat all integer widths as one (an `int4` foreign key equals the
+/// `int8` primary key it points at), and likewise `float4`/`float8`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// `bool`.
+    Bool(bool),
+    /// `int2`.
+    I16(i16),
+    /// `int4`.
+    I32(i32),
+    /// `int8`.
+    I64(i64),
+    /// `float4`.
+    F32(f32),
+    /// `float8`.
+    F64(f64),
+    /// `text`, `varchar`, `char`, `name`, and text-backed enums.
+    Text(String),
+    /// `bytea`.
+    Bytes(Vec<u8>),
+    /// `uuid`.
+    Uuid(Uuid),
+    /// `json` / `jsonb`.
+    Json(serde_json::Value),
+    /// `date`.
+    Date(NaiveDate),
+    /// `time`.
+    Time(NaiveTime),
+    /// `timestamp` (without time zone).
+    Timestamp(NaiveDateTime),
+    /// `timestamptz`.
+    TimestampTz(DateTime<Utc>),
+}
+
+impl Value {
+    /// Whether this is SQL `NULL`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A short name of the value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::I16(_) => "int2",
+            Value::I32(_) => "int4",
+            Value::I64(_) => "int8",
+            Value::F32(_) => "float4",
+            Value::F64(_) => "float8",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytea",
+            Value::Uuid(_) => "uuid",
+            Value::Json(_) => "json",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+            Value::TimestampTz(_) => "timestamptz",
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::I16(v) => Some(v.into()),
+            Value::I32(v) => Some(v.into()),
+            Value::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v.into()),
+            Value::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        if let (Some(a), Some(b)) = (self.as_i64(), other.as_i64()) {
+            return a == b;
+        }
+        if let (Some(a), Some(b)) = (self.as_f64(), other.as_f64()) {
+            return a.to_bits() == b.to_bits() || a == b;
+        }
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Text(a), Value::Text(b)) => a == b,
+            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            (Value::Uuid(a), Value::Uuid(b)) => a == b,
+            (Value::Json(a), Value::Json(b)) => a == b,
+            (Value::Date(a), Value::Date(b)) => a == b,
+            (Value::Time(a), Value::Time(b)) => a == b,
+            (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
+            (Value::TimestampTz(a), Value::TimestampTz(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+// why: keys are compared as sets of values; float keys are rare but must not break the map,
+// so equal floats hash by bits (NaN equals itself here, unlike IEEE).
+impl Eq for Value {}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        if let Some(v) = self.as_i64() {
+            0u8.hash(state);
+            return v.hash(state);
+        }
+        if let Some(v) = self.as_f64() {
+            1u8.hash(state);
+            return v.to_bits().hash(state);
+        }
+        match self {
+            Value::Null => 2u8.hash(state),
+            Value::Bool(v) => v.hash(state),
+            Value::Text(v) => v.hash(state),
+            Value::Bytes(v) => v.hash(state),
+            Value::Uuid(v) => v.hash(state),
+            Value::Json(v) => v.to_string().hash(state),
+            Value::Date(v) => v.hash(state),
+            Value::Time(v) => v.hash(state),
+            Value::Timestamp(v) => v.hash(state),
+            Value::TimestampTz(v) => v.hash(state),
+            _ => {}
+        }
+    }
+}
+
+/// A Rust type that a column can be decoded into and encoded from.
+///
+/// Implemented for the integer and float types, `bool`, `String`, `Vec<u8>`, `Uuid`,
+/// `serde_json::Value`, chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`,
+/// and `Option<T>` of any of them. Text-backed enums get it from `#[derive(TextEnum)]`.
+pub trait FieldValue: Sized {
+    /// Decodes a column value; `NULL` into a non-`Option` type is an error.
+    fn from_value(value: Value) -> Result<Self, DecodeError>;
+    /// Encodes the field as a column value.
+    fn to_value(&self) -> Value;
+}
+
+fn mismatch<T>(expected: &'static str, found: &Value) -> Result<T, DecodeError> {
+    if found.is_null() {
+        Err(DecodeError::UnexpectedNull)
+    } else {
+        Err(DecodeError::TypeMismatch {
+            expected,
+            found: found.kind(),
+        })
+    }
+}
+
+macro_rules! int_field {
+    ($ty:ty, $variant:ident, $name:literal) => {
+        impl FieldValue for $ty {
+            fn from_value(value: Value) -> Result<Self, DecodeError> {
+                match value.as_i64() {
+                    Some(v) => <$ty>::try_from(v).map_err(|_| DecodeError::OutOfRange {
+                        expected: $name,
+                        value: v.to_string(),
+                    }),
+                    None => mismatch($name, &value),
+                }
+            }
+            fn to_value(&self) -> Value {
+                Value::$variant(*self)
+            }
+        }
+    };
+}
+
+int_field!(i16, I16, "int2 (i16)");
+int_field!(i32, I32, "int4 (i32)");
+int_field!(i64, I64, "int8 (i64)");
+
+impl FieldValue for f64 {
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        match value.as_f64() {
+            Some(v) => Ok(v),
+            None => mismatch("float8 (f64)", &value),
+        }
+    }
+    fn to_value(&self) -> Value {
+        Value::F64(*self)
+    }
+}
+
+impl FieldValue for f32 {
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        match value {
+            Value::F32(v) => Ok(v),
+            other => mismatch("float4 (f32)", &other),
+        }
+    }
+    fn to_value(&self) -> Value {
+        Value::F32(*self)
+    }
+}
+
+macro_rules! plain_field {
+    ($ty:ty, $variant:ident, $name:literal) => {
+        impl FieldValue for $ty {
+            fn from_value(value: Value) -> Result<Self, DecodeError> {
+                match value {
+                    Value::$variant(v) => Ok(v),
+                    other => mismatch($name, &other),
+                }
+            }
+            fn to_value(&self) -> Value {
+                Value::$variant(self.clone())
+            }
+        }
+    };
+}
+
+plain_field!(bool, Bool, "bool");
+plain_field!(String, Text, "text (String)");
+plain_field!(Vec<u8>, Bytes, "bytea (Vec<u8>)");
+plain_field!(Uuid, Uuid, "uuid");
+plain_field!(serde_json::Value, Json, "jsonb (serde_json::Value)");
+plain_field!(NaiveDate, Date, "date");
+plain_field!(NaiveTime, Time, "time");
+plain_field!(NaiveDateTime, Timestamp, "timestamp");
+plain_field!(DateTime<Utc>, TimestampTz, "timestamptz");
+
+impl<T: FieldValue> FieldValue for Option<T> {
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+    fn to_value(&self) -> Value {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null,
+        }
+    }
+}
+
+macro_rules! value_from {
+    ($($ty:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$ty> for Value {
+            fn from(v: $ty) -> Value {
+                Value::$variant(v.into())
+            }
+        }
+    )*};
+}
+
+value_from!(
+    bool => Bool, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64,
+    String => Text, &str => Text, Vec<u8> => Bytes, Uuid => Uuid,
+    serde_json::Value => Json, NaiveDate => Date, NaiveTime => Time,
+    NaiveDateTime => Timestamp, DateTime<Utc> => TimestampTz,
+);
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn integer_widths_compare_and_hash_as_one() {
+        assert_eq!(Value::I32(7), Value::I64(7));
+        let set: HashSet<Value> = [Value::I64(7)].into_iter().collect();
+        assert!(set.contains(&Value::I16(7)));
+        assert_ne!(Value::I64(7), Value::Text("7".into()));
+    }
+
+    #[test]
+    fn null_into_plain_type_is_an_error_and_into_option_is_none() {
+        assert!(matches!(
+            i64::from_value(Value::Null),
+            Err(DecodeError::UnexpectedNull)
+        ));
+        assert_eq!(Option::<i64>::from_value(Value::Null).unwrap(), None);
+    }
+
+    #[test]
+    fn narrowing_out_of_range_is_an_error() {
+        assert!(matches!(
+            i16::from_value(Value::I64(100_000)),
+            Err(DecodeError::OutOfRange { .. })
+        ));
+        assert_eq!(i32::from_value(Value::I64(5)).unwrap(), 5);
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests against real PostgreSQL, as one binary so it links once.
+
+mod support;
+
+mod compile_fail;
+mod graph;
+mod load;
+mod types;

@@ -1,0 +1,73 @@
+//! The test harness: a fresh database per test with the fixture schema, seed data, and
+//! plain-SQL helpers that serve as the oracle.
+
+#![allow(dead_code)]
+
+pub mod schemas;
+
+use rowsync_testdb::TestDatabase;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+/// The fixture schema every test database starts with.
+pub const FIXTURE: &str = include_str!("fixture.sql");
+
+/// A fresh database with the fixture schema, and a plain SQL connection to it.
+pub struct Fixture {
+    pub db: TestDatabase,
+    pub sql: Client,
+    pub rowsync: rowsync::Db,
+}
+
+/// A fresh database; fails loudly (never skips) when no PostgreSQL can be had.
+pub async fn fixture() -> Fixture {
+    let db = TestDatabase::create(FIXTURE)
+        .await
+        .unwrap_or_else(|e| panic!("no test database: {e}"));
+    let sql = db
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"));
+    let rowsync = rowsync::Db::connect(db.url()).expect("valid url");
+    Fixture { db, sql, rowsync }
+}
+
+/// Seed data used by the loader tests:
+/// - alice (1): posts 1 "test" and 2 "hello"; profile; favourites bob and carol
+/// - bob (2): post 3 "test" (also other_person of post 1); no profile; favourite alice
+/// - carol (3): nothing
+/// - post 4 "orphan" has no person
+/// - tags: 1 rust, 2 sql, 3 unused; posts_tags: 1-1, 1-2, 2-2, 3-1
+/// - labels: 1 a, 2 b; posts_labels: 1-1, 1-2, 3-2
+/// - widgets: 10 (alice), 11 (none)
+pub const SEED: &str = "
+    INSERT INTO persons (id, name) VALUES (1, 'alice'), (2, 'bob'), (3, 'carol');
+    INSERT INTO posts (id, name, person_id, other_person_id) VALUES
+        (1, 'test', 1, 2), (2, 'hello', 1, NULL), (3, 'test', 2, NULL), (4, 'orphan', NULL, 1);
+    INSERT INTO tags (id, name) VALUES (1, 'rust'), (2, 'sql'), (3, 'unused');
+    INSERT INTO posts_tags (post_id, tag_id) VALUES (1, 1), (1, 2), (2, 2), (3, 1);
+    INSERT INTO labels (id, name) VALUES (1, 'a'), (2, 'b');
+    INSERT INTO posts_labels (post_id, label_id) VALUES (1, 1), (1, 2), (3, 2);
+    INSERT INTO favourite_people (person_id, favourite_id) VALUES (1, 2), (1, 3), (2, 1);
+    INSERT INTO profiles (id, person_id, bio) VALUES (1, 1, 'hi'), (2, NULL, 'nobody');
+    INSERT INTO app.widgets (id, label, owner_id) VALUES (10, 'gear', 1), (11, 'cog', NULL);
+    SELECT setval('persons_id_seq', 100), setval('posts_id_seq', 100), setval('tags_id_seq', 100);
+";
+
+/// A fixture with [`SEED`] loaded.
+pub async fn seeded() -> Fixture {
+    let f = fixture().await;
+    f.sql.batch_execute(SEED).await.expect("seed");
+    f
+}
+
+/// The first column (bigint) of every row of `sql`: the oracle's view of a list of ids.
+pub async fn ids(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<i64> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("oracle query failed: {sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect()
+}

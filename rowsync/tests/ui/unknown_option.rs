@@ -1,0 +1,17 @@
+use rowsync::{Assoc, Schema};
+
+#[derive(Schema, Clone)]
+#[rowsync(table = "posts")]
+struct Post {
+    id: i64,
+}
+
+#[derive(Schema, Clone)]
+#[rowsync(table = "persons")]
+struct Person {
+    id: i64,
+    #[rowsync(has_many(Post, foreign_ky = "person_id"))]
+    posts: Assoc<Vec<Post>>,
+}
+
+fn main() {}
