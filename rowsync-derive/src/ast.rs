@@ -34,13 +34,19 @@ impl<'a> Container<'a> {
     pub fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Option<Container<'a>> {
         let (table, pg_schema) = container_attrs(cx, input);
         if !input.generics.params.is_empty() {
-            cx.error(&input.generics, "`#[derive(Schema)]` does not support generic structs");
+            cx.error(
+                &input.generics,
+                "`#[derive(Schema)]` does not support generic structs",
+            );
         }
         let fields = match &input.data {
             Data::Struct(s) => match &s.fields {
                 Fields::Named(named) => &named.named,
                 _ => {
-                    cx.error(input, "`#[derive(Schema)]` needs a struct with named fields");
+                    cx.error(
+                        input,
+                        "`#[derive(Schema)]` needs a struct with named fields",
+                    );
                     return None;
                 }
             },
@@ -69,7 +75,10 @@ impl<'a> Container<'a> {
             match f.assoc {
                 Some(attr) => {
                     if let Some(span) = f.column_span {
-                        cx.push(syn::Error::new(span, "an association field has no column; remove `column`/`primary_key`"));
+                        cx.push(syn::Error::new(
+                            span,
+                            "an association field has no column; remove `column`/`primary_key`",
+                        ));
                     }
                     if let Some(assoc) = check_assoc(cx, ident, &field.ty, attr) {
                         container.assocs.push(assoc);
@@ -208,13 +217,19 @@ fn check_assoc<'a>(
     let inner = match assoc_inner(ty) {
         Some((inner, outer)) if (outer == "Vec") == many && (outer == "Option" || many) => inner,
         _ => {
-            cx.error(ty, format!("a `{}` field must have type {want}", kind.name()));
+            cx.error(
+                ty,
+                format!("a `{}` field must have type {want}", kind.name()),
+            );
             return None;
         }
     };
     let not_for = |present: bool, what: &str, span: &dyn quote::ToTokens| {
         if present {
-            cx.error(span, format!("`{what}` is not an option of `{}`", kind.name()));
+            cx.error(
+                span,
+                format!("`{what}` is not an option of `{}`", kind.name()),
+            );
         }
     };
     let kind_ident = &attr.kind_ident;
@@ -260,7 +275,10 @@ fn check_assoc<'a>(
                 }
                 _ => cx.error(
                     lit,
-                    format!("cannot read order term `{}`; write e.g. \"name desc, id\"", term.trim()),
+                    format!(
+                        "cannot read order term `{}`; write e.g. \"name desc, id\"",
+                        term.trim()
+                    ),
                 ),
             }
         }

@@ -152,7 +152,11 @@ impl AssocAttr {
                             "`join_keys` takes two columns: (\"owner_key\", \"related_key\")",
                         ));
                     }
-                    if attr.join_keys.replace((key.clone(), owner, related)).is_some() {
+                    if attr
+                        .join_keys
+                        .replace((key.clone(), owner, related))
+                        .is_some()
+                    {
                         return Err(dup());
                     }
                 }
@@ -286,7 +290,10 @@ impl Parse for FilterValue {
             let lit: syn::Lit = input.parse()?;
             return match lit {
                 syn::Lit::Int(_) | syn::Lit::Float(_) => Ok(FilterValue::Neg(lit)),
-                other => Err(syn::Error::new_spanned(other, "only numbers can be negated")),
+                other => Err(syn::Error::new_spanned(
+                    other,
+                    "only numbers can be negated",
+                )),
             };
         }
         let lit: syn::Lit = input.parse()?;

@@ -77,7 +77,7 @@ pub enum TestDbError {
     },
 
     /// Opening a connection failed.
-    #[error("could not connect to {url}: {source}")]
+    #[error("could not connect to {url}: {}", chain(.source.as_ref()))]
     Connect {
         /// The URL (password removed).
         url: String,
@@ -86,7 +86,7 @@ pub enum TestDbError {
     },
 
     /// A statement run by the harness failed.
-    #[error("{action} failed: {source}")]
+    #[error("{action} failed: {}", chain(.source.as_ref()))]
     Sql {
         /// What the harness was doing, e.g. `CREATE DATABASE "x"`.
         action: String,
@@ -96,7 +96,10 @@ pub enum TestDbError {
 
     /// The fixture SQL given to
     /// [`TestDatabase::create`](crate::TestDatabase::create) failed.
-    #[error("applying the fixture SQL to template database {template} failed: {source}")]
+    #[error(
+        "applying the fixture SQL to template database {template} failed: {}",
+        chain(.source.as_ref())
+    )]
     Fixture {
         /// Name of the template database.
         template: String,
@@ -109,6 +112,25 @@ impl fmt::Debug for TestDbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// The error and all its sources, `": "`-separated: tokio-postgres shows
+/// only "db error" for a server error, the server's message is its source.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        if let Some(db) = cause.downcast_ref::<tokio_postgres::error::DbError>() {
+            text.push_str(&format!(" (SQLSTATE {})", db.code().code()));
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl TestDbError {

@@ -4,10 +4,14 @@
 //! throwaway PostgreSQL cluster of its own (removed when it exits); with `DATABASE_URL` set
 //! it uses that database and creates its tables under the schema `rowsync_quickstart`.
 
+// why: the fields of an example's structs speak for themselves.
+#![allow(missing_docs)]
+
 use rowsync::{Assoc, Db, Filter, Schema};
 
 #[derive(Schema, Clone, Debug, PartialEq)]
 #[rowsync(table = "persons", schema = "rowsync_quickstart")]
+/// A person, with posts.
 pub struct Person {
     pub id: i64,
     pub name: String,
@@ -19,6 +23,7 @@ pub struct Person {
 
 #[derive(Schema, Clone, Debug, PartialEq)]
 #[rowsync(table = "posts", schema = "rowsync_quickstart")]
+/// A post, with tags.
 pub struct Post {
     pub id: i64,
     pub title: String,
@@ -29,6 +34,7 @@ pub struct Post {
 
 #[derive(Schema, Clone, Debug, PartialEq)]
 #[rowsync(table = "tags", schema = "rowsync_quickstart")]
+/// A tag.
 pub struct Tag {
     pub id: i64,
     pub name: String,
@@ -75,7 +81,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .flatten()
                 .map(|t| t.name.as_str())
                 .collect();
-            println!("  post #{}: {:<22} tags: {}", post.id, post.title, tags.join(", "));
+            println!(
+                "  post #{}: {:<22} tags: {}",
+                post.id,
+                post.title,
+                tags.join(", ")
+            );
         }
         let all: Vec<&str> = person
             .all_tags
@@ -84,7 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .flatten()
             .map(|t| t.name.as_str())
             .collect();
-        println!("  every tag of theirs (through posts.tags): {}", all.join(", "));
+        println!(
+            "  every tag of theirs (through posts.tags): {}",
+            all.join(", ")
+        );
     }
 
     let grace = db
@@ -98,8 +112,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|g| g.posts.loaded())
         .map(|posts| posts.len())
         .unwrap_or(0);
-    println!("Grace has {titles} posts; fetched by primary key: {:?}",
-        db.query::<Tag>().get(2i64).await?.map(|t| t.name));
+    println!(
+        "Grace has {titles} posts; fetched by primary key: {:?}",
+        db.query::<Tag>().get(2i64).await?.map(|t| t.name)
+    );
     client
         .batch_execute("DROP SCHEMA rowsync_quickstart CASCADE")
         .await?;

@@ -99,7 +99,9 @@ pub enum SchemaError {
         known: String,
     },
     /// A key had the wrong number of parts for the schema's primary key.
-    #[error("`{schema}` has a primary key of {expected} column(s), but {found} value(s) were given")]
+    #[error(
+        "`{schema}` has a primary key of {expected} column(s), but {found} value(s) were given"
+    )]
     KeyArity {
         /// The Rust schema type.
         schema: &'static str,

@@ -116,7 +116,11 @@ impl GraphBuilder {
                 if !graph.tables.contains(&table) {
                     graph.tables.push(table);
                 }
-                graph.paths.entry((root.name, table)).or_default().push(path);
+                graph
+                    .paths
+                    .entry((root.name, table))
+                    .or_default()
+                    .push(path);
             }
         }
         Ok(graph)

@@ -66,9 +66,9 @@ pub use schema::{Assoc, AssocValue, FieldValue, Filter, Key, RowSource, Schema, 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::DecodeError;
+    pub use crate::schema::decode_field;
     pub use crate::schema::{
         AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, ColumnDef, FieldValue, Filter,
         JoinThrough, OrderBy, RowSource, Schema, SchemaMeta, SortOrder, TableName, Value,
     };
-    pub use crate::schema::decode_field;
 }

@@ -9,8 +9,9 @@ fn loaded<T>(a: &Assoc<T>) -> &T {
     a.loaded().expect("association should be loaded")
 }
 
-fn pks<S: Schema>(rows: &[S]) -> Vec<i64> {
-    rows.iter()
+fn pks<S: Schema>(rows: impl AsRef<[S]>) -> Vec<i64> {
+    rows.as_ref()
+        .iter()
         .map(|r| match &r.primary_key().0[0] {
             rowsync::Value::I64(v) => *v,
             rowsync::Value::I32(v) => i64::from(*v),
@@ -29,7 +30,10 @@ async fn has_many_with_nested_many_to_many_matches_sql() {
         .all()
         .await
         .unwrap();
-    assert_eq!(pks(&people), ids(&f.sql, "SELECT id FROM persons ORDER BY id", &[]).await);
+    assert_eq!(
+        pks(&people),
+        ids(&f.sql, "SELECT id FROM persons ORDER BY id", &[]).await
+    );
     for person in &people {
         let posts = loaded(&person.posts);
         let expected = ids(
@@ -55,7 +59,12 @@ async fn has_many_with_nested_many_to_many_matches_sql() {
                 &[&post.id],
             )
             .await;
-            assert_eq!(pks(loaded(&post.labels)), labels, "labels of post {}", post.id);
+            assert_eq!(
+                pks(loaded(&post.labels)),
+                labels,
+                "labels of post {}",
+                post.id
+            );
             assert!(!post.person.is_loaded(), "not asked for, so not loaded");
         }
         assert!(!person.profile.is_loaded());
@@ -170,7 +179,10 @@ async fn self_referential_many_to_many_and_deep_nesting() {
     let people = f
         .rowsync
         .query::<Person>()
-        .preload(["favourite_people.favourite_people", "favourite_people.posts"])
+        .preload([
+            "favourite_people.favourite_people",
+            "favourite_people.posts",
+        ])
         .all()
         .await
         .unwrap();
@@ -191,7 +203,9 @@ async fn self_referential_many_to_many_and_deep_nesting() {
             )
             .await;
             assert_eq!(pks(loaded(&fav.favourite_people)), theirs);
-            assert!(loaded(&fav.posts).iter().all(|p| p.person_id == Some(fav.id)));
+            assert!(loaded(&fav.posts)
+                .iter()
+                .all(|p| p.person_id == Some(fav.id)));
             // the third level was not asked for
             assert!(loaded(&fav.favourite_people)
                 .iter()
@@ -222,19 +236,36 @@ async fn join_schema_with_composite_key_loads_and_gets() {
     let got: Vec<(i64, i64)> = links.iter().map(|l| (l.post_id, l.tag_id)).collect();
     assert_eq!(got, expected);
     for link in &links {
-        assert_eq!(loaded(&link.post).as_ref().map(|p| p.id), Some(link.post_id));
+        assert_eq!(
+            loaded(&link.post).as_ref().map(|p| p.id),
+            Some(link.post_id)
+        );
         let tag = loaded(&link.tag).as_ref().expect("tag");
         assert!(pks(loaded(&tag.posts)).contains(&link.post_id));
     }
 
-    let one = f.rowsync.query::<PostsTags>().get((1i64, 2i64)).await.unwrap();
+    let one = f
+        .rowsync
+        .query::<PostsTags>()
+        .get((1i64, 2i64))
+        .await
+        .unwrap();
     assert_eq!(one.map(|l| (l.post_id, l.tag_id)), Some((1, 2)));
-    let none = f.rowsync.query::<PostsTags>().get((2i64, 1i64)).await.unwrap();
+    let none = f
+        .rowsync
+        .query::<PostsTags>()
+        .get((2i64, 1i64))
+        .await
+        .unwrap();
     assert!(none.is_none());
     let wrong = f.rowsync.query::<PostsTags>().get(1i64).await;
     assert!(matches!(
         wrong,
-        Err(LoadError::Schema(SchemaError::KeyArity { expected: 2, found: 1, .. }))
+        Err(LoadError::Schema(SchemaError::KeyArity {
+            expected: 2,
+            found: 1,
+            ..
+        }))
     ));
 }
 
@@ -269,7 +300,11 @@ async fn filters_get_one_limit_and_order() {
     assert_eq!(pks(&named_test), [1, 3]);
     let not_test = q().filter(Filter::ne("name", "test")).all().await.unwrap();
     assert_eq!(pks(&not_test), [2, 4]);
-    let no_person = q().filter(Filter::is_null("person_id")).all().await.unwrap();
+    let no_person = q()
+        .filter(Filter::is_null("person_id"))
+        .all()
+        .await
+        .unwrap();
     assert_eq!(pks(&no_person), [4]);
     let listed = q()
         .filter(Filter::in_list("id", [3i64, 4, 99]))
@@ -281,14 +316,22 @@ async fn filters_get_one_limit_and_order() {
     let desc = q().order_by_desc("id").limit(2).all().await.unwrap();
     assert_eq!(pks(&desc), [4, 3]);
 
-    let got = q().preload(["tags"]).get(1i64).await.unwrap().expect("post 1");
+    let got = q()
+        .preload(["tags"])
+        .get(1i64)
+        .await
+        .unwrap()
+        .expect("post 1");
     assert_eq!(pks(loaded(&got.tags)), [1, 2]);
     assert!(q().get(999i64).await.unwrap().is_none());
 
     let one = q().filter(Filter::eq("name", "hello")).one().await.unwrap();
     assert_eq!(one.map(|p| p.id), Some(2));
     let many = q().filter(Filter::eq("name", "test")).one().await;
-    assert!(matches!(many, Err(LoadError::MultipleRows { count: 2, .. })));
+    assert!(matches!(
+        many,
+        Err(LoadError::MultipleRows { count: 2, .. })
+    ));
 }
 
 #[tokio::test]
@@ -299,7 +342,10 @@ async fn runs_on_a_client_or_inside_a_transaction() {
         .await
         .unwrap();
     let tags = rowsync::query::<Tag>(&tx).all().await.unwrap();
-    assert!(pks(&tags).contains(&50), "the transaction sees its own write");
+    assert!(
+        pks(&tags).contains(&50),
+        "the transaction sees its own write"
+    );
     tx.rollback().await.unwrap();
     let tags = rowsync::query::<Tag>(&f.sql).all().await.unwrap();
     assert_eq!(pks(&tags), [1, 2, 3]);
@@ -371,7 +417,8 @@ mod association_filters {
             .all()
             .await
             .unwrap();
-        let cases: [(&str, fn(&Author) -> &Assoc<Vec<Post>>); 5] = [
+        type Field = fn(&Author) -> &Assoc<Vec<Post>>;
+        let cases: [(&str, Field); 5] = [
             ("name IN ('hello', 'nope')", |a| &a.listed),
             ("other_person_id IS NULL", |a| &a.solo),
             ("other_person_id IS NOT NULL", |a| &a.shared),

@@ -1,6 +1,6 @@
 //! Every supported field type decodes to what plain SQL wrote, nulls included.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rowsync::{DecodeError, LoadError};
 use uuid::Uuid;
 
@@ -27,8 +27,7 @@ async fn every_field_type_round_trips_from_sql() {
         data: Some(vec![0, 1, 2, 255]),
         born: NaiveDate::from_ymd_opt(1990, 2, 28),
         alarm: NaiveTime::from_hms_micro_opt(6, 30, 15, 250_000),
-        seen_at: NaiveDate::from_ymd_opt(2024, 1, 2)
-            .and_then(|d| d.and_hms_micro_opt(3, 4, 5, 6)),
+        seen_at: NaiveDate::from_ymd_opt(2024, 1, 2).and_then(|d| d.and_hms_micro_opt(3, 4, 5, 6)),
         created_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 123_000).unwrap(),
         doc: Some(serde_json::json!({"a": [1, 2, {"b": null}], "c": "d"})),
         status: Status::InReview,
@@ -60,9 +59,23 @@ async fn every_field_type_round_trips_from_sql() {
             .execute(
                 INSERT,
                 &[
-                    &s.id, &s.small, &s.medium, &s.big, &s.ratio, &s.precise, &s.flag,
-                    &s.body, &s.short, &s.data, &s.born, &s.alarm, &s.seen_at,
-                    &s.created_at, &s.doc, &status, &feeling,
+                    &s.id,
+                    &s.small,
+                    &s.medium,
+                    &s.big,
+                    &s.ratio,
+                    &s.precise,
+                    &s.flag,
+                    &s.body,
+                    &s.short,
+                    &s.data,
+                    &s.born,
+                    &s.alarm,
+                    &s.seen_at,
+                    &s.created_at,
+                    &s.doc,
+                    &status,
+                    &feeling,
                 ],
             )
             .await
@@ -106,5 +119,9 @@ async fn a_value_the_type_cannot_hold_is_a_decode_error_not_a_panic() {
         }
         other => panic!("expected a decode error, got {other:?}"),
     }
-    assert!(err.to_string().contains("`archived` is not a variant of enum `Status`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`archived` is not a variant of enum `Status`"),
+        "{err}"
+    );
 }

@@ -150,7 +150,10 @@ impl<'a, S: Schema> Query<'a, S> {
         if !conditions.is_empty() {
             sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
         }
-        sql.push_str(&format!(" ORDER BY {}", order_clause("t0", &order_by, meta)));
+        sql.push_str(&format!(
+            " ORDER BY {}",
+            order_clause("t0", &order_by, meta)
+        ));
         if let Some(n) = self.limit {
             params.push(Value::I64(n));
             sql.push_str(&format!(" LIMIT ${}", params.len()));

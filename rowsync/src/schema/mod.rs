@@ -66,17 +66,28 @@ pub(crate) fn assoc_index(meta: &'static SchemaMeta, name: &str) -> Result<usize
         .ok_or_else(|| SchemaError::UnknownAssociation {
             schema: meta.name,
             name: name.to_owned(),
-            known: meta.assocs.iter().map(|a| a.name).collect::<Vec<_>>().join(", "),
+            known: meta
+                .assocs
+                .iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
 /// Finds a column of a schema by its database name, with an error listing the known ones.
 pub(crate) fn column_index(meta: &'static SchemaMeta, name: &str) -> Result<usize, SchemaError> {
-    meta.column_index(name).ok_or_else(|| SchemaError::UnknownColumn {
-        schema: meta.name,
-        name: name.to_owned(),
-        known: meta.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
-    })
+    meta.column_index(name)
+        .ok_or_else(|| SchemaError::UnknownColumn {
+            schema: meta.name,
+            name: name.to_owned(),
+            known: meta
+                .columns
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Decodes column `index` of `row` into a field, naming the column in the error.

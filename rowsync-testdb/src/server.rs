@@ -1,0 +1,210 @@
+//! The process-wide server: `DATABASE_URL` or the throwaway cluster.
+
+use tokio::sync::OnceCell;
+
+use crate::cluster::{self, Cluster};
+use crate::error::TestDbError;
+
+/// The PostgreSQL server the tests of this process use.
+///
+/// Obtained with [`server`]. Either the server named by `DATABASE_URL` or a
+/// throwaway cluster started for this process (see the crate docs).
+#[derive(Debug)]
+pub struct Server {
+    url: String,
+    cluster: Option<Cluster>,
+}
+
+static SERVER: OnceCell<Result<Server, TestDbError>> = OnceCell::const_new();
+
+/// Returns the server of this process, starting the throwaway cluster on
+/// the first call when `DATABASE_URL` is unset.
+///
+/// Safe to call from many tests at once, each on its own tokio runtime: one
+/// caller starts the cluster, the others wait for it. A failure is
+/// remembered and returned again to every later caller of the process.
+///
+/// # Errors
+///
+/// [`TestDbError::InvalidDatabaseUrl`] for an unusable `DATABASE_URL`;
+/// [`TestDbError::BinariesNotFound`] when it is unset and PostgreSQL is not
+/// installed; the other variants when the cluster cannot be set up.
+pub async fn server() -> Result<&'static Server, TestDbError> {
+    SERVER
+        .get_or_init(init)
+        .await
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+async fn init() -> Result<Server, TestDbError> {
+    if let Some(url) = database_url()? {
+        return Ok(Server { url, cluster: None });
+    }
+    let cluster = match tokio::task::spawn_blocking(cluster::start).await {
+        Ok(result) => result?,
+        Err(join_error) => match join_error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => {
+                return Err(TestDbError::io(
+                    "starting the throwaway cluster",
+                    std::io::Error::other(e),
+                ))
+            }
+        },
+    };
+    Ok(Server {
+        url: format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port),
+        cluster: Some(cluster),
+    })
+}
+
+/// `DATABASE_URL`, if set and not empty, after checking that it parses.
+pub(crate) fn database_url() -> Result<Option<String>, TestDbError> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.trim().is_empty() => Ok(None),
+        Ok(url) => match url.parse::<tokio_postgres::Config>() {
+            Ok(_) => Ok(Some(url)),
+            Err(e) => Err(TestDbError::InvalidDatabaseUrl {
+                detail: e.to_string(),
+            }),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(TestDbError::InvalidDatabaseUrl {
+            detail: "it is not valid UTF-8".to_owned(),
+        }),
+    }
+}
+
+impl Server {
+    /// The admin connection URL: `DATABASE_URL` itself, or
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` for the throwaway
+    /// cluster (superuser `postgres`, trust authentication).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of database `dbname` on this server: [`url`](Self::url)
+    /// with the database replaced. The database is not created.
+    pub fn url_for(&self, dbname: &str) -> String {
+        with_dbname(&self.url, dbname)
+    }
+
+    /// `true` for the throwaway cluster of this process, `false` when
+    /// `DATABASE_URL` is used.
+    pub fn is_throwaway(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The temporary directory of the throwaway cluster (data, socket and
+    /// `server.log`), or `None` with `DATABASE_URL`. It is removed when
+    /// the process ends.
+    pub fn throwaway_dir(&self) -> Option<&std::path::Path> {
+        self.cluster.as_ref().map(|c| c.root.as_path())
+    }
+}
+
+/// Replaces the database of a connection string, URL (`postgres://...`)
+/// or key/value (`host=... dbname=...`) form.
+pub(crate) fn with_dbname(url: &str, dbname: &str) -> String {
+    for scheme in ["postgres://", "postgresql://"] {
+        let Some(rest) = url.strip_prefix(scheme) else {
+            continue;
+        };
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let host_start = main.rfind('@').map_or(0, |at| at + 1);
+        let authority = match main[host_start..].find('/') {
+            Some(slash) => &main[..host_start + slash],
+            None => main,
+        };
+        let query: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty() && !pair.starts_with("dbname="))
+            .collect();
+        let mut out = format!("{scheme}{authority}/{}", percent_encode(dbname));
+        if !query.is_empty() {
+            out.push('?');
+            out.push_str(&query.join("&"));
+        }
+        return out;
+    }
+    // Key/value form: a later `dbname` overrides an earlier one.
+    let escaped = dbname.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("{url} dbname='{escaped}'")
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL with any password replaced by `***`, for error messages.
+pub(crate) fn redact(url: &str) -> String {
+    for scheme in ["postgres://", "postgresql://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            if let Some(at) = rest.rfind('@') {
+                let userinfo = &rest[..at];
+                if let Some((user, _password)) = userinfo.split_once(':') {
+                    return format!("{scheme}{user}:***{}", &rest[at..]);
+                }
+            }
+            return url.to_owned();
+        }
+    }
+    url.split_whitespace()
+        .map(|pair| {
+            if pair.starts_with("password=") {
+                "password=***"
+            } else {
+                pair
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, with_dbname};
+
+    #[test]
+    fn replaces_database_in_urls() {
+        assert_eq!(
+            with_dbname("postgres://postgres@127.0.0.1:5432/test", "x_1"),
+            "postgres://postgres@127.0.0.1:5432/x_1"
+        );
+        assert_eq!(
+            with_dbname("postgresql://u:p@h", "db"),
+            "postgresql://u:p@h/db"
+        );
+        assert_eq!(
+            with_dbname(
+                "postgres://u:a/b@h:1/old?sslmode=disable&dbname=old",
+                "new db"
+            ),
+            "postgres://u:a/b@h:1/new%20db?sslmode=disable"
+        );
+        assert_eq!(
+            with_dbname("host=localhost dbname=old", "new"),
+            "host=localhost dbname=old dbname='new'"
+        );
+        let config: tokio_postgres::Config = with_dbname("host=localhost dbname=old", "new")
+            .parse()
+            .expect("parses");
+        assert_eq!(config.get_dbname(), Some("new"));
+    }
+
+    #[test]
+    fn hides_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("host=h password=secret"), "host=h password=***");
+    }
+}
