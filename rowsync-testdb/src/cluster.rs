@@ -152,8 +152,43 @@ fn find_bindir() -> Option<PathBuf> {
     std::env::split_paths(&path).find(|dir| usable(dir))
 }
 
-/// Creates `temp_dir()/rowsync-pg-<pid>-<random>`.
+/// Environment variable naming the directory to create the cluster in.
+pub(crate) const DIR_VAR: &str = "ROWSYNC_TESTDB_DIR";
+
+/// Free space `/dev/shm` needs before the cluster goes there (Docker's
+/// default is only 64 MiB; a cluster takes about 40 MiB plus ~8 MiB per
+/// database alive at once).
+const MIN_SHM_FREE_KIB: u64 = 1024 * 1024;
+
+/// Where the cluster directory goes: `$ROWSYNC_TESTDB_DIR`, else
+/// `/dev/shm` when it has at least 1 GiB free (a tmpfs makes `CREATE
+/// DATABASE` about ten times faster than an ext4 disk: ~20 ms instead of
+/// ~230 ms), else [`std::env::temp_dir`].
+fn base_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    eprintln!("DBG {:?} {:?}", shm.is_dir(), free_kib(shm));
+    if shm.is_dir() && free_kib(shm).is_some_and(|kib| kib >= MIN_SHM_FREE_KIB) {
+        return shm.to_path_buf();
+    }
+    std::env::temp_dir()
+}
+
+/// Available space in KiB according to `df -Pk`.
+fn free_kib(dir: &Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(dir).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Creates `<base>/rowsync-pg-<pid>-<random>` (see [`base_dir`]).
 fn make_root() -> Result<PathBuf, TestDbError> {
+    let base = base_dir();
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -174,7 +209,7 @@ fn make_root() -> Result<PathBuf, TestDbError> {
         }
     }
     Err(TestDbError::io(
-        format!("creating a directory in {}", std::env::temp_dir().display()),
+        format!("creating a directory in {}", base.display()),
         last_error.unwrap_or_else(|| std::io::Error::other("no free name")),
     ))
 }

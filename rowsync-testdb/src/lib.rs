@@ -14,8 +14,10 @@
 //! * Otherwise one throwaway cluster is started per process on first use:
 //!   binaries from `pg_config --bindir`, else `/usr/lib/postgresql/*/bin`
 //!   (newest first), else `PATH`; `initdb` into
-//!   `temp_dir()/rowsync-pg-<pid>-<random>` (as the `postgres` OS user when
-//!   running as root); started on a free port of 127.0.0.1 with
+//!   `<dir>/rowsync-pg-<pid>-<random>` (as the `postgres` OS user when
+//!   running as root), where `<dir>` is `$ROWSYNC_TESTDB_DIR`, else
+//!   `/dev/shm` when it has 1 GiB free (a tmpfs makes `CREATE DATABASE`
+//!   about ten times faster), else [`std::env::temp_dir`]; started on a free port of 127.0.0.1 with
 //!   `wal_level = logical`, `pg_stat_statements` preloaded, `fsync = off`
 //!   and `max_connections = 300`. A detached watchdog stops it and removes
 //!   the directory when the process ends, even on a panic or SIGKILL.

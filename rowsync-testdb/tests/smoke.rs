@@ -98,3 +98,53 @@ async fn fixture_errors_are_reported() {
     assert!(message.contains("fixture"), "{message}");
     assert!(message.contains("syntax error"), "{message}");
 }
+
+#[tokio::test]
+async fn database_url_or_throwaway_gives_a_usable_database() {
+    let url = rowsync_testdb::database_url_or_throwaway("rowsync_smoke_example")
+        .await
+        .expect("url");
+    match std::env::var("DATABASE_URL") {
+        Ok(env_url) if !env_url.is_empty() => assert_eq!(url, env_url),
+        _ => {
+            assert!(url.ends_with("/rowsync_smoke_example"), "{url}");
+            // A second call finds the database already there.
+            let again = rowsync_testdb::database_url_or_throwaway("rowsync_smoke_example")
+                .await
+                .expect("second call");
+            assert_eq!(url, again);
+        }
+    }
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await.expect("query");
+}
+
+#[test]
+fn many_runtimes_at_once() {
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    for _ in 0..3 {
+                        let db = TestDatabase::create(FIXTURE).await.expect("database");
+                        let client = db.connect().await.expect("connect");
+                        client
+                            .execute("INSERT INTO t VALUES (1)", &[])
+                            .await
+                            .expect("insert into a fresh table");
+                    }
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+}

@@ -6,3 +6,5 @@ mod compile_fail;
 mod graph;
 mod load;
 mod types;
+mod capture_listen;
+mod capture_triggers;

@@ -2,6 +2,7 @@
 
 mod db;
 mod executor;
+pub(crate) mod pg_text;
 pub(crate) mod pg_value;
 mod preload;
 mod preload_tree;
@@ -10,5 +11,6 @@ pub(crate) mod related_sql;
 
 pub use db::{query, Db};
 pub use executor::Executor;
+pub use pg_text::{value_from_text, PgType};
 pub use preload_tree::{PreloadNode, PreloadTree};
 pub use query::{preload_into, Query};

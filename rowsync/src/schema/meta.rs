@@ -48,7 +48,7 @@ impl SchemaMeta {
 }
 
 /// A possibly schema-qualified table name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableName {
     /// The PostgreSQL schema (`None`: the search path, normally `public`).
     pub schema: Option<&'static str>,

@@ -1,0 +1,49 @@
+//! The one change type every capture source yields.
+
+use crate::schema::{Key, TableName, Value};
+
+/// What happened to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `INSERT`.
+    Inserted,
+    /// `UPDATE`.
+    Updated,
+    /// `DELETE`.
+    Deleted,
+}
+
+/// One row change, as captured. Carries the row's key and the routing columns, not the row:
+/// the row is read (once, through the hub's cache) only by those who need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What happened.
+    pub op: Op,
+    /// The table.
+    pub table: TableName,
+    /// The row's key (for an update that changed the key: the new key).
+    pub key: Key,
+    /// The key before an update that changed it.
+    pub old_key: Option<Key>,
+    /// Routing columns: new values (old values for a delete).
+    pub columns: Vec<(&'static str, Value)>,
+    /// Old values of the routing columns, for an update that changed any of them.
+    pub old_columns: Vec<(&'static str, Value)>,
+    /// The writing transaction's id (`pg_current_xact_id()`).
+    pub xid: u64,
+    /// Position in the order the hub received changes (commit order); also the version the
+    /// row cache keys loads by.
+    pub seq: u64,
+}
+
+impl Change {
+    /// The value of a routing column (new value; old value for a delete).
+    pub fn column(&self, name: &str) -> Option<&Value> {
+        self.columns.iter().find(|(c, _)| *c == name).map(|(_, v)| v)
+    }
+
+    /// The value of a routing column before an update, if the update changed it.
+    pub fn old_column(&self, name: &str) -> Option<&Value> {
+        self.old_columns.iter().find(|(c, _)| *c == name).map(|(_, v)| v)
+    }
+}

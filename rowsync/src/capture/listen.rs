@@ -1,0 +1,1 @@
+//! The listener: one connection LISTENing for change payloads.

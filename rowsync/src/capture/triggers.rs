@@ -1,0 +1,1 @@
+//! The SQL capture installs: one trigger function and one row trigger per watched table.

@@ -1,0 +1,1 @@
+//! Capture by triggers: installed SQL, payloads, naming.
