@@ -52,7 +52,16 @@ fn expand(c: &Container) -> TokenStream {
     let column_defs = c.columns.iter().map(|col| {
         let column = &col.name;
         let field = col.ident.to_string();
-        quote! { rs::ColumnDef { name: #column, field: #field } }
+        let ty = col.ty;
+        let rust_type = quote!(#ty).to_string().replace(' ', "");
+        quote_spanned! {ty.span()=>
+            rs::ColumnDef {
+                name: #column,
+                field: #field,
+                rust_type: #rust_type,
+                sql_types: <#ty as rs::FieldValue>::SQL_TYPES,
+            }
+        }
     });
     let key_positions = c
         .columns

@@ -51,6 +51,7 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
         const _: () = {
             use ::rowsync::__private as rs;
             impl rs::FieldValue for #ident {
+                const SQL_TYPES: &'static [&'static str] = &["text", "varchar", "bpchar", "enum"];
                 fn from_value(value: rs::Value) -> ::core::result::Result<Self, rs::DecodeError> {
                     match value {
                         rs::Value::Text(text) => match text.as_str() {

@@ -169,7 +169,6 @@ fn base_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let shm = Path::new("/dev/shm");
-    eprintln!("DBG {:?} {:?}", shm.is_dir(), free_kib(shm));
     if shm.is_dir() && free_kib(shm).is_some_and(|kib| kib >= MIN_SHM_FREE_KIB) {
         return shm.to_path_buf();
     }
@@ -195,8 +194,7 @@ fn make_root() -> Result<PathBuf, TestDbError> {
     let mut last_error = None;
     for attempt in 0u32..16 {
         let random = RandomState::new().hash_one((nanos, attempt));
-        let root =
-            std::env::temp_dir().join(format!("rowsync-pg-{}-{random:016x}", std::process::id()));
+        let root = base.join(format!("rowsync-pg-{}-{random:016x}", std::process::id()));
         match fs::create_dir(&root) {
             Ok(()) => return Ok(root),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_error = Some(e),

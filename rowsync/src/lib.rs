@@ -51,6 +51,7 @@
 //! The pieces, in the order a change travels through them: [`schema`] (what you declare),
 //! [`graph`] (the schema graph and its paths), [`load`] (queries and preloads).
 
+pub mod cache;
 pub mod capture;
 pub mod error;
 pub mod graph;

@@ -85,6 +85,10 @@ pub struct ColumnDef {
     pub name: &'static str,
     /// The Rust field name.
     pub field: &'static str,
+    /// The field's Rust type, as written.
+    pub rust_type: &'static str,
+    /// PostgreSQL type names the field decodes from ([`FieldValue::SQL_TYPES`](super::FieldValue::SQL_TYPES)).
+    pub sql_types: &'static [&'static str],
 }
 
 /// One association of a schema.

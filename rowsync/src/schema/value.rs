@@ -155,6 +155,9 @@ impl Hash for Value {
 /// `serde_json::Value`, chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`,
 /// and `Option<T>` of any of them. Text-backed enums get it from `#[derive(TextEnum)]`.
 pub trait FieldValue: Sized {
+    /// PostgreSQL type names (`pg_type.typname`) a column may have for this field; `"enum"`
+    /// stands for any PostgreSQL enum. Checked against the live database when a hub starts.
+    const SQL_TYPES: &'static [&'static str];
     /// Decodes a column value; `NULL` into a non-`Option` type is an error.
     fn from_value(value: Value) -> Result<Self, DecodeError>;
     /// Encodes the field as a column value.
@@ -173,8 +176,9 @@ fn mismatch<T>(expected: &'static str, found: &Value) -> Result<T, DecodeError> 
 }
 
 macro_rules! int_field {
-    ($ty:ty, $variant:ident, $name:literal) => {
+    ($ty:ty, $variant:ident, $name:literal, $types:expr) => {
         impl FieldValue for $ty {
+            const SQL_TYPES: &'static [&'static str] = $types;
             fn from_value(value: Value) -> Result<Self, DecodeError> {
                 match value.as_i64() {
                     Some(v) => <$ty>::try_from(v).map_err(|_| DecodeError::OutOfRange {
@@ -191,11 +195,12 @@ macro_rules! int_field {
     };
 }
 
-int_field!(i16, I16, "int2 (i16)");
-int_field!(i32, I32, "int4 (i32)");
-int_field!(i64, I64, "int8 (i64)");
+int_field!(i16, I16, "int2 (i16)", &["int2"]);
+int_field!(i32, I32, "int4 (i32)", &["int2", "int4"]);
+int_field!(i64, I64, "int8 (i64)", &["int2", "int4", "int8", "oid"]);
 
 impl FieldValue for f64 {
+    const SQL_TYPES: &'static [&'static str] = &["float4", "float8"];
     fn from_value(value: Value) -> Result<Self, DecodeError> {
         match value.as_f64() {
             Some(v) => Ok(v),
@@ -208,6 +213,7 @@ impl FieldValue for f64 {
 }
 
 impl FieldValue for f32 {
+    const SQL_TYPES: &'static [&'static str] = &["float4"];
     fn from_value(value: Value) -> Result<Self, DecodeError> {
         match value {
             Value::F32(v) => Ok(v),
@@ -220,8 +226,9 @@ impl FieldValue for f32 {
 }
 
 macro_rules! plain_field {
-    ($ty:ty, $variant:ident, $name:literal) => {
+    ($ty:ty, $variant:ident, $name:literal, $types:expr) => {
         impl FieldValue for $ty {
+            const SQL_TYPES: &'static [&'static str] = $types;
             fn from_value(value: Value) -> Result<Self, DecodeError> {
                 match value {
                     Value::$variant(v) => Ok(v),
@@ -235,17 +242,18 @@ macro_rules! plain_field {
     };
 }
 
-plain_field!(bool, Bool, "bool");
-plain_field!(String, Text, "text (String)");
-plain_field!(Vec<u8>, Bytes, "bytea (Vec<u8>)");
-plain_field!(Uuid, Uuid, "uuid");
-plain_field!(serde_json::Value, Json, "jsonb (serde_json::Value)");
-plain_field!(NaiveDate, Date, "date");
-plain_field!(NaiveTime, Time, "time");
-plain_field!(NaiveDateTime, Timestamp, "timestamp");
-plain_field!(DateTime<Utc>, TimestampTz, "timestamptz");
+plain_field!(bool, Bool, "bool", &["bool"]);
+plain_field!(String, Text, "text (String)", &["text", "varchar", "bpchar", "name", "enum"]);
+plain_field!(Vec<u8>, Bytes, "bytea (Vec<u8>)", &["bytea"]);
+plain_field!(Uuid, Uuid, "uuid", &["uuid"]);
+plain_field!(serde_json::Value, Json, "jsonb (serde_json::Value)", &["json", "jsonb"]);
+plain_field!(NaiveDate, Date, "date", &["date"]);
+plain_field!(NaiveTime, Time, "time", &["time"]);
+plain_field!(NaiveDateTime, Timestamp, "timestamp", &["timestamp"]);
+plain_field!(DateTime<Utc>, TimestampTz, "timestamptz", &["timestamptz"]);
 
 impl<T: FieldValue> FieldValue for Option<T> {
+    const SQL_TYPES: &'static [&'static str] = T::SQL_TYPES;
     fn from_value(value: Value) -> Result<Self, DecodeError> {
         match value {
             Value::Null => Ok(None),
