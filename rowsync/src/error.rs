@@ -163,3 +163,46 @@ pub enum ConnectError {
     #[error("could not create the connection pool")]
     Pool(#[source] deadpool_postgres::BuildError),
 }
+
+
+/// Starting or using a [`Hub`](crate::Hub) failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// Declarations, preload paths or names that do not fit the schemas.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The live database does not match the declared schemas.
+    #[error("the database does not match the declared schemas:\n  - {}", .0.join("\n  - "))]
+    DatabaseMismatch(Vec<String>),
+    /// The database URL could not be used.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A database operation at start failed.
+    #[error("{action} failed")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Installing the capture triggers failed.
+    #[error(transparent)]
+    Triggers(#[from] crate::capture::triggers::TriggerError),
+    /// The listener could not start.
+    #[error(transparent)]
+    Listen(#[from] crate::capture::listen::ListenError),
+    /// Loading rows failed (shared by every caller waiting on the same load).
+    #[error("loading rows failed")]
+    Load(#[source] std::sync::Arc<LoadError>),
+    /// The hub has been shut down.
+    #[error("the hub has been shut down")]
+    Closed,
+}
+
+impl From<LoadError> for HubError {
+    fn from(e: LoadError) -> Self {
+        HubError::Load(std::sync::Arc::new(e))
+    }
+}

@@ -55,10 +55,15 @@ pub mod cache;
 pub mod capture;
 pub mod error;
 pub mod graph;
+mod hub;
 pub mod load;
+pub mod route;
 pub mod schema;
 
-pub use error::{ConnectError, DecodeError, LoadError, SchemaError};
+pub use capture::{Change, Op};
+pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError};
+pub use hub::{Hub, HubBuilder, HubStats};
+pub use route::{Message, Ops, ResyncReason, Selector, Subscription, Topic};
 pub use graph::{Graph, Path, Reached};
 pub use load::{preload_into, query, Db, Executor, PreloadTree, Query};
 pub use rowsync_derive::{Schema, TextEnum};

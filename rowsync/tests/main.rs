@@ -8,3 +8,4 @@ mod load;
 mod types;
 mod capture_listen;
 mod capture_triggers;
+mod hub;

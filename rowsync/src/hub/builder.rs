@@ -1,0 +1,170 @@
+//! `Hub::builder(url).watch::<Person>(["posts.tags"]).start().await`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{check, pump, Hub, HubInner};
+use crate::cache::{CacheConfig, RowCache};
+use crate::capture::listen::{Listener, ListenerConfig};
+use crate::capture::{triggers, CapturePlan};
+use crate::error::{ConnectError, HubError};
+use crate::graph::Graph;
+use crate::load::{Db, PreloadTree};
+use crate::route::router::Router;
+use crate::schema::{Schema, SchemaMeta};
+
+/// Configures and starts a [`Hub`].
+#[must_use = "a builder does nothing until `start` is awaited"]
+pub struct HubBuilder {
+    url: String,
+    watches: Vec<(&'static SchemaMeta, Vec<String>)>,
+    channel: String,
+    queue_capacity: usize,
+    cache: CacheConfig,
+    install: bool,
+}
+
+impl HubBuilder {
+    pub(super) fn new(url: String) -> Self {
+        HubBuilder {
+            url,
+            watches: Vec::new(),
+            channel: "rowsync".to_owned(),
+            queue_capacity: 1024,
+            cache: CacheConfig::default(),
+            install: true,
+        }
+    }
+
+    /// Watches `S` and the associations under it (EctoSync's `watchers(Person, assocs: ..)`):
+    /// every table they read is captured, join tables included.
+    pub fn watch<S: Schema>(mut self, preloads: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        self.watches.push((
+            S::meta(),
+            preloads.into_iter().map(|p| p.as_ref().to_owned()).collect(),
+        ));
+        self
+    }
+
+    /// The NOTIFY channel (default `rowsync`); hubs on one database that watch different
+    /// schemas may use different channels.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = channel.into();
+        self
+    }
+
+    /// Messages a subscriber may have queued before it is told to resync (default 1024).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Bounds of the shared row cache.
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = config;
+        self
+    }
+
+    /// Whether `start` installs the capture triggers (default true). Turn it off when you
+    /// install [`Hub::install_sql`]'s output through your own migrations.
+    pub fn install_triggers(mut self, install: bool) -> Self {
+        self.install = install;
+        self
+    }
+
+    /// The capture plan for the watched schemas, without connecting.
+    pub fn plan(&self) -> Result<(Graph, CapturePlan), HubError> {
+        let mut graph = Graph::builder();
+        for (meta, _) in &self.watches {
+            graph = graph.register_meta(meta);
+        }
+        let graph = graph.build()?;
+        let mut watches = Vec::new();
+        for (meta, paths) in &self.watches {
+            watches.push((*meta, PreloadTree::parse(meta, paths)?));
+        }
+        let plan = CapturePlan::new(&graph, &watches)?;
+        Ok((graph, plan))
+    }
+
+    /// The SQL `start` installs, without connecting (for migrations you manage yourself;
+    /// then call [`install_triggers(false)`](Self::install_triggers)).
+    pub fn install_sql(&self) -> Result<String, HubError> {
+        let (_, plan) = self.plan()?;
+        Ok(triggers::install_sql(&plan, &self.channel)?)
+    }
+
+    /// The SQL that removes what `start` installs.
+    pub fn uninstall_sql(&self) -> Result<String, HubError> {
+        let (_, plan) = self.plan()?;
+        Ok(triggers::uninstall_sql(&plan))
+    }
+
+    /// Connects and removes the installed triggers and functions.
+    pub async fn uninstall(self) -> Result<(), HubError> {
+        let (_, plan) = self.plan()?;
+        let (mut client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .map_err(|source| HubError::Database {
+                action: "connecting to the database",
+                source,
+            })?;
+        let driver = tokio::spawn(connection);
+        let result = triggers::uninstall(&mut client, &plan).await;
+        drop(client);
+        driver.abort();
+        Ok(result?)
+    }
+
+    /// Validates the schemas against the live database, installs capture, starts the
+    /// listener, and returns once changes committed from now on will be seen.
+    pub async fn start(self) -> Result<Hub, HubError> {
+        let (graph, mut plan) = self.plan()?;
+        let config = tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        let (mut client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|source| HubError::Database {
+                action: "connecting to the database",
+                source,
+            })?;
+        let driver = tokio::spawn(connection);
+        let schemas: Vec<&'static SchemaMeta> = plan
+            .tables()
+            .filter_map(|t| graph.schema_of(t.table))
+            .collect();
+        let checked = check::check_and_type(&client, &mut plan, &schemas).await;
+        let installed = match checked {
+            Ok(()) if self.install => triggers::install(&mut client, &plan, &self.channel)
+                .await
+                .map_err(HubError::from),
+            other => other,
+        };
+        drop(client);
+        driver.abort();
+        installed?;
+
+        let db = Db::connect(&self.url)?;
+        let router = Router::new(self.queue_capacity);
+        let plan = Arc::new(plan);
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let listener = Listener::start(ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]), tx).await?;
+        let counters = Arc::new(pump::PumpCounters::default());
+        let pump = tokio::spawn(pump::run(rx, plan.clone(), router.clone(), counters.clone()));
+        Ok(Hub {
+            inner: Arc::new(HubInner {
+                db,
+                graph,
+                plan,
+                channel: self.channel,
+                router,
+                cache: RowCache::new(self.cache),
+                counters,
+                running: tokio::sync::Mutex::new(Some((listener, pump))),
+            }),
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! The hub: the long-lived handle that wires capture, cache and routing together
+//! (EctoSync's supervisor). Start one per application and clone it freely.
+
+mod builder;
+mod check;
+mod pump;
+
+use std::any::TypeId;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+pub use builder::HubBuilder;
+
+use crate::cache::{CacheKey, RowCache};
+use crate::capture::listen::Listener;
+use crate::capture::{triggers, CapturePlan, Change, Op};
+use crate::error::HubError;
+use crate::graph::Graph;
+use crate::load::{Db, PreloadTree, Query};
+use crate::route::router::Router;
+use crate::route::{topics_for_rows, topics_for_table, Ops, Selector, Subscription, Topic};
+use crate::schema::Schema;
+
+/// Counters of a hub, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Changes received and routed.
+    pub changes_received: u64,
+    /// Rows loaded from the database through the cache (one read each).
+    pub rows_loaded: u64,
+    /// Requests for a changed row answered by a load already done or in flight.
+    pub cache_hits: u64,
+    /// Payloads that could not be decoded (logged, then ignored).
+    pub malformed_payloads: u64,
+    /// Payloads for tables this hub does not watch.
+    pub unknown_tables: u64,
+    /// Changes too large for a notification (their tables' subscribers resynced).
+    pub overflows: u64,
+    /// Listener reconnects (each one resynced every subscriber).
+    pub reconnects: u64,
+    /// Live subscriptions.
+    pub subscriptions: u64,
+    /// Distinct topics in the routing index.
+    pub topics: u64,
+}
+
+/// A running hub. Cloning is cheap; every clone shares one listener, cache and router.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    db: Db,
+    graph: Graph,
+    plan: Arc<CapturePlan>,
+    channel: String,
+    router: Arc<Router>,
+    cache: RowCache,
+    counters: Arc<pump::PumpCounters>,
+    running: tokio::sync::Mutex<Option<(Listener, JoinHandle<()>)>>,
+}
+
+impl Hub {
+    /// Starts configuring a hub for the database at `url`.
+    pub fn builder(url: impl Into<String>) -> HubBuilder {
+        HubBuilder::new(url.into())
+    }
+
+    /// Starts a query on the hub's connection pool.
+    pub fn query<S: Schema>(&self) -> Query<'_, S> {
+        self.inner.db.query::<S>()
+    }
+
+    /// The hub's connection pool.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The schema graph of the watched schemas.
+    pub fn graph(&self) -> &Graph {
+        &self.inner.graph
+    }
+
+    /// What the hub captures.
+    pub fn plan(&self) -> &CapturePlan {
+        &self.inner.plan
+    }
+
+    /// The SQL the hub installs (and would install), for migrations you manage yourself.
+    pub fn install_sql(&self) -> Result<String, HubError> {
+        Ok(triggers::install_sql(&self.inner.plan, &self.inner.channel)?)
+    }
+
+    /// Every change of `S`'s table, and of the tables that can change data loaded with
+    /// `preloads` (EctoSync's `subscribe(Post, assocs: [:tags])`).
+    pub fn subscribe_table<S: Schema>(&self, preloads: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Subscription, HubError> {
+        let tree = PreloadTree::parse(S::meta(), preloads)?;
+        let topics = topics_for_table(S::meta(), &tree)?;
+        Ok(self.inner.router.subscribe(topics, Ops::ALL))
+    }
+
+    /// Changes that touch `rows` held with `preloads` loaded: updates and deletes of those
+    /// rows and of the associated rows they hold at any depth (by primary key), and inserts
+    /// into their loaded collections (by foreign key; join tables by owner key).
+    pub fn subscribe<'a, S: Schema>(
+        &self,
+        rows: impl IntoIterator<Item = &'a S>,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Subscription, HubError> {
+        let tree = PreloadTree::parse(S::meta(), preloads)?;
+        let rows: Vec<&S> = rows.into_iter().collect();
+        let topics = topics_for_rows(&rows, &tree)?;
+        Ok(self.inner.router.subscribe(topics, Ops::ALL))
+    }
+
+    /// Changes of `S`'s table with operation `op` and rows chosen by `selector`, e.g.
+    /// `hub.subscribe_to::<Comment>(Op::Updated, Selector::foreign("post_id", 42))`.
+    pub fn subscribe_to<S: Schema>(&self, op: Op, selector: Selector) -> Result<Subscription, HubError> {
+        self.subscribe_topics([Topic { table: S::meta().table, selector }], op.into())
+    }
+
+    /// A subscription to explicit topics.
+    pub fn subscribe_topics(&self, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Result<Subscription, HubError> {
+        Ok(self.inner.router.subscribe(topics, ops))
+    }
+
+    /// The changed row as of this change, read once through the shared cache however many
+    /// subscribers ask; `None` when it no longer exists.
+    pub async fn get<S: Schema>(&self, change: &Change) -> Result<Option<S>, HubError> {
+        self.get_with::<S>(change, [""; 0]).await
+    }
+
+    /// Like [`get`](Self::get), with associations preloaded (the rows sync inserts).
+    pub async fn get_with<S: Schema>(
+        &self,
+        change: &Change,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Option<S>, HubError> {
+        let tree = PreloadTree::parse(S::meta(), preloads)?;
+        let key = CacheKey {
+            table: change.table,
+            key: change.key.clone(),
+            seq: change.seq,
+            shape: Arc::from(tree.paths().join(",")),
+            type_id: TypeId::of::<Option<S>>(),
+        };
+        let paths = tree.paths();
+        let row_key = change.key.clone();
+        let db = &self.inner.db;
+        let row = self
+            .inner
+            .cache
+            .get_or_load(key, async move { db.query::<S>().preload(paths).get(row_key).await })
+            .await
+            .map_err(HubError::Load)?;
+        Ok(Option::clone(&row))
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> HubStats {
+        let c = &self.inner.counters;
+        HubStats {
+            changes_received: c.changes.load(Ordering::Relaxed),
+            rows_loaded: self.inner.cache.loads(),
+            cache_hits: self.inner.cache.hits(),
+            malformed_payloads: c.malformed.load(Ordering::Relaxed),
+            unknown_tables: c.unknown_table.load(Ordering::Relaxed),
+            overflows: c.overflows.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            subscriptions: self.inner.router.subscription_count() as u64,
+            topics: self.inner.router.topic_count() as u64,
+        }
+    }
+
+    /// Entries in the shared row cache now (after pending evictions ran).
+    pub async fn cache_entries(&self) -> u64 {
+        self.inner.cache.len().await
+    }
+
+    /// The backend pid of the listener's connection (to observe or test reconnects).
+    pub async fn listener_pid(&self) -> Option<i32> {
+        self.inner
+            .running
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|(l, _)| l.process_id())
+    }
+
+    /// Stops the listener and the routing task; subscriptions then end (`next()` gives
+    /// `None`). Installed triggers stay (other hubs may rely on them).
+    pub async fn shutdown(&self) {
+        let running = self.inner.running.lock().await.take();
+        if let Some((listener, pump)) = running {
+            listener.shutdown().await;
+            let _ = pump.await;
+        }
+        self.inner.router.close_all();
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("stats", &self.stats()).finish()
+    }
+}

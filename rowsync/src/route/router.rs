@@ -1,0 +1,135 @@
+//! Fan-out: a change goes to the subscribers its topics match, each once, without waiting
+//! on any of them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+use super::index::{RouteIndex, SubscriptionId};
+use super::subscription::{Message, Queue, QueueStats, ResyncReason, Subscription};
+use super::topic::{touched, Ops, Topic};
+use crate::capture::Change;
+use crate::schema::TableName;
+
+/// The subscriptions of a hub and their index.
+pub(crate) struct Router {
+    index: RwLock<RouteIndex>,
+    queues: RwLock<HashMap<SubscriptionId, Arc<Queue>>>,
+    next_id: AtomicU64,
+    capacity: usize,
+}
+
+// why std RwLock: every critical section is a few map operations with no await inside, and
+// dispatch must never wait on a subscriber.
+impl Router {
+    pub fn new(capacity: usize) -> Arc<Router> {
+        Arc::new(Router {
+            index: RwLock::default(),
+            queues: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            capacity: capacity.max(1),
+        })
+    }
+
+    pub fn subscribe(self: &Arc<Self>, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.capacity);
+        let stats = Arc::new(QueueStats::default());
+        let queue = Arc::new(Queue {
+            tx,
+            stats: stats.clone(),
+        });
+        write(&self.queues).insert(id, queue);
+        self.add_topics(id, topics, ops);
+        Subscription::new(id, rx, stats, Arc::downgrade(self))
+    }
+
+    pub fn add_topics(&self, id: SubscriptionId, topics: impl IntoIterator<Item = Topic>, ops: Ops) {
+        let mut index = write(&self.index);
+        for topic in topics {
+            index.add(id, topic, ops);
+        }
+    }
+
+    pub fn remove_topics(&self, id: SubscriptionId, topics: &[Topic]) {
+        let mut index = write(&self.index);
+        for topic in topics {
+            index.remove_topic(id, topic);
+        }
+    }
+
+    pub fn set_topics(&self, id: SubscriptionId, topics: impl IntoIterator<Item = Topic>) {
+        let mut index = write(&self.index);
+        index.remove(id);
+        for topic in topics {
+            index.add(id, topic, Ops::ALL);
+        }
+    }
+
+    pub fn unsubscribe(&self, id: SubscriptionId) {
+        write(&self.index).remove(id);
+        write(&self.queues).remove(&id);
+    }
+
+    pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
+        read(&self.index).topics_of(id)
+    }
+
+    /// Delivers a change to every subscriber it concerns; returns how many.
+    pub fn dispatch(&self, change: Arc<Change>) -> usize {
+        let topics = touched(&change);
+        let ids = read(&self.index).matching(&change, &topics);
+        let queues = read(&self.queues);
+        for id in &ids {
+            if let Some(queue) = queues.get(id) {
+                queue.offer(Message::Change(change.clone()));
+            }
+        }
+        ids.len()
+    }
+
+    /// Tells every subscriber to resync.
+    pub fn resync_all(&self, reason: ResyncReason) {
+        for queue in read(&self.queues).values() {
+            queue.offer(Message::Resync(reason.clone()));
+        }
+    }
+
+    /// Tells the subscribers with a topic on `table` to resync.
+    pub fn resync_table(&self, table: TableName) {
+        let ids = read(&self.index).on_table(&table);
+        let queues = read(&self.queues);
+        for id in ids {
+            if let Some(queue) = queues.get(&id) {
+                queue.offer(Message::Resync(ResyncReason::Overflow { table }));
+            }
+        }
+    }
+
+    /// Ends every subscription: their queues close, so `next()` gives `None` once drained.
+    pub fn close_all(&self) {
+        write(&self.queues).clear();
+    }
+
+    /// Distinct topics indexed.
+    pub fn topic_count(&self) -> usize {
+        read(&self.index).topic_count()
+    }
+
+    /// Live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        read(&self.queues).len()
+    }
+}
+
+// why recover from poisoning: a panic elsewhere must not take routing down for everyone;
+// the maps stay consistent because no code panics between their updates.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,209 @@
+//! A subscription: a bounded stream of messages for one subscriber.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+
+use super::index::SubscriptionId;
+use super::router::Router;
+use super::topic::Topic;
+use crate::capture::Change;
+use crate::schema::TableName;
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A change that touches the subscriber's data.
+    Change(Arc<Change>),
+    /// Changes were lost for this subscriber: reload what it holds.
+    Resync(ResyncReason),
+}
+
+/// Why a subscriber must resync.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ResyncReason {
+    /// The listener lost its connection; notifications sent in the gap are gone.
+    Reconnected,
+    /// The subscriber's queue was full; this many messages were dropped for it.
+    Lagged {
+        /// Messages dropped.
+        missed: u64,
+    },
+    /// A change of this table was too large to describe in a notification.
+    Overflow {
+        /// The table.
+        table: TableName,
+    },
+}
+
+/// Counters shared by a subscriber's queue and its subscription.
+#[derive(Default)]
+pub(crate) struct QueueStats {
+    /// Messages dropped since the subscriber last looked (queue full).
+    pub missed: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped_total: AtomicU64,
+}
+
+/// The hub's side of a subscriber's queue. Only the hub holds the sender, so the stream
+/// ends when the hub shuts down.
+pub(crate) struct Queue {
+    pub tx: mpsc::Sender<Message>,
+    pub stats: Arc<QueueStats>,
+}
+
+impl Queue {
+    /// Queues a message, or counts it as missed when the queue is full; never waits.
+    pub fn offer(&self, message: Message) {
+        match self.tx.try_send(message) {
+            Ok(()) => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.missed.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// A stream of [`Message`]s for the rows a subscriber holds. Changes arrive in commit order,
+/// each at most once. The queue is bounded: a subscriber that falls behind gets
+/// [`Message::Resync`] (and the changes queued before it are dropped, as a reload covers
+/// them) instead of unbounded memory. Dropping the subscription unsubscribes it.
+pub struct Subscription {
+    id: SubscriptionId,
+    rx: mpsc::Receiver<Message>,
+    queue: Arc<QueueStats>,
+    router: Weak<Router>,
+    pending: VecDeque<Message>,
+}
+
+impl Subscription {
+    pub(crate) fn new(id: SubscriptionId, rx: mpsc::Receiver<Message>, queue: Arc<QueueStats>, router: Weak<Router>) -> Self {
+        Subscription {
+            id,
+            rx,
+            queue,
+            router,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// This subscription's id within its hub.
+    pub fn id(&self) -> SubscriptionId {
+        self.id
+    }
+
+    /// The next message; `None` once the hub has shut down.
+    pub async fn next(&mut self) -> Option<Message> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// The next message and every change of the same transaction already queued after it.
+    pub async fn next_batch(&mut self) -> Option<Vec<Message>> {
+        let first = self.next().await?;
+        let Message::Change(change) = &first else {
+            return Some(vec![first]);
+        };
+        let xid = change.xid;
+        let mut batch = vec![first];
+        while let Ok(message) = self.rx.try_recv() {
+            match &message {
+                Message::Change(c) if c.xid == xid => batch.push(message),
+                _ => {
+                    self.pending.push_back(message);
+                    break;
+                }
+            }
+        }
+        Some(batch)
+    }
+
+    /// The topics this subscription is indexed under now.
+    pub fn topics(&self) -> Vec<Topic> {
+        self.router
+            .upgrade()
+            .map(|r| r.topics_of(self.id))
+            .unwrap_or_default()
+    }
+
+    /// Adds topics (e.g. for rows the subscriber started to hold).
+    pub fn add_topics(&self, topics: impl IntoIterator<Item = Topic>) {
+        if let Some(router) = self.router.upgrade() {
+            router.add_topics(self.id, topics, super::Ops::ALL);
+        }
+    }
+
+    /// Removes topics (e.g. for rows the subscriber no longer holds).
+    pub fn remove_topics(&self, topics: &[Topic]) {
+        if let Some(router) = self.router.upgrade() {
+            router.remove_topics(self.id, topics);
+        }
+    }
+
+    /// Replaces every topic (after a reload).
+    pub fn set_topics(&self, topics: impl IntoIterator<Item = Topic>) {
+        if let Some(router) = self.router.upgrade() {
+            router.set_topics(self.id, topics);
+        }
+    }
+
+    /// Messages queued for this subscriber so far.
+    pub fn delivered(&self) -> u64 {
+        self.queue.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped for this subscriber because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped_total.load(Ordering::Relaxed)
+    }
+
+    /// Stops the subscription now (dropping it does the same).
+    pub fn unsubscribe(self) {}
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let missed = self.queue.missed.swap(0, Ordering::Relaxed);
+        if missed > 0 {
+            // why drop what is queued: the reload the resync asks for reads the database
+            // after these changes committed, so it includes them.
+            self.pending.clear();
+            while self.rx.try_recv().is_ok() {}
+            return Poll::Ready(Some(Message::Resync(ResyncReason::Lagged { missed })));
+        }
+        if let Some(message) = self.pending.pop_front() {
+            return Poll::Ready(Some(message));
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Message;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.get_mut().poll_message(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.upgrade() {
+            router.unsubscribe(self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.id).finish()
+    }
+}
