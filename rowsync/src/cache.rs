@@ -195,3 +195,36 @@ mod tests {
         assert!(cache.len().await <= 100, "{}", cache.len().await);
     }
 }
+
+/// Loads changed rows through the cache: what sync and [`Hub::get`](crate::Hub::get) use.
+#[derive(Clone)]
+pub(crate) struct Loader {
+    pub cache: Arc<RowCache>,
+    pub db: crate::load::Db,
+}
+
+impl Loader {
+    /// The row of `S` with `key` as of change `seq`, with `tree` preloaded; one read per
+    /// (row, change, shape) however many callers ask.
+    pub async fn row<S: crate::schema::Schema>(
+        &self,
+        key: Key,
+        seq: u64,
+        tree: &crate::load::PreloadTree,
+    ) -> Result<Option<S>, Arc<LoadError>> {
+        let paths = tree.paths();
+        let cache_key = CacheKey {
+            table: S::meta().table,
+            key: key.clone(),
+            seq,
+            shape: Arc::from(paths.join(",")),
+            type_id: TypeId::of::<Option<S>>(),
+        };
+        let db = &self.db;
+        let row = self
+            .cache
+            .get_or_load(cache_key, async move { db.query::<S>().preload(paths).get(key).await })
+            .await?;
+        Ok(Option::clone(&row))
+    }
+}

@@ -206,3 +206,33 @@ impl From<LoadError> for HubError {
         HubError::Load(std::sync::Arc::new(e))
     }
 }
+
+/// Applying a change to held data failed; the data is left as it was before that change
+/// where the failure happened (other parts may already hold the change).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// Loading a changed row failed (shared by every caller waiting on the same load).
+    #[error("loading a changed row failed")]
+    Load(#[source] std::sync::Arc<LoadError>),
+    /// Preload paths or declarations that do not fit the schemas.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The data is not of the schema the subscription was made for.
+    #[error("this subscription holds `{expected}`, but `sync` was given `{found}`")]
+    WrongSchema {
+        /// The subscription's schema.
+        expected: &'static str,
+        /// The data's schema.
+        found: &'static str,
+    },
+    /// The subscription was made without held data (`subscribe_to`, `subscribe_topics`).
+    #[error("this subscription has no data shape to sync; subscribe with `subscribe` or `subscribe_table`")]
+    NoShape,
+}
+
+impl From<std::sync::Arc<LoadError>> for SyncError {
+    fn from(e: std::sync::Arc<LoadError>) -> Self {
+        SyncError::Load(e)
+    }
+}

@@ -58,12 +58,14 @@ pub mod graph;
 mod hub;
 pub mod load;
 pub mod route;
+pub mod sync;
 pub mod schema;
 
 pub use capture::{Change, Op};
-pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError};
-pub use hub::{Hub, HubBuilder, HubStats};
-pub use route::{Message, Ops, ResyncReason, Selector, Subscription, Topic};
+pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError, SyncError};
+pub use hub::{Hub, HubBuilder, HubStats, Subscription};
+pub use route::{Message, Ops, ResyncReason, Selector, Topic};
+pub use sync::{Changes, Held, SyncOptions};
 pub use graph::{Graph, Path, Reached};
 pub use load::{preload_into, query, Db, Executor, PreloadTree, Query};
 pub use rowsync_derive::{Schema, TextEnum};

@@ -114,6 +114,15 @@ async fn next_payload(rx: &mut mpsc::UnboundedReceiver<Notification>) -> String 
 
 async fn next_change(rx: &mut mpsc::UnboundedReceiver<Notification>, plan: &CapturePlan) -> Change {
     let payload = next_payload(rx).await;
+    // "p" and "q" are left out, not null, when unchanged: the documented format
+    let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&payload).unwrap();
+    for (name, value) in &raw {
+        assert!(
+            ["o", "s", "t", "x", "k", "n", "p", "q"].contains(&name.as_str()),
+            "{payload}"
+        );
+        assert!(!value.is_null(), "{payload}");
+    }
     match decode(payload.as_bytes(), plan, 0) {
         Ok(Decoded::Change(c)) => c,
         other => panic!("{payload} decoded as {other:?}"),
@@ -402,7 +411,8 @@ async fn installing_twice_is_idempotent_and_replaces_a_stale_function() {
         .batch_execute(&format!(
             "CREATE FUNCTION {schema}.{function}() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN PERFORM pg_notify('{CHANNEL}', 'stale'); RETURN NULL; END $$; \
-             CREATE TRIGGER {trigger} AFTER INSERT ON posts FOR EACH ROW EXECUTE FUNCTION {schema}.{function}();",
+             CREATE TRIGGER {trigger} AFTER INSERT ON posts FOR EACH ROW \
+             EXECUTE FUNCTION {schema}.{function}();",
             schema = quote_ident("public"),
             function = quote_ident(&function_name(&posts)),
             trigger = quote_ident(&trigger_name(&posts)),
@@ -445,6 +455,23 @@ async fn installing_twice_is_idempotent_and_replaces_a_stale_function() {
         matches!(decode(payload.as_bytes(), &plan, 0), Ok(Decoded::Change(_))),
         "{payload}"
     );
+}
+
+#[tokio::test]
+async fn two_hubs_installing_at_once_do_not_conflict() {
+    let mut f = fixture().await;
+    let mut other = f.db.connect().await.unwrap();
+    let plan = person_plan();
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(
+            install(&mut f.sql, &plan, CHANNEL),
+            install(&mut other, &plan, CHANNEL)
+        );
+        a.unwrap();
+        b.unwrap();
+    }
+    let triggers = installed_triggers(&f.sql, "rowsync\\_%").await;
+    assert_eq!(triggers.len(), plan.tables().count());
 }
 
 #[tokio::test]
@@ -602,6 +629,7 @@ async fn uninstall_removes_every_trigger_and_function() {
     );
 }
 
+/// A quote, a space, capitals, and a dollar-quote tag in names.
 #[tokio::test]
 async fn quotes_spaces_and_capitals_in_names_work() {
     let mut f = fixture().await;
@@ -614,14 +642,14 @@ async fn quotes_spaces_and_capitals_in_names_work() {
             "CREATE SCHEMA {schema}; CREATE TABLE {table} ({key} bigint PRIMARY KEY, {route} text)",
             schema = quote_ident("We\"ird Schema"),
             key = quote_ident("Key \"Col\""),
-            route = quote_ident("Route Col"),
+            route = quote_ident("Route $rowsync$ Col"),
         ))
         .await
         .unwrap();
     let mut plan = plan_of(TablePlan {
         table,
         key: vec!["Key \"Col\""],
-        routes: vec!["Route Col"],
+        routes: vec!["Route $rowsync$ Col"],
         types: vec![],
     });
     fill_types(&f.sql, &mut plan).await;
@@ -636,7 +664,7 @@ async fn quotes_spaces_and_capitals_in_names_work() {
         Op::Inserted,
         table,
         vec![Value::I64(1)],
-        vec![("Route Col", text("plain"))],
+        vec![("Route $rowsync$ Col", text("plain"))],
     );
     assert_eq!(
         next_change(&mut rx, &plan).await,
@@ -645,7 +673,10 @@ async fn quotes_spaces_and_capitals_in_names_work() {
 
     let tx = f.sql.transaction().await.unwrap();
     tx.execute(
-        &format!("UPDATE {table} SET {} = $1", quote_ident("Route Col")),
+        &format!(
+            "UPDATE {table} SET {} = $1",
+            quote_ident("Route $rowsync$ Col")
+        ),
         &[&tricky],
     )
     .await
@@ -660,9 +691,9 @@ async fn quotes_spaces_and_capitals_in_names_work() {
         Op::Updated,
         table,
         vec![Value::I64(1)],
-        vec![("Route Col", text(tricky))],
+        vec![("Route $rowsync$ Col", text(tricky))],
     )
-    .was(vec![("Route Col", text("plain"))]);
+    .was(vec![("Route $rowsync$ Col", text("plain"))]);
     assert_eq!(
         next_change(&mut rx, &plan).await,
         expected.change(&plan, xid.parse().unwrap())

@@ -17,7 +17,9 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Notification, Socket};
+use tokio_postgres::{
+    AsyncMessage, Client, Connection, NoTls, Notification, SimpleQueryMessage, Socket,
+};
 
 /// What the listener tells its owner, in the order things happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,15 +276,21 @@ async fn setup(client: &Client, channels: &[String]) -> Result<i32, ListenError>
                 source,
             })?;
     }
+    // why: the simple protocol, not `query_one`: that prepares a statement whose Close is
+    // sent later, and a backend killed with that message unread resets the socket, so the
+    // server's "terminating connection" error never reaches us.
     let messages = client
         .simple_query("SELECT pg_backend_pid()")
         .await
         .map_err(|source| ListenError::Connect { source })?;
-    let pid = messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+    let pid = messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
         _ => None,
     });
-    Ok(pid.unwrap_or(NO_PROCESS))
+    Ok(pid.unwrap_or_else(|| {
+        tracing::warn!("pg_backend_pid() returned no integer; the listener's pid is unknown");
+        NO_PROCESS
+    }))
 }
 
 /// Runs `work` while driving the connection, keeping the notifications that arrive meanwhile.

@@ -10,8 +10,8 @@ use tokio_postgres::Client;
 use crate::capture::plan::{CapturePlan, TablePlan};
 use crate::schema::{quote_ident, TableName};
 
-/// Written as the comment of every installed function and trigger, so installed objects can
-/// be recognised (and an older version's told apart) by looking at the catalog.
+/// The comment on every installed function and trigger: a look at the catalog shows which
+/// objects rowsync installed, and which version of it did.
 pub const MARKER: &str = "rowsync capture v1";
 
 /// Key of the advisory lock both scripts take first.
@@ -99,7 +99,8 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 /// script runs in one transaction, as [`install`] runs it.
 ///
 /// `channel` is written as given: listeners must `LISTEN` on the quoted name, since
-/// PostgreSQL folds an unquoted one to lower case.
+/// PostgreSQL folds an unquoted one to lower case. Needs PostgreSQL 13 or later
+/// (`pg_current_xact_id`).
 pub fn install_sql(plan: &CapturePlan, channel: &str) -> Result<String, TriggerError> {
     validate_channel(channel)?;
     // why escape after validating: a function body cannot take bind parameters, so the
@@ -191,18 +192,28 @@ fn qualified_function(table: &TableName) -> String {
 fn table_sql(table: &TablePlan, channel_literal: &str) -> String {
     let function = qualified_function(&table.table);
     let trigger = quote_ident(&trigger_name(&table.table));
-    let columns: Vec<String> = table.columns().map(quote_ident).collect();
+    let mut columns: Vec<String> = Vec::new();
+    for column in table.columns().map(quote_ident) {
+        if !columns.contains(&column) {
+            columns.push(column);
+        }
+    }
     let body = function_body(table, channel_literal);
     let tag = dollar_tag(&body);
     format!(
-        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}{body}{tag};\n\
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql\n\
+         AS {tag}{body}{tag};\n\
          COMMENT ON FUNCTION {function}() IS '{MARKER}';\n\
          SELECT {select} FROM {name} WHERE false;\n\
          DROP TRIGGER IF EXISTS {trigger} ON {name};\n\
          CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {name} \
          FOR EACH ROW EXECUTE FUNCTION {function}();\n\
          COMMENT ON TRIGGER {trigger} ON {name} IS '{MARKER}';\n",
-        select = if columns.is_empty() { "1".to_owned() } else { columns.join(", ") },
+        select = if columns.is_empty() {
+            "1".to_owned()
+        } else {
+            columns.join(", ")
+        },
         name = table.table,
     )
 }
@@ -232,7 +243,7 @@ fn function_body(table: &TablePlan, channel_literal: &str) -> String {
         if terms.is_empty() {
             "false".to_owned()
         } else {
-            terms.join(" OR ")
+            terms.join("\n            OR ")
         }
     };
     let header = "'o', left(TG_OP, 1), 's', TG_TABLE_SCHEMA, 't', TG_TABLE_NAME, \

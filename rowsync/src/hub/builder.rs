@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{check, pump, Hub, HubInner};
-use crate::cache::{CacheConfig, RowCache};
+use crate::cache::{CacheConfig, Loader, RowCache};
 use crate::capture::listen::{Listener, ListenerConfig};
 use crate::capture::{triggers, CapturePlan};
 use crate::error::{ConnectError, HubError};
@@ -148,6 +148,7 @@ impl HubBuilder {
         installed?;
 
         let db = Db::connect(&self.url)?;
+        let cache = Arc::new(RowCache::new(self.cache));
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
         let (tx, rx) = mpsc::channel(16 * 1024);
@@ -156,12 +157,16 @@ impl HubBuilder {
         let pump = tokio::spawn(pump::run(rx, plan.clone(), router.clone(), counters.clone()));
         Ok(Hub {
             inner: Arc::new(HubInner {
-                db,
+                db: db.clone(),
                 graph,
                 plan,
                 channel: self.channel,
                 router,
-                cache: RowCache::new(self.cache),
+                loader: Loader {
+                    cache: cache.clone(),
+                    db,
+                },
+                cache,
                 counters,
                 running: tokio::sync::Mutex::new(Some((listener, pump))),
             }),

@@ -4,23 +4,27 @@
 mod builder;
 mod check;
 mod pump;
+mod subscription;
 
-use std::any::TypeId;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
 pub use builder::HubBuilder;
+pub use subscription::Subscription;
+use subscription::{sync_detached, Shape};
 
-use crate::cache::{CacheKey, RowCache};
+use crate::cache::{Loader, RowCache};
 use crate::capture::listen::Listener;
 use crate::capture::{triggers, CapturePlan, Change, Op};
 use crate::error::HubError;
 use crate::graph::Graph;
 use crate::load::{Db, PreloadTree, Query};
 use crate::route::router::Router;
-use crate::route::{topics_for_rows, topics_for_table, Ops, Selector, Subscription, Topic};
+use crate::error::SyncError;
+use crate::route::{topics_for_rows, topics_for_table, Message, Ops, Selector, Topic};
+use crate::sync::{Changes, Held, SyncOptions};
 use crate::schema::Schema;
 
 /// Counters of a hub, for tests and metrics.
@@ -59,7 +63,8 @@ struct HubInner {
     plan: Arc<CapturePlan>,
     channel: String,
     router: Arc<Router>,
-    cache: RowCache,
+    cache: Arc<RowCache>,
+    loader: Loader,
     counters: Arc<pump::PumpCounters>,
     running: tokio::sync::Mutex<Option<(Listener, JoinHandle<()>)>>,
 }
@@ -100,7 +105,9 @@ impl Hub {
     pub fn subscribe_table<S: Schema>(&self, preloads: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Subscription, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let topics = topics_for_table(S::meta(), &tree)?;
-        Ok(self.inner.router.subscribe(topics, Ops::ALL))
+        let shape = Shape::new(self, S::meta(), tree, true)?;
+        let inbox = self.inner.router.subscribe(topics, Ops::ALL);
+        Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
 
     /// Changes that touch `rows` held with `preloads` loaded: updates and deletes of those
@@ -114,7 +121,9 @@ impl Hub {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let rows: Vec<&S> = rows.into_iter().collect();
         let topics = topics_for_rows(&rows, &tree)?;
-        Ok(self.inner.router.subscribe(topics, Ops::ALL))
+        let shape = Shape::new(self, S::meta(), tree, false)?;
+        let inbox = self.inner.router.subscribe(topics, Ops::ALL);
+        Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
 
     /// Changes of `S`'s table with operation `op` and rows chosen by `selector`, e.g.
@@ -125,7 +134,28 @@ impl Hub {
 
     /// A subscription to explicit topics.
     pub fn subscribe_topics(&self, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Result<Subscription, HubError> {
-        Ok(self.inner.router.subscribe(topics, ops))
+        let inbox = self.inner.router.subscribe(topics, ops);
+        Ok(Subscription::new(inbox, self.clone(), None))
+    }
+
+    /// Applies a change to data you hold outside a subscription, with the shape read off
+    /// the data (EctoSync's `sync(value, event, preloads: ..)`); `options` can give the
+    /// shape of rows it inserts. A resync message changes nothing here: reload yourself.
+    pub async fn sync_with<S: Schema, H: Held<S>>(
+        &self,
+        data: &mut H,
+        message: &Message,
+        options: SyncOptions,
+    ) -> Result<Changes, SyncError> {
+        match message {
+            Message::Change(change) => sync_detached(self, data, change, options).await,
+            Message::Resync(_) => Ok(Changes::default()),
+        }
+    }
+
+    /// The position of the last change received (changes are numbered in commit order).
+    pub fn current_seq(&self) -> u64 {
+        self.inner.counters.last_seq.load(Ordering::Acquire)
     }
 
     /// The changed row as of this change, read once through the shared cache however many
@@ -141,23 +171,11 @@ impl Hub {
         preloads: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<Option<S>, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
-        let key = CacheKey {
-            table: change.table,
-            key: change.key.clone(),
-            seq: change.seq,
-            shape: Arc::from(tree.paths().join(",")),
-            type_id: TypeId::of::<Option<S>>(),
-        };
-        let paths = tree.paths();
-        let row_key = change.key.clone();
-        let db = &self.inner.db;
-        let row = self
-            .inner
-            .cache
-            .get_or_load(key, async move { db.query::<S>().preload(paths).get(row_key).await })
+        self.inner
+            .loader
+            .row::<S>(change.key.clone(), change.seq, &tree)
             .await
-            .map_err(HubError::Load)?;
-        Ok(Option::clone(&row))
+            .map_err(HubError::Load)
     }
 
     /// Current counters.

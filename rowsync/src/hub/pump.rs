@@ -20,6 +20,8 @@ pub(crate) struct PumpCounters {
     pub unknown_table: AtomicU64,
     pub overflows: AtomicU64,
     pub reconnects: AtomicU64,
+    /// The `seq` of the last payload received.
+    pub last_seq: AtomicU64,
 }
 
 pub(crate) async fn run(
@@ -33,6 +35,7 @@ pub(crate) async fn run(
         match event {
             ListenEvent::Notification { payload, .. } => {
                 seq += 1;
+                counters.last_seq.store(seq, Ordering::Release);
                 match decode(payload.as_bytes(), &plan, seq) {
                     Ok(Decoded::Change(change)) => {
                         counters.changes.fetch_add(1, Ordering::Relaxed);

@@ -77,3 +77,49 @@ impl PreloadTree {
         out
     }
 }
+
+impl PreloadTree {
+    /// The shape of held data: every association loaded on some row, recursively (the
+    /// shape of the first rows that have it loaded).
+    pub fn of_rows<S: crate::schema::Schema>(rows: &[&S]) -> PreloadTree {
+        let mut tree = PreloadTree::default();
+        for index in 0..S::meta().assocs.len() {
+            let found = S::visit_assoc(index, ShapeOf { rows }).flatten();
+            if let Some(below) = found {
+                tree.children.push(PreloadNode {
+                    assoc: index,
+                    name: S::meta().assocs[index].name,
+                    tree: below,
+                });
+            }
+        }
+        tree
+    }
+}
+
+struct ShapeOf<'a, P> {
+    rows: &'a [&'a P],
+}
+
+impl<P: crate::schema::Schema> crate::schema::AssocVisitor<P> for ShapeOf<'_, P> {
+    type Output = Option<PreloadTree>;
+
+    fn visit<C: crate::schema::Schema, T: crate::schema::AssocValue<C>>(
+        self,
+        _: &'static crate::schema::AssocDef,
+        field: crate::schema::AssocField<P, T>,
+    ) -> Option<PreloadTree> {
+        let mut loaded = false;
+        let mut children: Vec<&C> = Vec::new();
+        for row in self.rows {
+            if let Some(held) = (field.get)(row).loaded() {
+                loaded = true;
+                children.extend(held.rows());
+                if !children.is_empty() {
+                    break;
+                }
+            }
+        }
+        loaded.then(|| PreloadTree::of_rows(&children))
+    }
+}

@@ -9,10 +9,12 @@ use crate::capture::Change;
 /// A subscription's id within a hub.
 pub type SubscriptionId = u64;
 
+/// why counted: one subscriber can hold the same row in several places (a tag under two
+/// posts); the topic must stay until the last of them is gone.
 #[derive(Default)]
 pub(crate) struct RouteIndex {
     by_topic: HashMap<Topic, HashMap<SubscriptionId, Ops>>,
-    by_subscription: HashMap<SubscriptionId, HashSet<Topic>>,
+    by_subscription: HashMap<SubscriptionId, HashMap<Topic, usize>>,
 }
 
 impl RouteIndex {
@@ -20,23 +22,32 @@ impl RouteIndex {
         let entry = self.by_topic.entry(topic.clone()).or_default();
         let ops = entry.get(&id).map_or(ops, |o| o.union(ops));
         entry.insert(id, ops);
-        self.by_subscription.entry(id).or_default().insert(topic);
+        *self.by_subscription.entry(id).or_default().entry(topic).or_default() += 1;
     }
 
+    /// Removes one hold of `topic`; the topic goes when no hold is left.
     pub fn remove_topic(&mut self, id: SubscriptionId, topic: &Topic) {
+        let Some(topics) = self.by_subscription.get_mut(&id) else {
+            return;
+        };
+        let Some(count) = topics.get_mut(topic) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        topics.remove(topic);
         if let Some(subs) = self.by_topic.get_mut(topic) {
             subs.remove(&id);
             if subs.is_empty() {
                 self.by_topic.remove(topic);
             }
         }
-        if let Some(topics) = self.by_subscription.get_mut(&id) {
-            topics.remove(topic);
-        }
     }
 
     pub fn remove(&mut self, id: SubscriptionId) {
-        for topic in self.by_subscription.remove(&id).unwrap_or_default() {
+        for topic in self.by_subscription.remove(&id).unwrap_or_default().into_keys() {
             if let Some(subs) = self.by_topic.get_mut(&topic) {
                 subs.remove(&id);
                 if subs.is_empty() {
@@ -49,7 +60,7 @@ impl RouteIndex {
     pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
         self.by_subscription
             .get(&id)
-            .map(|t| t.iter().cloned().collect())
+            .map(|t| t.keys().cloned().collect())
             .unwrap_or_default()
     }
 

@@ -8,5 +8,5 @@ mod topic;
 
 pub use derive::{topics_for_rows, topics_for_table};
 pub use index::SubscriptionId;
-pub use subscription::{Message, ResyncReason, Subscription};
+pub use subscription::{Inbox, Message, ResyncReason};
 pub use topic::{Ops, Selector, Topic};

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 use super::index::{RouteIndex, SubscriptionId};
-use super::subscription::{Message, Queue, QueueStats, ResyncReason, Subscription};
+use super::subscription::{Inbox, Message, Queue, QueueStats, ResyncReason};
 use super::topic::{touched, Ops, Topic};
 use crate::capture::Change;
 use crate::schema::TableName;
@@ -33,7 +33,7 @@ impl Router {
         })
     }
 
-    pub fn subscribe(self: &Arc<Self>, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Inbox {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.capacity);
         let stats = Arc::new(QueueStats::default());
@@ -43,7 +43,7 @@ impl Router {
         });
         write(&self.queues).insert(id, queue);
         self.add_topics(id, topics, ops);
-        Subscription::new(id, rx, stats, Arc::downgrade(self))
+        Inbox::new(id, rx, stats, Arc::downgrade(self))
     }
 
     pub fn add_topics(&self, id: SubscriptionId, topics: impl IntoIterator<Item = Topic>, ops: Ops) {

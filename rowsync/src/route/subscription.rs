@@ -75,11 +75,11 @@ impl Queue {
     }
 }
 
-/// A stream of [`Message`]s for the rows a subscriber holds. Changes arrive in commit order,
-/// each at most once. The queue is bounded: a subscriber that falls behind gets
-/// [`Message::Resync`] (and the changes queued before it are dropped, as a reload covers
-/// them) instead of unbounded memory. Dropping the subscription unsubscribes it.
-pub struct Subscription {
+/// The receiving end of a subscriber's queue: [`Message`]s in commit order, each at most
+/// once. The queue is bounded: a subscriber that falls behind gets [`Message::Resync`] (and
+/// the changes queued before it are dropped, as a reload covers them) instead of unbounded
+/// memory. Dropping the inbox unsubscribes it.
+pub struct Inbox {
     id: SubscriptionId,
     rx: mpsc::Receiver<Message>,
     queue: Arc<QueueStats>,
@@ -87,9 +87,9 @@ pub struct Subscription {
     pending: VecDeque<Message>,
 }
 
-impl Subscription {
+impl Inbox {
     pub(crate) fn new(id: SubscriptionId, rx: mpsc::Receiver<Message>, queue: Arc<QueueStats>, router: Weak<Router>) -> Self {
-        Subscription {
+        Inbox {
             id,
             rx,
             queue,
@@ -186,7 +186,7 @@ impl Subscription {
     }
 }
 
-impl Stream for Subscription {
+impl Stream for Inbox {
     type Item = Message;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
@@ -194,7 +194,7 @@ impl Stream for Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl Drop for Inbox {
     fn drop(&mut self) {
         if let Some(router) = self.router.upgrade() {
             router.unsubscribe(self.id);
@@ -202,8 +202,8 @@ impl Drop for Subscription {
     }
 }
 
-impl std::fmt::Debug for Subscription {
+impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("id", &self.id).finish()
+        f.debug_struct("Inbox").field("id", &self.id).finish()
     }
 }

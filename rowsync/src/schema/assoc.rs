@@ -53,6 +53,8 @@ pub trait AssocValue<C>: Send + Sync + 'static {
     fn rows(&self) -> Vec<&C>;
     /// The rows held, mutably.
     fn rows_mut(&mut self) -> Vec<&mut C>;
+    /// Moves the rows out, leaving the container empty (put them back with `from_rows`).
+    fn take_rows(&mut self) -> Vec<C>;
 }
 
 impl<C: Send + Sync + 'static> AssocValue<C> for Vec<C> {
@@ -64,6 +66,9 @@ impl<C: Send + Sync + 'static> AssocValue<C> for Vec<C> {
     }
     fn rows_mut(&mut self) -> Vec<&mut C> {
         self.iter_mut().collect()
+    }
+    fn take_rows(&mut self) -> Vec<C> {
+        std::mem::take(self)
     }
 }
 
@@ -77,6 +82,9 @@ impl<C: Send + Sync + 'static> AssocValue<C> for Option<C> {
     fn rows_mut(&mut self) -> Vec<&mut C> {
         self.iter_mut().collect()
     }
+    fn take_rows(&mut self) -> Vec<C> {
+        self.take().into_iter().collect()
+    }
 }
 
 impl<C: Send + Sync + 'static> AssocValue<C> for Option<Box<C>> {
@@ -88,6 +96,9 @@ impl<C: Send + Sync + 'static> AssocValue<C> for Option<Box<C>> {
     }
     fn rows_mut(&mut self) -> Vec<&mut C> {
         self.iter_mut().map(|b| &mut **b).collect()
+    }
+    fn take_rows(&mut self) -> Vec<C> {
+        self.take().map(|b| *b).into_iter().collect()
     }
 }
 

@@ -1,0 +1,96 @@
+//! What one sync needs: the change, a loader through the shared cache, options, and the
+//! topics its edits add and remove.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::cache::Loader;
+use crate::capture::Change;
+use crate::error::{SchemaError, SyncError};
+use crate::load::PreloadTree;
+use crate::route::{topics_for_rows, Topic};
+use crate::schema::{Key, Schema};
+
+/// Options of a sync, e.g. the shape rows of a schema get when sync inserts them
+/// (EctoSync's `preloads: %{Tag => [:posts]}`).
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    preloads: HashMap<&'static str, Vec<String>>,
+}
+
+impl SyncOptions {
+    /// Default options: inserted rows get the shape their siblings have.
+    pub fn new() -> Self {
+        SyncOptions::default()
+    }
+
+    /// Rows of `S` that sync inserts get `paths` preloaded.
+    pub fn preload<S: Schema>(mut self, paths: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        self.preloads.insert(
+            S::meta().name,
+            paths.into_iter().map(|p| p.as_ref().to_owned()).collect(),
+        );
+        self
+    }
+
+    /// The shape for inserted rows of `S`: the option's, else `default`.
+    pub(crate) fn shape_for<S: Schema>(&self, default: &PreloadTree) -> Result<PreloadTree, SchemaError> {
+        match self.preloads.get(S::meta().name) {
+            Some(paths) => PreloadTree::parse(S::meta(), paths),
+            None => Ok(default.clone()),
+        }
+    }
+}
+
+/// Topics added and removed by one sync.
+#[derive(Debug, Default)]
+pub(crate) struct TopicDelta {
+    pub added: Vec<Topic>,
+    pub removed: Vec<Topic>,
+}
+
+pub(crate) struct SyncCtx {
+    pub change: Arc<Change>,
+    pub loader: Loader,
+    pub options: SyncOptions,
+    pub delta: Mutex<TopicDelta>,
+}
+
+impl SyncCtx {
+    pub fn new(change: Arc<Change>, loader: Loader, options: SyncOptions) -> SyncCtx {
+        SyncCtx {
+            change,
+            loader,
+            options,
+            delta: Mutex::new(TopicDelta::default()),
+        }
+    }
+
+    /// Whether `key` is the changed row's key (or its key before the update).
+    pub fn is_changed_row(&self, key: &Key) -> bool {
+        &self.change.key == key || self.change.old_key.as_ref() == Some(key)
+    }
+
+    /// The row of `C` with `key` now, loaded through the cache with `tree`.
+    pub async fn load<C: Schema>(&self, key: Key, tree: &PreloadTree) -> Result<Option<C>, SyncError> {
+        Ok(self.loader.row::<C>(key, self.change.seq, tree).await?)
+    }
+
+    /// Records that `row` (held with `tree`) is now held.
+    pub fn track<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
+        let topics = topics_for_rows(&[row], tree)?;
+        self.delta.lock().unwrap_or_else(|e| e.into_inner()).added.extend(topics);
+        Ok(())
+    }
+
+    /// Records that `row` (held with `tree`) is no longer held.
+    pub fn untrack<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
+        let topics = topics_for_rows(&[row], tree)?;
+        self.delta.lock().unwrap_or_else(|e| e.into_inner()).removed.extend(topics);
+        Ok(())
+    }
+
+    pub fn take_delta(&self) -> TopicDelta {
+        std::mem::take(&mut *self.delta.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

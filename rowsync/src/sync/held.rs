@@ -1,0 +1,118 @@
+//! The shapes of held data sync works on: a row, `Option`, `Box`, `Vec`.
+
+use crate::schema::{Key, Schema};
+
+/// Data holding rows of `S` at the top level.
+pub trait Held<S: Schema>: Send {
+    /// The rows held.
+    fn rows(&self) -> Vec<&S>;
+    /// The rows held, mutably.
+    fn rows_mut(&mut self) -> Vec<&mut S>;
+    /// Removes the rows with `key`; returns them (a plain `S` cannot lose its row).
+    fn remove_key(&mut self, key: &Key) -> Vec<S>;
+    /// Whether rows can be added (only lists can).
+    fn can_add(&self) -> bool {
+        false
+    }
+    /// Adds a row that started to belong (only lists can); returns whether it was added.
+    fn add(&mut self, row: S) -> bool;
+    /// Replaces everything held (after a reload), keeping what a plain `S` needs.
+    fn replace_all(&mut self, rows: Vec<S>);
+}
+
+impl<S: Schema> Held<S> for S {
+    fn rows(&self) -> Vec<&S> {
+        vec![self]
+    }
+    fn rows_mut(&mut self) -> Vec<&mut S> {
+        vec![self]
+    }
+    fn remove_key(&mut self, _: &Key) -> Vec<S> {
+        Vec::new()
+    }
+    fn add(&mut self, _: S) -> bool {
+        false
+    }
+    fn replace_all(&mut self, rows: Vec<S>) {
+        if let Some(row) = rows.into_iter().next() {
+            *self = row;
+        }
+    }
+}
+
+impl<S: Schema> Held<S> for Option<S> {
+    fn rows(&self) -> Vec<&S> {
+        self.iter().collect()
+    }
+    fn rows_mut(&mut self) -> Vec<&mut S> {
+        self.iter_mut().collect()
+    }
+    fn remove_key(&mut self, key: &Key) -> Vec<S> {
+        if self.as_ref().is_some_and(|r| &r.primary_key() == key) {
+            self.take().into_iter().collect()
+        } else {
+            Vec::new()
+        }
+    }
+    fn add(&mut self, _: S) -> bool {
+        false
+    }
+    fn replace_all(&mut self, rows: Vec<S>) {
+        *self = rows.into_iter().next();
+    }
+}
+
+impl<S: Schema> Held<S> for Box<S> {
+    fn rows(&self) -> Vec<&S> {
+        vec![&**self]
+    }
+    fn rows_mut(&mut self) -> Vec<&mut S> {
+        vec![&mut **self]
+    }
+    fn remove_key(&mut self, _: &Key) -> Vec<S> {
+        Vec::new()
+    }
+    fn add(&mut self, _: S) -> bool {
+        false
+    }
+    fn replace_all(&mut self, rows: Vec<S>) {
+        if let Some(row) = rows.into_iter().next() {
+            **self = row;
+        }
+    }
+}
+
+impl<S: Schema> Held<S> for Vec<S> {
+    fn rows(&self) -> Vec<&S> {
+        self.iter().collect()
+    }
+    fn rows_mut(&mut self) -> Vec<&mut S> {
+        self.iter_mut().collect()
+    }
+    fn remove_key(&mut self, key: &Key) -> Vec<S> {
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < self.len() {
+            if &self[i].primary_key() == key {
+                removed.push(self.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        removed
+    }
+    fn can_add(&self) -> bool {
+        true
+    }
+    fn add(&mut self, row: S) -> bool {
+        let key = row.primary_key();
+        if self.iter().any(|r| r.primary_key() == key) {
+            return false;
+        }
+        self.push(row);
+        true
+    }
+    fn replace_all(&mut self, rows: Vec<S>) {
+        *self = rows;
+    }
+}

@@ -1,0 +1,77 @@
+//! Applying a change to in-memory data (EctoSync's `sync/3`): a struct, a `Vec`, an
+//! `Option`, nested associations of every kind, walking only the paths of the preload shape
+//! that lead to the changed table.
+
+mod apply;
+mod context;
+mod held;
+mod order;
+mod root;
+pub(crate) mod tree_paths;
+mod walk;
+
+use std::collections::HashMap;
+
+pub use context::SyncOptions;
+pub(crate) use context::SyncCtx;
+pub use held::Held;
+
+use crate::error::SyncError;
+use crate::load::PreloadTree;
+use crate::schema::{Key, Schema};
+use tree_paths::TreePath;
+
+/// What a sync changed at the top level of the held data, for a UI to patch only those rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Root rows added.
+    pub inserted: Vec<Key>,
+    /// Root rows replaced, or changed somewhere inside.
+    pub updated: Vec<Key>,
+    /// Root rows removed.
+    pub deleted: Vec<Key>,
+    /// Whether the whole value was reloaded (after a resync).
+    pub reloaded: bool,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.inserted.is_empty() && self.updated.is_empty() && self.deleted.is_empty() && !self.reloaded
+    }
+}
+
+/// Applies `ctx.change` to `data` held in shape `tree`; `paths` are the shape's paths to
+/// the changed table.
+pub(crate) async fn apply<S: Schema, H: Held<S>>(
+    ctx: &SyncCtx,
+    data: &mut H,
+    tree: &PreloadTree,
+    paths: &[TreePath],
+) -> Result<Changes, SyncError> {
+    let mut changes = Changes::default();
+    if ctx.change.table == S::meta().table {
+        root::apply_root(ctx, data, tree, &mut changes).await?;
+    }
+    let mut touched: HashMap<usize, ()> = HashMap::new();
+    for path in paths {
+        let rows: Vec<(usize, &mut S)> = data.rows_mut().into_iter().enumerate().collect();
+        for root in walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await? {
+            touched.insert(root, ());
+        }
+    }
+    if !touched.is_empty() {
+        let rows = data.rows();
+        let mut indices: Vec<usize> = touched.into_keys().collect();
+        indices.sort_unstable();
+        for i in indices {
+            if let Some(row) = rows.get(i) {
+                let key = row.primary_key();
+                if !changes.updated.contains(&key) && !changes.inserted.contains(&key) {
+                    changes.updated.push(key);
+                }
+            }
+        }
+    }
+    Ok(changes)
+}
