@@ -9,3 +9,4 @@ mod types;
 mod capture_listen;
 mod capture_triggers;
 mod hub;
+mod sync;
