@@ -10,3 +10,4 @@ mod capture_listen;
 mod capture_triggers;
 mod hub;
 mod sync;
+mod oracle;

@@ -12,18 +12,19 @@ use crate::support::schemas::{Person, Post, Tag};
 use crate::support::{seeded, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
-const SENTINEL: &str = "UPDATE tags SET name = name WHERE id = 3";
+/// Person 3 is never deleted by any test: a no-op update of it is the sentinel.
+const SENTINEL: &str = "UPDATE persons SET name = name WHERE id = 3";
 
 /// Every message routed to `sub` so far, in order: a witness subscription hears the
 /// sentinel after everything committed before it was queued for `sub`.
 pub async fn pending(f: &Fixture, hub: &Hub, sub: &mut Subscription) -> Vec<Message> {
-    let mut witness = hub.subscribe_to::<Tag>(Op::Updated, Selector::row(3i64)).unwrap();
+    let mut witness = hub.subscribe_to::<Person>(Op::Updated, Selector::row(3i64)).unwrap();
     f.sql.batch_execute(SENTINEL).await.unwrap();
     loop {
         let Some(Message::Change(c)) = timeout(WAIT, witness.next()).await.expect("sentinel") else {
             continue;
         };
-        if c.key == 3i64.into() {
+        if c.table == Person::meta().table && c.key == 3i64.into() {
             break;
         }
     }

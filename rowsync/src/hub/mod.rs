@@ -105,7 +105,7 @@ impl Hub {
     pub fn subscribe_table<S: Schema>(&self, preloads: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Subscription, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let topics = topics_for_table(S::meta(), &tree)?;
-        let shape = Shape::new(self, S::meta(), tree, true)?;
+        let shape = Shape::new(self, S::meta(), tree, None)?;
         let inbox = self.inner.router.subscribe(topics, Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
@@ -121,7 +121,8 @@ impl Hub {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let rows: Vec<&S> = rows.into_iter().collect();
         let topics = topics_for_rows(&rows, &tree)?;
-        let shape = Shape::new(self, S::meta(), tree, false)?;
+        let keys = rows.iter().map(|r| r.primary_key()).collect();
+        let shape = Shape::new(self, S::meta(), tree, Some(keys))?;
         let inbox = self.inner.router.subscribe(topics, Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }

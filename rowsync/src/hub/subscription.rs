@@ -1,6 +1,6 @@
 //! The subscription users hold: a stream of messages, and `sync` to apply them to data.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::Stream;
@@ -21,10 +21,17 @@ pub(crate) struct Shape {
     pub paths: HashMap<TableName, Vec<TreePath>>,
     /// `subscribe_table`: the root list follows the whole table.
     pub follows_table: bool,
+    /// `subscribe(rows)`: the root keys followed (a row deleted and inserted again returns).
+    pub root_keys: Option<Arc<HashSet<Key>>>,
 }
 
 impl Shape {
-    pub fn new(hub: &Hub, root: &'static SchemaMeta, tree: PreloadTree, follows_table: bool) -> Result<Shape, crate::error::SchemaError> {
+    pub fn new(
+        hub: &Hub,
+        root: &'static SchemaMeta,
+        tree: PreloadTree,
+        root_keys: Option<HashSet<Key>>,
+    ) -> Result<Shape, crate::error::SchemaError> {
         let mut paths = HashMap::new();
         for table in hub.plan().tables().map(|t| t.table) {
             let found = paths_to(root, &tree, table)?;
@@ -36,7 +43,8 @@ impl Shape {
             root,
             tree,
             paths,
-            follows_table,
+            follows_table: root_keys.is_none(),
+            root_keys: root_keys.map(Arc::new),
         })
     }
 }
@@ -138,7 +146,8 @@ impl Subscription {
                     return Ok(Changes::default());
                 }
                 let paths = shape.paths.get(&change.table).map(Vec::as_slice).unwrap_or(&[]);
-                let ctx = SyncCtx::new(change.clone(), self.hub.inner.loader.clone(), options);
+                let mut ctx = SyncCtx::new(change.clone(), self.hub.inner.loader.clone(), options);
+                ctx.root_keys = shape.root_keys.clone();
                 let changes = apply(&ctx, data, &shape.tree, paths).await?;
                 let delta = ctx.take_delta();
                 self.inbox.add_topics(delta.added);
@@ -157,12 +166,20 @@ impl Subscription {
         let fresh = if shape.follows_table {
             self.hub.query::<S>().preload(&paths).all().await
         } else {
-            reload_rows(&self.hub, data.rows().iter().map(|r| r.primary_key()).collect(), &paths).await
+            let keys = match &shape.root_keys {
+                Some(keys) => keys.iter().cloned().collect(),
+                None => Vec::new(),
+            };
+            reload_rows(&self.hub, held_order(&data.rows(), keys), &paths).await
         }
         .map_err(|e| SyncError::Load(Arc::new(e)))?;
         data.replace_all(fresh);
-        if !shape.follows_table {
-            let topics = topics_for_rows(&data.rows(), &shape.tree)?;
+        if let Some(keys) = &shape.root_keys {
+            let mut topics = topics_for_rows(&data.rows(), &shape.tree)?;
+            topics.extend(keys.iter().map(|k| Topic {
+                table: shape.root.table,
+                selector: crate::route::Selector::Row(k.clone()),
+            }));
             self.inbox.set_topics(topics);
         }
         self.synced_through = watermark;
@@ -171,6 +188,15 @@ impl Subscription {
             ..Changes::default()
         })
     }
+}
+
+/// The followed keys, those held first in the order held, then the others.
+fn held_order<S: Schema>(held: &[&S], followed: Vec<Key>) -> Vec<Key> {
+    let mut keys: Vec<Key> = held.iter().map(|r| r.primary_key()).collect();
+    let mut rest: Vec<Key> = followed.into_iter().filter(|k| !keys.contains(k)).collect();
+    rest.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    keys.extend(rest);
+    keys
 }
 
 /// The rows with these keys, in the order given, with `paths` preloaded.

@@ -1,7 +1,7 @@
 //! What one sync needs: the change, a loader through the shared cache, options, and the
 //! topics its edits add and remove.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::cache::Loader;
@@ -51,6 +51,8 @@ pub(crate) struct TopicDelta {
 
 pub(crate) struct SyncCtx {
     pub change: Arc<Change>,
+    /// The root keys a subscription follows (`None`: any inserted root row belongs).
+    pub root_keys: Option<Arc<HashSet<Key>>>,
     pub loader: Loader,
     pub options: SyncOptions,
     pub delta: Mutex<TopicDelta>,
@@ -60,10 +62,16 @@ impl SyncCtx {
     pub fn new(change: Arc<Change>, loader: Loader, options: SyncOptions) -> SyncCtx {
         SyncCtx {
             change,
+            root_keys: None,
             loader,
             options,
             delta: Mutex::new(TopicDelta::default()),
         }
+    }
+
+    /// Whether an inserted root row with `key` belongs to the held data.
+    pub fn root_may_hold(&self, key: &Key) -> bool {
+        self.root_keys.as_ref().is_none_or(|keys| keys.contains(key))
     }
 
     /// Whether `key` is the changed row's key (or its key before the update).
@@ -88,6 +96,14 @@ impl SyncCtx {
         let topics = topics_for_rows(&[row], tree)?;
         self.delta.lock().unwrap_or_else(|e| e.into_inner()).removed.extend(topics);
         Ok(())
+    }
+
+    /// Records that the row of `S` with `key` is followed even while absent.
+    pub fn track_key<S: Schema>(&self, key: &Key) {
+        self.delta.lock().unwrap_or_else(|e| e.into_inner()).added.push(Topic {
+            table: S::meta().table,
+            selector: crate::route::Selector::Row(key.clone()),
+        });
     }
 
     pub fn take_delta(&self) -> TopicDelta {

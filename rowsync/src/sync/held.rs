@@ -10,11 +10,11 @@ pub trait Held<S: Schema>: Send {
     fn rows_mut(&mut self) -> Vec<&mut S>;
     /// Removes the rows with `key`; returns them (a plain `S` cannot lose its row).
     fn remove_key(&mut self, key: &Key) -> Vec<S>;
-    /// Whether rows can be added (only lists can).
+    /// Whether rows can be added (lists, and an empty `Option`).
     fn can_add(&self) -> bool {
         false
     }
-    /// Adds a row that started to belong (only lists can); returns whether it was added.
+    /// Adds a row that started to belong; returns whether it was added.
     fn add(&mut self, row: S) -> bool;
     /// Replaces everything held (after a reload), keeping what a plain `S` needs.
     fn replace_all(&mut self, rows: Vec<S>);
@@ -54,8 +54,15 @@ impl<S: Schema> Held<S> for Option<S> {
             Vec::new()
         }
     }
-    fn add(&mut self, _: S) -> bool {
-        false
+    fn can_add(&self) -> bool {
+        self.is_none()
+    }
+    fn add(&mut self, row: S) -> bool {
+        if self.is_some() {
+            return false;
+        }
+        *self = Some(row);
+        true
     }
     fn replace_all(&mut self, rows: Vec<S>) {
         *self = rows.into_iter().next();

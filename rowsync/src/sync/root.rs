@@ -20,6 +20,10 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
                 ctx.untrack(&removed, tree)?;
                 changes.deleted.push(removed.primary_key());
             }
+            // why: a followed key stays subscribed, so a row inserted again under it returns
+            if ctx.root_keys.as_ref().is_some_and(|k| k.contains(&change.key)) {
+                ctx.track_key::<S>(&change.key);
+            }
         }
         Op::Updated => {
             let mut gone = Vec::new();
@@ -45,7 +49,10 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
             }
         }
         Op::Inserted => {
-            if !data.can_add() || data.rows().iter().any(|r| r.primary_key() == change.key) {
+            if !data.can_add()
+                || !ctx.root_may_hold(&change.key)
+                || data.rows().iter().any(|r| r.primary_key() == change.key)
+            {
                 return Ok(());
             }
             let shape = ctx.options.shape_for::<S>(tree)?;
