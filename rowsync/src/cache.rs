@@ -152,7 +152,9 @@ mod tests {
             let cache = cache.clone();
             followers.push(tokio::spawn(async move {
                 cache
-                    .get_or_load::<Option<String>, _>(key(1), async { unreachable!("followers never load") })
+                    .get_or_load::<Option<String>, _>(key(1), async {
+                        unreachable!("followers never load")
+                    })
                     .await
             }));
         }
@@ -223,7 +225,9 @@ impl Loader {
         let db = &self.db;
         let row = self
             .cache
-            .get_or_load(cache_key, async move { db.query::<S>().preload(paths).get(key).await })
+            .get_or_load(cache_key, async move {
+                db.query::<S>().preload(paths).get(key).await
+            })
             .await?;
         Ok(Option::clone(&row))
     }

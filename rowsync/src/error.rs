@@ -164,7 +164,6 @@ pub enum ConnectError {
     Pool(#[source] deadpool_postgres::BuildError),
 }
 
-
 /// Starting or using a [`Hub`](crate::Hub) failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]

@@ -48,8 +48,34 @@
 //! # }
 //! ```
 //!
+//! To keep held data in step with the database, start a [`Hub`] once, subscribe to what
+//! you hold, and [`sync`](Subscription::sync) each message into it:
+//!
+//! ```no_run
+//! # use rowsync::{Assoc, Hub, Schema};
+//! # #[derive(Schema, Clone, Debug, PartialEq)]
+//! # #[rowsync(table = "authors")]
+//! # pub struct Author { pub id: i64, #[rowsync(has_many(Book))] pub books: Assoc<Vec<Book>> }
+//! # #[derive(Schema, Clone, Debug, PartialEq)]
+//! # #[rowsync(table = "books")]
+//! # pub struct Book { pub id: i64, pub author_id: i64 }
+//! # async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::builder(url).watch::<Author>(["books"]).start().await?;
+//! let mut authors = hub.query::<Author>().preload(["books"]).all().await?;
+//! let mut sub = hub.subscribe(&authors, ["books"])?;
+//! while let Some(message) = sub.next().await {
+//!     let changes = sub.sync(&mut authors, &message).await?;
+//!     println!("changed: {changes:?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The pieces, in the order a change travels through them: [`schema`] (what you declare),
-//! [`graph`] (the schema graph and its paths), [`load`] (queries and preloads).
+//! [`graph`] (the schema graph and its paths), [`load`] (queries and preloads), [`capture`]
+//! (triggers, payloads, the listener), [`cache`] (one read per change), [`route`] (topics and
+//! subscriber queues), [`sync`] (applying a change to held data), and the [`Hub`] that wires
+//! them together.
 
 pub mod cache;
 pub mod capture;
@@ -58,18 +84,21 @@ pub mod graph;
 mod hub;
 pub mod load;
 pub mod route;
-pub mod sync;
 pub mod schema;
+pub mod sync;
 
 pub use capture::{Change, Op};
 pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError, SyncError};
-pub use hub::{Hub, HubBuilder, HubStats, Subscription};
-pub use route::{Message, Ops, ResyncReason, Selector, Topic};
-pub use sync::{Changes, Held, SyncOptions};
 pub use graph::{Graph, Path, Reached};
+pub use hub::{Hub, HubBuilder, HubStats, Subscription};
 pub use load::{preload_into, query, Db, Executor, PreloadTree, Query};
+pub use route::{Message, Ops, ResyncReason, Selector, Topic};
 pub use rowsync_derive::{Schema, TextEnum};
 pub use schema::{Assoc, AssocValue, FieldValue, Filter, Key, RowSource, Schema, Value};
+pub use sync::{Changes, Held, SyncOptions};
+
+/// No preloads, for APIs that take preload paths: `.watch::<Tag>(rowsync::NO_PRELOADS)`.
+pub const NO_PRELOADS: [&str; 0] = [];
 
 /// Used by the code `#[derive(Schema)]` generates; not a public API.
 #[doc(hidden)]

@@ -17,7 +17,7 @@ use rowsync::{Key, Schema, Value};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 
-use crate::support::schemas::{Label, Person, Post, PostsTags};
+use crate::support::schemas::{Person, Post, PostsTags};
 use crate::support::{fixture, seeded, Fixture};
 
 const CHANNEL: &str = "rowsync_test";
@@ -37,11 +37,7 @@ fn person_plan() -> CapturePlan {
 // why through a graph: `CapturePlan` has no constructor from `TablePlan`s yet, so a one-table
 // plan's only table is replaced; `decode` finds tables by the plan's values, not its keys.
 fn plan_of(table: TablePlan) -> CapturePlan {
-    let graph = Graph::builder().register::<Label>().build().unwrap();
-    let tree = PreloadTree::parse(Label::meta(), Vec::<&str>::new()).unwrap();
-    let mut plan = CapturePlan::new(&graph, &[(Label::meta(), tree)]).unwrap();
-    *plan.tables_mut().next().unwrap() = table;
-    plan
+    CapturePlan::from_tables([table])
 }
 
 fn leak(s: String) -> &'static str {

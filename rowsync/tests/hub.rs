@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rowsync::{Change, Hub, HubError, Message, Op, ResyncReason, Schema, Selector, Subscription, Topic};
+use rowsync::{
+    Change, Hub, HubError, Message, Op, ResyncReason, Schema, Selector, Subscription, Topic,
+};
 use tokio::time::timeout;
 
 use crate::support::schemas::{Person, Post, Tag};
@@ -50,7 +52,10 @@ async fn next(sub: &mut Subscription) -> Message {
 }
 
 /// Changes received up to (not including) the sentinel, after writing the sentinel.
-async fn changes_before_sentinel(f: &Fixture, subs: &mut [&mut Subscription]) -> Vec<Vec<Arc<Change>>> {
+async fn changes_before_sentinel(
+    f: &Fixture,
+    subs: &mut [&mut Subscription],
+) -> Vec<Vec<Arc<Change>>> {
     f.sql.batch_execute(SENTINEL).await.unwrap();
     let mut all = Vec::new();
     for sub in subs.iter_mut() {
@@ -84,7 +89,14 @@ async fn person(f: &Fixture, id: i64, preloads: &[&str]) -> Person {
         .expect("person exists")
 }
 
-const SHAPE: [&str; 6] = ["posts.tags", "posts.labels", "profile", "favourite_people", "test_posts", "other_posts"];
+const SHAPE: [&str; 6] = [
+    "posts.tags",
+    "posts.labels",
+    "profile",
+    "favourite_people",
+    "test_posts",
+    "other_posts",
+];
 
 #[tokio::test]
 async fn each_association_kind_routes_to_its_holders_only() {
@@ -98,24 +110,64 @@ async fn each_association_kind_routes_to_its_holders_only() {
     let cases: [(&str, &[&str], &[&str]); 12] = [
         // root row update: by primary key
         // (bob holds alice too, as a favourite person)
-        ("UPDATE persons SET name = 'alicia' WHERE id = 1", &["Updated persons [I64(1)]"], &["Updated persons [I64(1)]"]),
+        (
+            "UPDATE persons SET name = 'alicia' WHERE id = 1",
+            &["Updated persons [I64(1)]"],
+            &["Updated persons [I64(1)]"],
+        ),
         // has_many insert: by foreign key into the held collection
-        ("INSERT INTO posts (id, name, person_id) VALUES (20, 'new', 2)", &[], &["Inserted posts [I64(20)]"]),
+        (
+            "INSERT INTO posts (id, name, person_id) VALUES (20, 'new', 2)",
+            &[],
+            &["Inserted posts [I64(20)]"],
+        ),
         // a held child row updated
-        ("UPDATE posts SET name = 'hi' WHERE id = 2", &["Updated posts [I64(2)]"], &[]),
+        (
+            "UPDATE posts SET name = 'hi' WHERE id = 2",
+            &["Updated posts [I64(2)]"],
+            &[],
+        ),
         // a row moving to another parent: the old and the new parent hear of it
-        ("UPDATE posts SET person_id = 2 WHERE id = 2", &["Updated posts [I64(2)]"], &["Updated posts [I64(2)]"]),
+        (
+            "UPDATE posts SET person_id = 2 WHERE id = 2",
+            &["Updated posts [I64(2)]"],
+            &["Updated posts [I64(2)]"],
+        ),
         // many_to_many with a join schema: link inserted (bob holds post 3)
-        ("INSERT INTO posts_tags (post_id, tag_id) VALUES (3, 2)", &[], &["Inserted posts_tags [I64(3), I64(2)]"]),
+        (
+            "INSERT INTO posts_tags (post_id, tag_id) VALUES (3, 2)",
+            &[],
+            &["Inserted posts_tags [I64(3), I64(2)]"],
+        ),
         // many_to_many row held by alice (tag 2 via post 1) and, now, bob (post 3)
-        ("UPDATE tags SET name = 'postgres' WHERE id = 2", &["Updated tags [I64(2)]"], &[]),
+        (
+            "UPDATE tags SET name = 'postgres' WHERE id = 2",
+            &["Updated tags [I64(2)]"],
+            &[],
+        ),
         // many_to_many with a join table by name: link deleted (post 1 is alice's)
-        ("DELETE FROM posts_labels WHERE post_id = 1 AND label_id = 2", &["Deleted posts_labels [I64(1), I64(2)]"], &[]),
+        (
+            "DELETE FROM posts_labels WHERE post_id = 1 AND label_id = 2",
+            &["Deleted posts_labels [I64(1), I64(2)]"],
+            &[],
+        ),
         // self-referential many_to_many
-        ("INSERT INTO favourite_people (person_id, favourite_id) VALUES (2, 3)", &[], &["Inserted favourite_people [I64(2), I64(3)]"]),
+        (
+            "INSERT INTO favourite_people (person_id, favourite_id) VALUES (2, 3)",
+            &[],
+            &["Inserted favourite_people [I64(2), I64(3)]"],
+        ),
         // has_one: held row updated / inserted for the other parent
-        ("UPDATE profiles SET bio = 'hello' WHERE id = 1", &["Updated profiles [I64(1)]"], &[]),
-        ("INSERT INTO profiles (id, person_id) VALUES (5, 2)", &[], &["Inserted profiles [I64(5)]"]),
+        (
+            "UPDATE profiles SET bio = 'hello' WHERE id = 1",
+            &["Updated profiles [I64(1)]"],
+            &[],
+        ),
+        (
+            "INSERT INTO profiles (id, person_id) VALUES (5, 2)",
+            &[],
+            &["Inserted profiles [I64(5)]"],
+        ),
         // a row neither holds
         ("UPDATE profiles SET bio = 'x' WHERE id = 2", &[], &[]),
         // delete of a held child; its links go with it (ON DELETE CASCADE)
@@ -145,14 +197,27 @@ async fn belongs_to_and_through_route_to_holders() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
     // posts held with their person (belongs_to)
-    let post3 = f.rowsync.query::<Post>().preload(["person"]).get(3i64).await.unwrap().unwrap();
+    let post3 = f
+        .rowsync
+        .query::<Post>()
+        .preload(["person"])
+        .get(3i64)
+        .await
+        .unwrap()
+        .unwrap();
     let mut p = with_sentinel(hub.subscribe([&post3], ["person"]).unwrap());
     // alice with all_tags (through posts.tags)
     let alice = person(&f, 1, &["all_tags"]).await;
     let mut t = with_sentinel(hub.subscribe([&alice], ["all_tags"]).unwrap());
 
-    f.sql.batch_execute("UPDATE persons SET name = 'robert' WHERE id = 2").await.unwrap();
-    f.sql.batch_execute("INSERT INTO posts_tags (post_id, tag_id) VALUES (2, 1)").await.unwrap();
+    f.sql
+        .batch_execute("UPDATE persons SET name = 'robert' WHERE id = 2")
+        .await
+        .unwrap();
+    f.sql
+        .batch_execute("INSERT INTO posts_tags (post_id, tag_id) VALUES (2, 1)")
+        .await
+        .unwrap();
     let got = changes_before_sentinel(&f, &mut [&mut p, &mut t]).await;
     assert_eq!(summary(&got[0]), ["Updated persons [I64(2)]"]);
     assert_eq!(summary(&got[1]), ["Inserted posts_tags [I64(2), I64(1)]"]);
@@ -164,7 +229,10 @@ async fn table_and_direct_subscriptions_and_unsubscribe() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
     let mut table = with_sentinel(hub.subscribe_table::<Post>(["tags"]).unwrap());
-    let mut direct = with_sentinel(hub.subscribe_to::<Post>(Op::Updated, Selector::foreign("person_id", 1i64)).unwrap());
+    let mut direct = with_sentinel(
+        hub.subscribe_to::<Post>(Op::Updated, Selector::foreign("person_id", 1i64))
+            .unwrap(),
+    );
     let before = hub.stats();
 
     f.sql
@@ -180,7 +248,11 @@ async fn table_and_direct_subscriptions_and_unsubscribe() {
     let got = changes_before_sentinel(&f, &mut [&mut table, &mut direct]).await;
     assert_eq!(
         summary(&got[0]),
-        ["Inserted posts [I64(30)]", "Updated posts [I64(2)]", "Inserted posts_tags [I64(30), I64(1)]"]
+        [
+            "Inserted posts [I64(30)]",
+            "Updated posts [I64(2)]",
+            "Inserted posts_tags [I64(30), I64(1)]"
+        ]
     );
     assert_eq!(summary(&got[1]), ["Updated posts [I64(2)]"]);
     // all five statements ran in one transaction
@@ -195,7 +267,10 @@ async fn table_and_direct_subscriptions_and_unsubscribe() {
     drop(table);
     let after = hub.stats();
     assert_eq!(after.subscriptions, before.subscriptions - 2);
-    assert_eq!(after.topics, 0, "dropping the last subscriptions empties the index");
+    assert_eq!(
+        after.topics, 0,
+        "dropping the last subscriptions empties the index"
+    );
     hub.shutdown().await;
 }
 
@@ -204,9 +279,14 @@ async fn a_thousand_subscribers_of_one_row_cause_one_read() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
     let post = f.rowsync.query::<Post>().get(1i64).await.unwrap().unwrap();
-    let mut subs: Vec<Subscription> = (0..1000).map(|_| hub.subscribe([&post], Vec::<&str>::new()).unwrap()).collect();
+    let mut subs: Vec<Subscription> = (0..1000)
+        .map(|_| hub.subscribe([&post], Vec::<&str>::new()).unwrap())
+        .collect();
     let loads_before = hub.stats().rows_loaded;
-    f.sql.batch_execute("UPDATE posts SET name = 'changed' WHERE id = 1").await.unwrap();
+    f.sql
+        .batch_execute("UPDATE posts SET name = 'changed' WHERE id = 1")
+        .await
+        .unwrap();
 
     let mut tasks = Vec::new();
     for mut sub in subs.drain(..) {
@@ -222,7 +302,11 @@ async fn a_thousand_subscribers_of_one_row_cause_one_read() {
         assert_eq!(task.await.unwrap().as_deref(), Some("changed"));
     }
     let stats = hub.stats();
-    assert_eq!(stats.rows_loaded - loads_before, 1, "one read for 1,000 subscribers");
+    assert_eq!(
+        stats.rows_loaded - loads_before,
+        1,
+        "one read for 1,000 subscribers"
+    );
     assert_eq!(stats.cache_hits, 999);
     hub.shutdown().await;
 }
@@ -231,7 +315,9 @@ async fn a_thousand_subscribers_of_one_row_cause_one_read() {
 async fn a_killed_listener_reconnects_and_every_subscriber_resyncs() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
-    let mut subs: Vec<Subscription> = (0..5).map(|_| hub.subscribe_table::<Tag>(["posts"]).unwrap()).collect();
+    let mut subs: Vec<Subscription> = (0..5)
+        .map(|_| hub.subscribe_table::<Tag>(["posts"]).unwrap())
+        .collect();
     let pid = hub.listener_pid().await.expect("listening");
     f.sql
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
@@ -242,9 +328,14 @@ async fn a_killed_listener_reconnects_and_every_subscriber_resyncs() {
     }
     assert_ne!(hub.listener_pid().await, Some(pid));
     assert_eq!(hub.stats().reconnects, 1);
-    f.sql.batch_execute("UPDATE tags SET name = 'after' WHERE id = 1").await.unwrap();
+    f.sql
+        .batch_execute("UPDATE tags SET name = 'after' WHERE id = 1")
+        .await
+        .unwrap();
     for sub in &mut subs {
-        let Message::Change(c) = next(sub).await else { panic!("expected a change") };
+        let Message::Change(c) = next(sub).await else {
+            panic!("expected a change")
+        };
         assert_eq!(c.key, 1i64.into());
     }
     hub.shutdown().await;
@@ -265,7 +356,9 @@ async fn bad_payloads_and_unknown_tables_are_counted_not_fatal() {
         )
         .await
         .unwrap();
-    let Message::Change(c) = next(&mut sub).await else { panic!("expected a change") };
+    let Message::Change(c) = next(&mut sub).await else {
+        panic!("expected a change")
+    };
     assert_eq!(c.key, 2i64.into());
     let stats = hub.stats();
     assert_eq!(stats.malformed_payloads, 3);
@@ -302,8 +395,15 @@ async fn a_database_that_does_not_match_is_a_clear_error_at_start() {
     }
     assert_eq!(problems.len(), 3, "{text}");
 
-    let err = Hub::builder(f.db.url()).watch::<Person>(["postz"]).start().await.unwrap_err();
-    assert!(err.to_string().contains("has no association `postz`"), "{err}");
+    let err = Hub::builder(f.db.url())
+        .watch::<Person>(["postz"])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("has no association `postz`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -329,21 +429,40 @@ async fn a_slow_subscriber_gets_a_resync_and_nothing_vanishes() {
     });
     for i in 0..20 {
         f.sql
-            .execute("UPDATE tags SET name = $1 WHERE id = 1", &[&format!("n{i}")])
+            .execute(
+                "UPDATE tags SET name = $1 WHERE id = 1",
+                &[&format!("n{i}")],
+            )
             .await
             .unwrap();
     }
     let seen = reader.await.unwrap();
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "commit order: {seen:?}");
-    assert_eq!(slow.delivered() + slow.dropped(), 20, "every change was queued or counted as dropped");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "commit order: {seen:?}"
+    );
+    assert_eq!(
+        slow.delivered() + slow.dropped(),
+        20,
+        "every change was queued or counted as dropped"
+    );
     assert!(slow.dropped() >= 16);
     match next(&mut slow).await {
         Message::Resync(ResyncReason::Lagged { missed }) => assert_eq!(missed, slow.dropped()),
         other => panic!("expected a resync, got {other:?}"),
     }
-    f.sql.batch_execute("UPDATE tags SET name = 'later' WHERE id = 2").await.unwrap();
-    let Message::Change(c) = next(&mut slow).await else { panic!("expected a change") };
-    assert_eq!(c.key, 2i64.into(), "queued changes before the resync were dropped; new ones flow");
+    f.sql
+        .batch_execute("UPDATE tags SET name = 'later' WHERE id = 2")
+        .await
+        .unwrap();
+    let Message::Change(c) = next(&mut slow).await else {
+        panic!("expected a change")
+    };
+    assert_eq!(
+        c.key,
+        2i64.into(),
+        "queued changes before the resync were dropped; new ones flow"
+    );
     hub.shutdown().await;
 }
 
@@ -352,7 +471,10 @@ async fn one_transaction_arrives_as_one_batch_in_commit_order() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
     let mut batched = with_sentinel(hub.subscribe_table::<Tag>(Vec::<&str>::new()).unwrap());
-    let mut witness = with_sentinel(hub.subscribe_to::<Person>(Op::Updated, Selector::row(1i64)).unwrap());
+    let mut witness = with_sentinel(
+        hub.subscribe_to::<Person>(Op::Updated, Selector::row(1i64))
+            .unwrap(),
+    );
     f.sql
         .batch_execute(
             "BEGIN; UPDATE tags SET name = 'a' WHERE id = 1; UPDATE tags SET name = 'b' WHERE id = 2; COMMIT;
@@ -365,7 +487,9 @@ async fn one_transaction_arrives_as_one_batch_in_commit_order() {
     assert_eq!(first.len(), 2, "{first:?}");
     let second = timeout(WAIT, batched.next_batch()).await.unwrap().unwrap();
     assert_eq!(second.len(), 1);
-    let (Message::Change(a), Message::Change(c)) = (&first[0], &second[0]) else { panic!() };
+    let (Message::Change(a), Message::Change(c)) = (&first[0], &second[0]) else {
+        panic!()
+    };
     assert!(a.seq < c.seq && a.xid != c.xid);
     hub.shutdown().await;
 }

@@ -2,12 +2,12 @@
 
 mod support;
 
-mod compile_fail;
-mod graph;
-mod load;
-mod types;
 mod capture_listen;
 mod capture_triggers;
+mod compile_fail;
+mod graph;
 mod hub;
-mod sync;
+mod load;
 mod oracle;
+mod sync;
+mod types;

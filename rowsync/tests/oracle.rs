@@ -20,23 +20,73 @@ use crate::sync::pending;
 /// existing rows often; statements on missing rows are valid no-ops.
 #[derive(Clone, Debug)]
 enum Op {
-    InsertPost { id: i64, person: Option<i64>, name: &'static str },
-    RenamePost { id: i64, name: &'static str },
-    MovePost { id: i64, person: Option<i64> },
-    SetOtherPerson { id: i64, person: Option<i64> },
-    DeletePost { id: i64 },
-    Link { post: i64, tag: i64 },
-    Unlink { post: i64, tag: i64 },
-    MoveLink { post: i64, tag: i64, to: i64 },
-    Label { post: i64, label: i64 },
-    Unlabel { post: i64, label: i64 },
-    RenameTag { id: i64, name: &'static str },
-    InsertTag { id: i64 },
-    DeleteTag { id: i64 },
-    RenamePerson { id: i64, name: &'static str },
-    Favourite { person: i64, favourite: i64 },
-    Unfavourite { person: i64, favourite: i64 },
-    RenameLabel { id: i64, name: &'static str },
+    InsertPost {
+        id: i64,
+        person: Option<i64>,
+        name: &'static str,
+    },
+    RenamePost {
+        id: i64,
+        name: &'static str,
+    },
+    MovePost {
+        id: i64,
+        person: Option<i64>,
+    },
+    SetOtherPerson {
+        id: i64,
+        person: Option<i64>,
+    },
+    DeletePost {
+        id: i64,
+    },
+    Link {
+        post: i64,
+        tag: i64,
+    },
+    Unlink {
+        post: i64,
+        tag: i64,
+    },
+    MoveLink {
+        post: i64,
+        tag: i64,
+        to: i64,
+    },
+    Label {
+        post: i64,
+        label: i64,
+    },
+    Unlabel {
+        post: i64,
+        label: i64,
+    },
+    RenameTag {
+        id: i64,
+        name: &'static str,
+    },
+    InsertTag {
+        id: i64,
+    },
+    DeleteTag {
+        id: i64,
+    },
+    RenamePerson {
+        id: i64,
+        name: &'static str,
+    },
+    Favourite {
+        person: i64,
+        favourite: i64,
+    },
+    Unfavourite {
+        person: i64,
+        favourite: i64,
+    },
+    RenameLabel {
+        id: i64,
+        name: &'static str,
+    },
 }
 
 fn opt(v: Option<i64>) -> String {
@@ -96,7 +146,10 @@ struct Script(Vec<Vec<Op>>);
 
 impl fmt::Debug for Script {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "-- replay on a fresh fixture database after support::SEED:")?;
+        writeln!(
+            f,
+            "-- replay on a fresh fixture database after support::SEED:"
+        )?;
         for tx in &self.0 {
             writeln!(f, "BEGIN;")?;
             for op in tx {
@@ -114,14 +167,19 @@ fn op() -> impl Strategy<Value = Op> {
     let tag = 1i64..=4;
     let name = prop_oneof![Just("test"), Just("other"), Just("zeta"), Just("alpha")];
     prop_oneof![
-        (post.clone(), person.clone(), name.clone()).prop_map(|(id, person, name)| Op::InsertPost { id, person, name }),
+        (post.clone(), person.clone(), name.clone())
+            .prop_map(|(id, person, name)| Op::InsertPost { id, person, name }),
         (post.clone(), name.clone()).prop_map(|(id, name)| Op::RenamePost { id, name }),
         (post.clone(), person.clone()).prop_map(|(id, person)| Op::MovePost { id, person }),
         (post.clone(), person).prop_map(|(id, person)| Op::SetOtherPerson { id, person }),
         post.clone().prop_map(|id| Op::DeletePost { id }),
         (post.clone(), tag.clone()).prop_map(|(post, tag)| Op::Link { post, tag }),
         (post.clone(), tag.clone()).prop_map(|(post, tag)| Op::Unlink { post, tag }),
-        (post.clone(), tag.clone(), tag.clone()).prop_map(|(post, tag, to)| Op::MoveLink { post, tag, to }),
+        (post.clone(), tag.clone(), tag.clone()).prop_map(|(post, tag, to)| Op::MoveLink {
+            post,
+            tag,
+            to
+        }),
         (post.clone(), 1i64..=2).prop_map(|(post, label)| Op::Label { post, label }),
         (post, 1i64..=2).prop_map(|(post, label)| Op::Unlabel { post, label }),
         (tag.clone(), name.clone()).prop_map(|(id, name)| Op::RenameTag { id, name }),
@@ -140,9 +198,21 @@ fn script() -> impl Strategy<Value = Script> {
 
 /// A subscriber: its data, its subscription, and how to load the oracle's view of it.
 enum Holder {
-    People { data: Vec<Person>, shape: &'static [&'static str], sub: Subscription },
-    Post { data: Option<Post>, shape: &'static [&'static str], sub: Subscription },
-    Tags { data: Vec<Tag>, shape: &'static [&'static str], sub: Subscription },
+    People {
+        data: Vec<Person>,
+        shape: &'static [&'static str],
+        sub: Subscription,
+    },
+    Post {
+        data: Option<Post>,
+        shape: &'static [&'static str],
+        sub: Subscription,
+    },
+    Tags {
+        data: Vec<Tag>,
+        shape: &'static [&'static str],
+        sub: Subscription,
+    },
 }
 
 const PEOPLE_TAGS_LABELS: &[&str] = &["posts.tags", "posts.labels"];
@@ -153,27 +223,63 @@ const POST_TAGS: &[&str] = &["tags", "person"];
 const TAGS_POSTS: &[&str] = &["posts"];
 
 async fn people(f: &Fixture, shape: &[&str]) -> Vec<Person> {
-    f.rowsync.query::<Person>().filter(rowsync::Filter::in_list("id", [1i64, 2])).preload(shape).all().await.unwrap()
+    f.rowsync
+        .query::<Person>()
+        .filter(rowsync::Filter::in_list("id", [1i64, 2]))
+        .preload(shape)
+        .all()
+        .await
+        .unwrap()
 }
 
 async fn holders(f: &Fixture, hub: &Hub) -> Vec<Holder> {
     let mut out = Vec::new();
-    for shape in [PEOPLE_TAGS_LABELS, PEOPLE_FILTERED, PEOPLE_THROUGH, PEOPLE_SELF] {
+    for shape in [
+        PEOPLE_TAGS_LABELS,
+        PEOPLE_FILTERED,
+        PEOPLE_THROUGH,
+        PEOPLE_SELF,
+    ] {
         let data = people(f, shape).await;
         let sub = hub.subscribe(&data, shape).unwrap();
         out.push(Holder::People { data, shape, sub });
     }
-    let data = f.rowsync.query::<Post>().preload(POST_TAGS).get(1i64).await.unwrap();
+    let data = f
+        .rowsync
+        .query::<Post>()
+        .preload(POST_TAGS)
+        .get(1i64)
+        .await
+        .unwrap();
     let sub = hub.subscribe(data.iter(), POST_TAGS).unwrap();
-    out.push(Holder::Post { data, shape: POST_TAGS, sub });
-    let data = f.rowsync.query::<Tag>().preload(TAGS_POSTS).all().await.unwrap();
+    out.push(Holder::Post {
+        data,
+        shape: POST_TAGS,
+        sub,
+    });
+    let data = f
+        .rowsync
+        .query::<Tag>()
+        .preload(TAGS_POSTS)
+        .all()
+        .await
+        .unwrap();
     let sub = hub.subscribe_table::<Tag>(TAGS_POSTS).unwrap();
-    out.push(Holder::Tags { data, shape: TAGS_POSTS, sub });
+    out.push(Holder::Tags {
+        data,
+        shape: TAGS_POSTS,
+        sub,
+    });
     out
 }
 
 async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result<(), String> {
-    async fn drain<S: Schema, H: rowsync::Held<S>>(f: &Fixture, hub: &Hub, sub: &mut Subscription, data: &mut H) {
+    async fn drain<S: Schema, H: rowsync::Held<S>>(
+        f: &Fixture,
+        hub: &Hub,
+        sub: &mut Subscription,
+        data: &mut H,
+    ) {
         for message in pending(f, hub, sub).await {
             sub.sync(data, &message).await.unwrap();
         }
@@ -183,26 +289,47 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
             drain(f, hub, sub, data).await;
             let expected = people(f, shape).await;
             // people held stay held (their ids were fixed at subscribe time)
-            let expected: Vec<Person> = expected.into_iter().filter(|p| data.iter().any(|d| d.id == p.id)).collect();
+            let expected: Vec<Person> = expected
+                .into_iter()
+                .filter(|p| data.iter().any(|d| d.id == p.id))
+                .collect();
             if *data != expected {
-                return Err(format!("people {shape:?}:\n held:     {data:?}\n expected: {expected:?}"));
+                return Err(format!(
+                    "people {shape:?}:\n held:     {data:?}\n expected: {expected:?}"
+                ));
             }
         }
         Holder::Post { data, shape, sub } => {
             drain(f, hub, sub, data).await;
-            let expected = f.rowsync.query::<Post>().preload(*shape).get(1i64).await.unwrap();
+            let expected = f
+                .rowsync
+                .query::<Post>()
+                .preload(*shape)
+                .get(1i64)
+                .await
+                .unwrap();
             if *data != expected {
-                return Err(format!("post 1 {shape:?}:\n held:     {data:?}\n expected: {expected:?}"));
+                return Err(format!(
+                    "post 1 {shape:?}:\n held:     {data:?}\n expected: {expected:?}"
+                ));
             }
         }
         Holder::Tags { data, shape, sub } => {
             drain(f, hub, sub, data).await;
-            let mut expected = f.rowsync.query::<Tag>().preload(*shape).all().await.unwrap();
+            let mut expected = f
+                .rowsync
+                .query::<Tag>()
+                .preload(*shape)
+                .all()
+                .await
+                .unwrap();
             // a table list appends inserted rows; compare as sets in key order
             data.sort_by_key(|t| t.id);
             expected.sort_by_key(|t| t.id);
             if *data != expected {
-                return Err(format!("tags {shape:?}:\n held:     {data:?}\n expected: {expected:?}"));
+                return Err(format!(
+                    "tags {shape:?}:\n held:     {data:?}\n expected: {expected:?}"
+                ));
             }
         }
     }
@@ -216,7 +343,10 @@ async fn run(script: Script) -> Result<(), String> {
     for tx in &script.0 {
         let body: Vec<String> = tx.iter().map(Op::sql).collect();
         let sql = format!("BEGIN; {}; COMMIT;", body.join("; "));
-        f.sql.batch_execute(&sql).await.map_err(|e| format!("{sql}: {e}"))?;
+        f.sql
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| format!("{sql}: {e}"))?;
     }
     let mut result = Ok(());
     for holder in &mut holders {
@@ -244,9 +374,7 @@ fn synced_data_equals_a_fresh_load_after_random_transactions() {
     let mut runner = TestRunner::new(config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let outcome = runner.run(&script(), |script| {
-        runtime
-            .block_on(run(script))
-            .map_err(TestCaseError::fail)
+        runtime.block_on(run(script)).map_err(TestCaseError::fail)
     });
     if let Err(failure) = outcome {
         panic!("{failure}");

@@ -18,10 +18,13 @@ const SENTINEL: &str = "UPDATE persons SET name = name WHERE id = 3";
 /// Every message routed to `sub` so far, in order: a witness subscription hears the
 /// sentinel after everything committed before it was queued for `sub`.
 pub async fn pending(f: &Fixture, hub: &Hub, sub: &mut Subscription) -> Vec<Message> {
-    let mut witness = hub.subscribe_to::<Person>(Op::Updated, Selector::row(3i64)).unwrap();
+    let mut witness = hub
+        .subscribe_to::<Person>(Op::Updated, Selector::row(3i64))
+        .unwrap();
     f.sql.batch_execute(SENTINEL).await.unwrap();
     loop {
-        let Some(Message::Change(c)) = timeout(WAIT, witness.next()).await.expect("sentinel") else {
+        let Some(Message::Change(c)) = timeout(WAIT, witness.next()).await.expect("sentinel")
+        else {
             continue;
         };
         if c.table == Person::meta().table && c.key == 3i64.into() {
@@ -43,7 +46,10 @@ async fn write_and_sync<S: Schema, H: rowsync::Held<S>>(
     data: &mut H,
     sql: &str,
 ) -> Changes {
-    f.sql.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    f.sql
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut all = Changes::default();
     for message in pending(f, hub, sub).await {
         let changes = sub.sync(data, &message).await.unwrap();
@@ -58,7 +64,14 @@ async fn write_and_sync<S: Schema, H: rowsync::Held<S>>(
 async fn fresh_people(f: &Fixture, ids: &[i64], preloads: &[&str]) -> Vec<Person> {
     let mut out = Vec::new();
     for id in ids {
-        out.extend(f.rowsync.query::<Person>().preload(preloads).get(*id).await.unwrap());
+        out.extend(
+            f.rowsync
+                .query::<Person>()
+                .preload(preloads)
+                .get(*id)
+                .await
+                .unwrap(),
+        );
     }
     out
 }
@@ -126,16 +139,36 @@ async fn the_subscription_follows_the_data() {
     let mut sub = hub.subscribe(&bob, ["posts.tags"]).unwrap();
     // a post sync inserts is subscribed: its later updates arrive
     write_and_sync(&f, &hub, &mut sub, &mut bob, "INSERT INTO posts (id, name, person_id) VALUES (40, 'a', 2); INSERT INTO posts_tags VALUES (40, 2)").await;
-    let changes = write_and_sync(&f, &hub, &mut sub, &mut bob, "UPDATE tags SET name = 'seen' WHERE id = 2").await;
+    let changes = write_and_sync(
+        &f,
+        &hub,
+        &mut sub,
+        &mut bob,
+        "UPDATE tags SET name = 'seen' WHERE id = 2",
+    )
+    .await;
     assert_eq!(changes.updated, vec![2i64.into()]);
     assert_eq!(bob, fresh_people(&f, &[2], &["posts.tags"]).await);
     // a post sync removes is unsubscribed: its later changes do not arrive
-    write_and_sync(&f, &hub, &mut sub, &mut bob, "UPDATE posts SET person_id = 1 WHERE id = 40").await;
-    f.sql.batch_execute("UPDATE posts SET name = 'unseen' WHERE id = 40").await.unwrap();
+    write_and_sync(
+        &f,
+        &hub,
+        &mut sub,
+        &mut bob,
+        "UPDATE posts SET person_id = 1 WHERE id = 40",
+    )
+    .await;
+    f.sql
+        .batch_execute("UPDATE posts SET name = 'unseen' WHERE id = 40")
+        .await
+        .unwrap();
     assert!(pending(&f, &hub, &mut sub).await.is_empty());
     assert_eq!(bob, fresh_people(&f, &[2], &["posts.tags"]).await);
     // tag 2 is no longer held, so its changes do not arrive either; tag 1 still is (post 3)
-    f.sql.batch_execute("UPDATE tags SET name = 'unseen' WHERE id = 2").await.unwrap();
+    f.sql
+        .batch_execute("UPDATE tags SET name = 'unseen' WHERE id = 2")
+        .await
+        .unwrap();
     assert!(pending(&f, &hub, &mut sub).await.is_empty());
     hub.shutdown().await;
 }
@@ -145,7 +178,14 @@ async fn belongs_to_follows_a_changed_foreign_key() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
     let shape = ["person.profile"];
-    let load = || async { f.rowsync.query::<Post>().preload(shape).get(1i64).await.unwrap() };
+    let load = || async {
+        f.rowsync
+            .query::<Post>()
+            .preload(shape)
+            .get(1i64)
+            .await
+            .unwrap()
+    };
     let mut post: Option<Post> = load().await;
     let mut sub = hub.subscribe(post.iter(), shape).unwrap();
     for sql in [
@@ -158,7 +198,14 @@ async fn belongs_to_follows_a_changed_foreign_key() {
         write_and_sync(&f, &hub, &mut sub, &mut post, sql).await;
         assert_eq!(post, load().await, "after {sql}");
     }
-    let changes = write_and_sync(&f, &hub, &mut sub, &mut post, "DELETE FROM posts WHERE id = 1").await;
+    let changes = write_and_sync(
+        &f,
+        &hub,
+        &mut sub,
+        &mut post,
+        "DELETE FROM posts WHERE id = 1",
+    )
+    .await;
     assert_eq!(changes.deleted, vec![1i64.into()]);
     assert_eq!(post, None);
     hub.shutdown().await;
@@ -168,10 +215,24 @@ async fn belongs_to_follows_a_changed_foreign_key() {
 async fn a_table_list_follows_inserts_and_deletes() {
     let f = seeded().await;
     let hub = start_hub(&f).await;
-    let load = || async { f.rowsync.query::<Tag>().preload(["posts"]).all().await.unwrap() };
+    let load = || async {
+        f.rowsync
+            .query::<Tag>()
+            .preload(["posts"])
+            .all()
+            .await
+            .unwrap()
+    };
     let mut tags = load().await;
     let mut sub = hub.subscribe_table::<Tag>(["posts"]).unwrap();
-    let changes = write_and_sync(&f, &hub, &mut sub, &mut tags, "INSERT INTO tags (id, name) VALUES (50, 'new')").await;
+    let changes = write_and_sync(
+        &f,
+        &hub,
+        &mut sub,
+        &mut tags,
+        "INSERT INTO tags (id, name) VALUES (50, 'new')",
+    )
+    .await;
     assert_eq!(changes.inserted, vec![50i64.into()]);
     for sql in [
         "INSERT INTO posts_tags VALUES (2, 50), (4, 50)",
@@ -217,14 +278,23 @@ async fn a_resync_reloads_and_older_changes_are_not_applied_again() {
     let shape = ["posts.tags"];
     let mut people = fresh_people(&f, &[1, 2], &shape).await;
     let mut sub = hub.subscribe(&people, shape).unwrap();
-    f.sql.batch_execute("UPDATE posts SET name = 'before' WHERE id = 1").await.unwrap();
+    f.sql
+        .batch_execute("UPDATE posts SET name = 'before' WHERE id = 1")
+        .await
+        .unwrap();
     let before = pending(&f, &hub, &mut sub).await;
     // the listener dies; changes in the gap are lost for the listener
     let pid = hub.listener_pid().await.unwrap();
-    f.sql.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    f.sql
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
     let resync = timeout(WAIT, sub.next()).await.unwrap().unwrap();
     assert!(matches!(resync, Message::Resync(_)), "{resync:?}");
-    f.sql.batch_execute("UPDATE posts SET person_id = 2 WHERE id = 2").await.unwrap();
+    f.sql
+        .batch_execute("UPDATE posts SET person_id = 2 WHERE id = 2")
+        .await
+        .unwrap();
     let changes = sub.sync(&mut people, &resync).await.unwrap();
     assert!(changes.reloaded);
     assert_eq!(people, fresh_people(&f, &[1, 2], &shape).await);
@@ -233,7 +303,14 @@ async fn a_resync_reloads_and_older_changes_are_not_applied_again() {
         assert!(sub.sync(&mut people, message).await.unwrap().is_empty());
     }
     // and the re-derived topics route new changes
-    write_and_sync(&f, &hub, &mut sub, &mut people, "INSERT INTO posts_tags VALUES (2, 1)").await;
+    write_and_sync(
+        &f,
+        &hub,
+        &mut sub,
+        &mut people,
+        "INSERT INTO posts_tags VALUES (2, 1)",
+    )
+    .await;
     assert_eq!(people, fresh_people(&f, &[1, 2], &shape).await);
     hub.shutdown().await;
 }
@@ -246,13 +323,27 @@ async fn sync_with_options_shapes_inserted_rows() {
     let mut sub = hub.subscribe_table::<Tag>(Vec::<&str>::new()).unwrap();
     f.sql.batch_execute("INSERT INTO tags (id, name) VALUES (70, 'shaped'); INSERT INTO posts_tags VALUES (1, 70);").await.unwrap();
     for message in pending(&f, &hub, &mut sub).await {
-        hub.sync_with(&mut tags, &message, SyncOptions::new().preload::<Tag>(["posts"]))
-            .await
-            .unwrap();
+        hub.sync_with(
+            &mut tags,
+            &message,
+            SyncOptions::new().preload::<Tag>(["posts"]),
+        )
+        .await
+        .unwrap();
     }
     let inserted = tags.iter().find(|t| t.id == 70).expect("inserted");
-    let fresh = f.rowsync.query::<Tag>().preload(["posts"]).get(70i64).await.unwrap().unwrap();
-    assert_eq!(inserted, &fresh, "the inserted row got the shape from the options");
+    let fresh = f
+        .rowsync
+        .query::<Tag>()
+        .preload(["posts"])
+        .get(70i64)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        inserted, &fresh,
+        "the inserted row got the shape from the options"
+    );
     hub.shutdown().await;
 }
 
@@ -267,7 +358,10 @@ async fn a_thousand_subscribers_inserting_one_row_cause_one_load() {
         holders.push((people.clone(), hub.subscribe(&people, shape).unwrap()));
     }
     let before = hub.stats().rows_loaded;
-    f.sql.batch_execute("INSERT INTO posts (id, name, person_id) VALUES (80, 'for all', 2)").await.unwrap();
+    f.sql
+        .batch_execute("INSERT INTO posts (id, name, person_id) VALUES (80, 'for all', 2)")
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for (mut data, mut sub) in holders {
         tasks.push(tokio::spawn(async move {
@@ -280,6 +374,10 @@ async fn a_thousand_subscribers_inserting_one_row_cause_one_load() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), expected);
     }
-    assert_eq!(hub.stats().rows_loaded - before, 1, "one load for 1,000 subscribers");
+    assert_eq!(
+        hub.stats().rows_loaded - before,
+        1,
+        "one load for 1,000 subscribers"
+    );
     hub.shutdown().await;
 }

@@ -27,11 +27,18 @@ async fn start(url: &str) -> Hub {
 
 async fn expect_name(sub: &mut rowsync::Subscription, hub: &Hub, name: &str) {
     loop {
-        let message = timeout(WAIT, sub.next()).await.expect("a change in time").expect("open");
+        let message = timeout(WAIT, sub.next())
+            .await
+            .expect("a change in time")
+            .expect("open");
         let Message::Change(change) = message else {
             panic!("unexpected {message:?}")
         };
-        let person = hub.get::<Person>(&change).await.expect("load").expect("row");
+        let person = hub
+            .get::<Person>(&change)
+            .await
+            .expect("load")
+            .expect("row");
         if person.name == name {
             return;
         }
@@ -87,7 +94,10 @@ async fn parent() {
     writeln!(to_child, "write").unwrap();
     expect_name(&mut sub, &hub, "child-wrote").await;
     assert_eq!(read(), "wrote");
-    assert!(child.wait().unwrap().success(), "the second process succeeded");
+    assert!(
+        child.wait().unwrap().success(),
+        "the second process succeeded"
+    );
     hub.shutdown().await;
 }
 

@@ -39,11 +39,17 @@ pub struct Change {
 impl Change {
     /// The value of a routing column (new value; old value for a delete).
     pub fn column(&self, name: &str) -> Option<&Value> {
-        self.columns.iter().find(|(c, _)| *c == name).map(|(_, v)| v)
+        self.columns
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map(|(_, v)| v)
     }
 
     /// The value of a routing column before an update, if the update changed it.
     pub fn old_column(&self, name: &str) -> Option<&Value> {
-        self.old_columns.iter().find(|(c, _)| *c == name).map(|(_, v)| v)
+        self.old_columns
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map(|(_, v)| v)
     }
 }

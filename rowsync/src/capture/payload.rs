@@ -106,16 +106,21 @@ pub fn parse(payload: &[u8]) -> Result<RawChange, PayloadError> {
 /// Parses a payload and checks it against the plan; `seq` is the hub's receive counter.
 pub fn decode(payload: &[u8], plan: &CapturePlan, seq: u64) -> Result<Decoded, PayloadError> {
     let raw = parse(payload)?;
-    let table = plan.find(&raw.schema, &raw.table).ok_or_else(|| PayloadError::UnknownTable {
-        schema: raw.schema.clone(),
-        table: raw.table.clone(),
-    })?;
+    let table = plan
+        .find(&raw.schema, &raw.table)
+        .ok_or_else(|| PayloadError::UnknownTable {
+            schema: raw.schema.clone(),
+            table: raw.table.clone(),
+        })?;
     let xid = raw
         .xid
         .parse::<u64>()
         .map_err(|_| PayloadError::Malformed(format!("transaction id `{}`", raw.xid)))?;
     if raw.big {
-        return Ok(Decoded::Overflow { table: table.table, xid });
+        return Ok(Decoded::Overflow {
+            table: table.table,
+            xid,
+        });
     }
     let op = match raw.op.as_str() {
         "I" => Op::Inserted,
@@ -146,7 +151,12 @@ pub fn decode(payload: &[u8], plan: &CapturePlan, seq: u64) -> Result<Decoded, P
     }))
 }
 
-fn values(table: &TablePlan, texts: &[Option<String>], offset: usize, expected: usize) -> Result<Vec<Value>, PayloadError> {
+fn values(
+    table: &TablePlan,
+    texts: &[Option<String>],
+    offset: usize,
+    expected: usize,
+) -> Result<Vec<Value>, PayloadError> {
     if texts.len() != expected {
         return Err(PayloadError::Arity {
             table: table.table.to_string(),
@@ -158,11 +168,14 @@ fn values(table: &TablePlan, texts: &[Option<String>], offset: usize, expected: 
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let ty = table.types.get(offset + i).ok_or_else(|| PayloadError::Arity {
-                table: table.table.to_string(),
-                expected: table.types.len(),
-                found: offset + i + 1,
-            })?;
+            let ty = table
+                .types
+                .get(offset + i)
+                .ok_or_else(|| PayloadError::Arity {
+                    table: table.table.to_string(),
+                    expected: table.types.len(),
+                    found: offset + i + 1,
+                })?;
             value_from_text(ty, text.as_deref()).map_err(|cause| PayloadError::Value {
                 table: table.table.to_string(),
                 cause,
@@ -171,7 +184,10 @@ fn values(table: &TablePlan, texts: &[Option<String>], offset: usize, expected: 
         .collect()
 }
 
-fn named(table: &TablePlan, texts: &[Option<String>]) -> Result<Vec<(&'static str, Value)>, PayloadError> {
+fn named(
+    table: &TablePlan,
+    texts: &[Option<String>],
+) -> Result<Vec<(&'static str, Value)>, PayloadError> {
     let vals = values(table, texts, table.key.len(), table.routes.len())?;
     Ok(table.routes.iter().copied().zip(vals).collect())
 }

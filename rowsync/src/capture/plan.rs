@@ -53,7 +53,10 @@ pub struct CapturePlan {
 
 impl CapturePlan {
     /// The plan for watched roots, each with the associations loaded under it.
-    pub fn new(graph: &Graph, watches: &[(&'static SchemaMeta, PreloadTree)]) -> Result<CapturePlan, SchemaError> {
+    pub fn new(
+        graph: &Graph,
+        watches: &[(&'static SchemaMeta, PreloadTree)],
+    ) -> Result<CapturePlan, SchemaError> {
         let mut plan = CapturePlan::default();
         for (root, tree) in watches {
             plan.add_schema(root);
@@ -62,16 +65,32 @@ impl CapturePlan {
         Ok(plan)
     }
 
+    /// A plan of tables described by hand (e.g. to install capture for tables no schema
+    /// maps). Later entries for the same table replace earlier ones.
+    pub fn from_tables(tables: impl IntoIterator<Item = TablePlan>) -> CapturePlan {
+        CapturePlan {
+            tables: tables.into_iter().map(|t| (t.table, t)).collect(),
+        }
+    }
+
     fn add_schema(&mut self, meta: &'static SchemaMeta) -> &mut TablePlan {
         self.tables.entry(meta.table).or_insert_with(|| {
             TablePlan::new(
                 meta.table,
-                meta.primary_key.iter().map(|&i| meta.columns[i].name).collect(),
+                meta.primary_key
+                    .iter()
+                    .map(|&i| meta.columns[i].name)
+                    .collect(),
             )
         })
     }
 
-    fn add_tree(&mut self, graph: &Graph, owner: &'static SchemaMeta, tree: &PreloadTree) -> Result<(), SchemaError> {
+    fn add_tree(
+        &mut self,
+        graph: &Graph,
+        owner: &'static SchemaMeta,
+        tree: &PreloadTree,
+    ) -> Result<(), SchemaError> {
         for node in tree.children() {
             let def = &owner.assocs[node.assoc];
             let (steps, related) = hops(owner, def)?;
@@ -83,7 +102,11 @@ impl CapturePlan {
                 let next_from = steps.get(i + 1).map(|h| h.from_column);
                 let entry = self.tables.entry(hop.table).or_insert_with(|| {
                     let key = match graph.schema_of(hop.table) {
-                        Some(meta) => meta.primary_key.iter().map(|&k| meta.columns[k].name).collect(),
+                        Some(meta) => meta
+                            .primary_key
+                            .iter()
+                            .map(|&k| meta.columns[k].name)
+                            .collect(),
                         // a join table known only by name: identified by its two keys
                         None => std::iter::once(hop.to_column).chain(next_from).collect(),
                     };
@@ -102,7 +125,12 @@ impl CapturePlan {
         self.tables.entry(table).or_insert_with(|| {
             let key = graph
                 .schema_of(table)
-                .map(|meta| meta.primary_key.iter().map(|&k| meta.columns[k].name).collect())
+                .map(|meta| {
+                    meta.primary_key
+                        .iter()
+                        .map(|&k| meta.columns[k].name)
+                        .collect()
+                })
                 .unwrap_or_default();
             TablePlan::new(table, key)
         })
@@ -125,7 +153,8 @@ impl CapturePlan {
         self.tables.values()
     }
 
-    /// Every watched table, mutably (to fill in column types).
+    /// Every watched table, mutably: to fill in column types (changing `table` would leave
+    /// it filed under its old name).
     pub fn tables_mut(&mut self) -> impl Iterator<Item = &mut TablePlan> {
         self.tables.values_mut()
     }

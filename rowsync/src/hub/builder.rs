@@ -43,7 +43,10 @@ impl HubBuilder {
     pub fn watch<S: Schema>(mut self, preloads: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         self.watches.push((
             S::meta(),
-            preloads.into_iter().map(|p| p.as_ref().to_owned()).collect(),
+            preloads
+                .into_iter()
+                .map(|p| p.as_ref().to_owned())
+                .collect(),
         ));
         self
     }
@@ -124,13 +127,14 @@ impl HubBuilder {
         let (graph, mut plan) = self.plan()?;
         let config = tokio_postgres::Config::from_str(&self.url)
             .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let (mut client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|source| HubError::Database {
-                action: "connecting to the database",
-                source,
-            })?;
+        let (mut client, connection) =
+            config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|source| HubError::Database {
+                    action: "connecting to the database",
+                    source,
+                })?;
         let driver = tokio::spawn(connection);
         let schemas: Vec<&'static SchemaMeta> = plan
             .tables()
@@ -152,9 +156,18 @@ impl HubBuilder {
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let listener = Listener::start(ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]), tx).await?;
+        let listener = Listener::start(
+            ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]),
+            tx,
+        )
+        .await?;
         let counters = Arc::new(pump::PumpCounters::default());
-        let pump = tokio::spawn(pump::run(rx, plan.clone(), router.clone(), counters.clone()));
+        let pump = tokio::spawn(pump::run(
+            rx,
+            plan.clone(),
+            router.clone(),
+            counters.clone(),
+        ));
         Ok(Hub {
             inner: Arc::new(HubInner {
                 db: db.clone(),

@@ -15,7 +15,10 @@ struct LiveColumn {
     is_enum: bool,
 }
 
-async fn live_columns(client: &Client, table: TableName) -> Result<Option<HashMap<String, LiveColumn>>, HubError> {
+async fn live_columns(
+    client: &Client,
+    table: TableName,
+) -> Result<Option<HashMap<String, LiveColumn>>, HubError> {
     let exists = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
         .await
@@ -55,7 +58,11 @@ async fn live_columns(client: &Client, table: TableName) -> Result<Option<HashMa
 
 /// Checks every watched table and every column of the schemas mapping them, then fills the
 /// plan's column types.
-pub(crate) async fn check_and_type(client: &Client, plan: &mut CapturePlan, schemas: &[&'static SchemaMeta]) -> Result<(), HubError> {
+pub(crate) async fn check_and_type(
+    client: &Client,
+    plan: &mut CapturePlan,
+    schemas: &[&'static SchemaMeta],
+) -> Result<(), HubError> {
     let mut problems = Vec::new();
     let mut live = HashMap::new();
     for table in plan.tables().map(|t| t.table) {
@@ -77,7 +84,11 @@ pub(crate) async fn check_and_type(client: &Client, plan: &mut CapturePlan, sche
                     meta.table, column.name, meta.name, column.field
                 )),
                 Some(c) => {
-                    let typname = if c.is_enum { "enum" } else { c.typname.as_str() };
+                    let typname = if c.is_enum {
+                        "enum"
+                    } else {
+                        c.typname.as_str()
+                    };
                     if !column.sql_types.contains(&typname) {
                         problems.push(format!(
                             "{}.{}: column is `{}`, but field `{}::{}` ({}) decodes from {}",
@@ -103,8 +114,15 @@ pub(crate) async fn check_and_type(client: &Client, plan: &mut CapturePlan, sche
             match columns.get(name) {
                 Some(c) => types.push(PgType::from_catalog(&c.typname, c.is_enum)),
                 None => {
-                    let problem = format!("{}.{name}: no such column (needed to route changes)", table.table);
-                    if !problems.contains(&problem) && !problems.iter().any(|p| p.starts_with(&format!("{}.{name}:", table.table))) {
+                    let problem = format!(
+                        "{}.{name}: no such column (needed to route changes)",
+                        table.table
+                    );
+                    if !problems.contains(&problem)
+                        && !problems
+                            .iter()
+                            .any(|p| p.starts_with(&format!("{}.{name}:", table.table)))
+                    {
                         problems.push(problem);
                     }
                 }

@@ -19,13 +19,13 @@ use crate::cache::{Loader, RowCache};
 use crate::capture::listen::Listener;
 use crate::capture::{triggers, CapturePlan, Change, Op};
 use crate::error::HubError;
+use crate::error::SyncError;
 use crate::graph::Graph;
 use crate::load::{Db, PreloadTree, Query};
 use crate::route::router::Router;
-use crate::error::SyncError;
 use crate::route::{topics_for_rows, topics_for_table, Message, Ops, Selector, Topic};
-use crate::sync::{Changes, Held, SyncOptions};
 use crate::schema::Schema;
+use crate::sync::{Changes, Held, SyncOptions};
 
 /// Counters of a hub, for tests and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,12 +97,18 @@ impl Hub {
 
     /// The SQL the hub installs (and would install), for migrations you manage yourself.
     pub fn install_sql(&self) -> Result<String, HubError> {
-        Ok(triggers::install_sql(&self.inner.plan, &self.inner.channel)?)
+        Ok(triggers::install_sql(
+            &self.inner.plan,
+            &self.inner.channel,
+        )?)
     }
 
     /// Every change of `S`'s table, and of the tables that can change data loaded with
     /// `preloads` (EctoSync's `subscribe(Post, assocs: [:tags])`).
-    pub fn subscribe_table<S: Schema>(&self, preloads: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Subscription, HubError> {
+    pub fn subscribe_table<S: Schema>(
+        &self,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Subscription, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let topics = topics_for_table(S::meta(), &tree)?;
         let shape = Shape::new(self, S::meta(), tree, None)?;
@@ -129,12 +135,26 @@ impl Hub {
 
     /// Changes of `S`'s table with operation `op` and rows chosen by `selector`, e.g.
     /// `hub.subscribe_to::<Comment>(Op::Updated, Selector::foreign("post_id", 42))`.
-    pub fn subscribe_to<S: Schema>(&self, op: Op, selector: Selector) -> Result<Subscription, HubError> {
-        self.subscribe_topics([Topic { table: S::meta().table, selector }], op.into())
+    pub fn subscribe_to<S: Schema>(
+        &self,
+        op: Op,
+        selector: Selector,
+    ) -> Result<Subscription, HubError> {
+        self.subscribe_topics(
+            [Topic {
+                table: S::meta().table,
+                selector,
+            }],
+            op.into(),
+        )
     }
 
     /// A subscription to explicit topics.
-    pub fn subscribe_topics(&self, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Result<Subscription, HubError> {
+    pub fn subscribe_topics(
+        &self,
+        topics: impl IntoIterator<Item = Topic>,
+        ops: Ops,
+    ) -> Result<Subscription, HubError> {
         let inbox = self.inner.router.subscribe(topics, ops);
         Ok(Subscription::new(inbox, self.clone(), None))
     }

@@ -51,12 +51,23 @@ impl Shape {
 
 /// A stream of [`Message`]s about the data a subscriber holds, and the means to apply them:
 ///
-/// ```ignore
-/// let mut sub = hub.subscribe(&people, ["posts.tags"])?;
+/// ```no_run
+/// # use rowsync::{Assoc, Hub, Schema};
+/// # #[derive(Schema, Clone, Debug, PartialEq)]
+/// # #[rowsync(table = "people")]
+/// # struct Person { id: i64, #[rowsync(has_many(Post))] posts: Assoc<Vec<Post>> }
+/// # #[derive(Schema, Clone, Debug, PartialEq)]
+/// # #[rowsync(table = "posts")]
+/// # struct Post { id: i64, person_id: i64 }
+/// # async fn run(hub: Hub) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut people = hub.query::<Person>().preload(["posts"]).all().await?;
+/// let mut sub = hub.subscribe(&people, ["posts"])?;
 /// while let Some(msg) = sub.next().await {
 ///     let changes = sub.sync(&mut people, &msg).await?;
 ///     // re-render the rows in `changes`
 /// }
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// Changes arrive in commit order, each at most once. The subscription follows the data:
@@ -122,7 +133,11 @@ impl Subscription {
 
     /// Applies `message` to `data` (EctoSync's `sync/2`): the result equals what a fresh load
     /// with the same preloads would give. Returns what changed at the top level.
-    pub async fn sync<S: Schema, H: Held<S>>(&mut self, data: &mut H, message: &Message) -> Result<Changes, SyncError> {
+    pub async fn sync<S: Schema, H: Held<S>>(
+        &mut self,
+        data: &mut H,
+        message: &Message,
+    ) -> Result<Changes, SyncError> {
         self.sync_with(data, message, SyncOptions::new()).await
     }
 
@@ -145,7 +160,11 @@ impl Subscription {
                 if change.seq <= self.synced_through {
                     return Ok(Changes::default());
                 }
-                let paths = shape.paths.get(&change.table).map(Vec::as_slice).unwrap_or(&[]);
+                let paths = shape
+                    .paths
+                    .get(&change.table)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
                 let mut ctx = SyncCtx::new(change.clone(), self.hub.inner.loader.clone(), options);
                 ctx.root_keys = shape.root_keys.clone();
                 let changes = apply(&ctx, data, &shape.tree, paths).await?;
@@ -158,7 +177,11 @@ impl Subscription {
         }
     }
 
-    async fn reload<S: Schema, H: Held<S>>(&mut self, data: &mut H, shape: &Shape) -> Result<Changes, SyncError> {
+    async fn reload<S: Schema, H: Held<S>>(
+        &mut self,
+        data: &mut H,
+        shape: &Shape,
+    ) -> Result<Changes, SyncError> {
         // why read the position first: every change received so far committed before the
         // reload's snapshot, so it is in the reloaded data and must not be applied again.
         let watermark = self.hub.current_seq();
@@ -200,7 +223,11 @@ fn held_order<S: Schema>(held: &[&S], followed: Vec<Key>) -> Vec<Key> {
 }
 
 /// The rows with these keys, in the order given, with `paths` preloaded.
-async fn reload_rows<S: Schema>(hub: &Hub, keys: Vec<Key>, paths: &[String]) -> Result<Vec<S>, crate::error::LoadError> {
+async fn reload_rows<S: Schema>(
+    hub: &Hub,
+    keys: Vec<Key>,
+    paths: &[String],
+) -> Result<Vec<S>, crate::error::LoadError> {
     let meta = S::meta();
     let mut rows = match meta.single_key_column() {
         Some(column) => {
@@ -219,15 +246,27 @@ async fn reload_rows<S: Schema>(hub: &Hub, keys: Vec<Key>, paths: &[String]) -> 
             rows
         }
     };
-    let position: HashMap<Key, usize> = keys.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect();
-    rows.sort_by_key(|r| position.get(&r.primary_key()).copied().unwrap_or(usize::MAX));
+    let position: HashMap<Key, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), i))
+        .collect();
+    rows.sort_by_key(|r| {
+        position
+            .get(&r.primary_key())
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
     Ok(rows)
 }
 
 impl Stream for Subscription {
     type Item = Message;
 
-    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Message>> {
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
         std::pin::Pin::new(&mut self.get_mut().inbox).poll_next(cx)
     }
 }

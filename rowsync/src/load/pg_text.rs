@@ -101,8 +101,12 @@ pub fn value_from_text(ty: &PgType, text: Option<&str>) -> Result<Value, DecodeE
         PgType::Bytea => Value::Bytes(parse_bytea(text).ok_or_else(bad)?),
         PgType::Uuid => Value::Uuid(text.parse().map_err(|_| bad())?),
         PgType::Json => Value::Json(serde_json::from_str(text).map_err(|_| bad())?),
-        PgType::Date => Value::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?),
-        PgType::Time => Value::Time(NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad())?),
+        PgType::Date => {
+            Value::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?)
+        }
+        PgType::Time => {
+            Value::Time(NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad())?)
+        }
         PgType::Timestamp => Value::Timestamp(
             NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| bad())?,
         ),
@@ -168,7 +172,10 @@ mod tests {
         let v = |ty, s| value_from_text(&ty, Some(s)).unwrap();
         assert_eq!(v(PgType::Int8, "-42"), Value::I64(-42));
         assert_eq!(v(PgType::Bool, "t"), Value::Bool(true));
-        assert_eq!(v(PgType::Bytea, "\\x00ff10"), Value::Bytes(vec![0, 255, 16]));
+        assert_eq!(
+            v(PgType::Bytea, "\\x00ff10"),
+            Value::Bytes(vec![0, 255, 16])
+        );
         assert_eq!(
             v(PgType::Timestamptz, "2024-01-02 03:04:05.25+05:30"),
             Value::TimestampTz("2024-01-01T21:34:05.25Z".parse().unwrap())
@@ -182,7 +189,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for ty in [PgType::Int4, PgType::Bytea, PgType::Uuid, PgType::Timestamptz, PgType::Date] {
+        for ty in [
+            PgType::Int4,
+            PgType::Bytea,
+            PgType::Uuid,
+            PgType::Timestamptz,
+            PgType::Date,
+        ] {
             for text in ["", "x", "\\x0", "\\xzz", "2024-13-45", "+", "é-"] {
                 assert!(value_from_text(&ty, Some(text)).is_err(), "{ty:?} {text:?}");
             }

@@ -4,7 +4,9 @@ use super::topic::{Selector, Topic};
 use crate::error::SchemaError;
 use crate::load::related_sql::hops;
 use crate::load::PreloadTree;
-use crate::schema::{AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Schema, SchemaMeta};
+use crate::schema::{
+    AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Schema, SchemaMeta,
+};
 
 /// Topics for held rows of `S` with `tree` loaded under them:
 /// - each held row, by primary key, at every depth;
@@ -12,13 +14,20 @@ use crate::schema::{AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, S
 ///   association equal to the owner's value (`posts.person_id = 1`, `posts_tags.post_id = 7`);
 /// - for a `through` association, its intermediate tables whole (their rows are not held,
 ///   so there is no key to route by).
-pub fn topics_for_rows<S: Schema>(rows: &[&S], tree: &PreloadTree) -> Result<Vec<Topic>, SchemaError> {
+pub fn topics_for_rows<S: Schema>(
+    rows: &[&S],
+    tree: &PreloadTree,
+) -> Result<Vec<Topic>, SchemaError> {
     let mut out = Vec::new();
     collect_rows(rows, tree, &mut out)?;
     Ok(out)
 }
 
-fn collect_rows<S: Schema>(rows: &[&S], tree: &PreloadTree, out: &mut Vec<Topic>) -> Result<(), SchemaError> {
+fn collect_rows<S: Schema>(
+    rows: &[&S],
+    tree: &PreloadTree,
+    out: &mut Vec<Topic>,
+) -> Result<(), SchemaError> {
     let meta = S::meta();
     out.extend(rows.iter().map(|row| Topic {
         table: meta.table,
@@ -44,7 +53,11 @@ struct RowTopics<'a, P> {
 impl<P: Schema> AssocVisitor<P> for RowTopics<'_, P> {
     type Output = Result<(), SchemaError>;
 
-    fn visit<C: Schema, T: AssocValue<C>>(self, def: &'static AssocDef, field: AssocField<P, T>) -> Self::Output {
+    fn visit<C: Schema, T: AssocValue<C>>(
+        self,
+        def: &'static AssocDef,
+        field: AssocField<P, T>,
+    ) -> Self::Output {
         let (steps, _) = hops(P::meta(), def)?;
         let first = &steps[0];
         let mut children: Vec<&C> = Vec::new();
@@ -71,7 +84,10 @@ impl<P: Schema> AssocVisitor<P> for RowTopics<'_, P> {
 }
 
 /// Topics for every change of `meta`'s table and of the tables its preloads read.
-pub fn topics_for_table(meta: &'static SchemaMeta, tree: &PreloadTree) -> Result<Vec<Topic>, SchemaError> {
+pub fn topics_for_table(
+    meta: &'static SchemaMeta,
+    tree: &PreloadTree,
+) -> Result<Vec<Topic>, SchemaError> {
     let mut out = vec![Topic {
         table: meta.table,
         selector: Selector::All,
@@ -80,7 +96,11 @@ pub fn topics_for_table(meta: &'static SchemaMeta, tree: &PreloadTree) -> Result
     Ok(out)
 }
 
-fn collect_tables(meta: &'static SchemaMeta, tree: &PreloadTree, out: &mut Vec<Topic>) -> Result<(), SchemaError> {
+fn collect_tables(
+    meta: &'static SchemaMeta,
+    tree: &PreloadTree,
+    out: &mut Vec<Topic>,
+) -> Result<(), SchemaError> {
     for node in tree.children() {
         let def = &meta.assocs[node.assoc];
         let (steps, related) = hops(meta, def)?;

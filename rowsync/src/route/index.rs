@@ -22,7 +22,12 @@ impl RouteIndex {
         let entry = self.by_topic.entry(topic.clone()).or_default();
         let ops = entry.get(&id).map_or(ops, |o| o.union(ops));
         entry.insert(id, ops);
-        *self.by_subscription.entry(id).or_default().entry(topic).or_default() += 1;
+        *self
+            .by_subscription
+            .entry(id)
+            .or_default()
+            .entry(topic)
+            .or_default() += 1;
     }
 
     /// Removes one hold of `topic`; the topic goes when no hold is left.
@@ -47,7 +52,12 @@ impl RouteIndex {
     }
 
     pub fn remove(&mut self, id: SubscriptionId) {
-        for topic in self.by_subscription.remove(&id).unwrap_or_default().into_keys() {
+        for topic in self
+            .by_subscription
+            .remove(&id)
+            .unwrap_or_default()
+            .into_keys()
+        {
             if let Some(subs) = self.by_topic.get_mut(&topic) {
                 subs.remove(&id);
                 if subs.is_empty() {

@@ -46,7 +46,12 @@ impl Router {
         Inbox::new(id, rx, stats, Arc::downgrade(self))
     }
 
-    pub fn add_topics(&self, id: SubscriptionId, topics: impl IntoIterator<Item = Topic>, ops: Ops) {
+    pub fn add_topics(
+        &self,
+        id: SubscriptionId,
+        topics: impl IntoIterator<Item = Topic>,
+        ops: Ops,
+    ) {
         let mut index = write(&self.index);
         for topic in topics {
             index.add(id, topic, ops);

@@ -88,7 +88,12 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new(id: SubscriptionId, rx: mpsc::Receiver<Message>, queue: Arc<QueueStats>, router: Weak<Router>) -> Self {
+    pub(crate) fn new(
+        id: SubscriptionId,
+        rx: mpsc::Receiver<Message>,
+        queue: Arc<QueueStats>,
+        router: Weak<Router>,
+    ) -> Self {
         Inbox {
             id,
             rx,

@@ -243,10 +243,20 @@ macro_rules! plain_field {
 }
 
 plain_field!(bool, Bool, "bool", &["bool"]);
-plain_field!(String, Text, "text (String)", &["text", "varchar", "bpchar", "name", "enum"]);
+plain_field!(
+    String,
+    Text,
+    "text (String)",
+    &["text", "varchar", "bpchar", "name", "enum"]
+);
 plain_field!(Vec<u8>, Bytes, "bytea (Vec<u8>)", &["bytea"]);
 plain_field!(Uuid, Uuid, "uuid", &["uuid"]);
-plain_field!(serde_json::Value, Json, "jsonb (serde_json::Value)", &["json", "jsonb"]);
+plain_field!(
+    serde_json::Value,
+    Json,
+    "jsonb (serde_json::Value)",
+    &["json", "jsonb"]
+);
 plain_field!(NaiveDate, Date, "date", &["date"]);
 plain_field!(NaiveTime, Time, "time", &["time"]);
 plain_field!(NaiveDateTime, Timestamp, "timestamp", &["timestamp"]);

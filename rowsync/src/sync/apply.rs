@@ -10,7 +10,9 @@ use crate::error::SyncError;
 use crate::graph::Reached;
 use crate::load::related_sql::hops;
 use crate::load::PreloadTree;
-use crate::schema::{Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Key, Schema, Value};
+use crate::schema::{
+    Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Key, Schema, Value,
+};
 
 type Rows<'a, P> = Vec<(usize, &'a mut P)>;
 
@@ -23,13 +25,24 @@ pub(crate) fn last_step<'a, P: Schema, C: Schema, T: AssocValue<C>>(
     reached: Reached,
 ) -> BoxFuture<'a, Result<Vec<usize>, SyncError>> {
     Box::pin(async move {
-        let step = Step { ctx, def, field, subtree };
+        let step = Step {
+            ctx,
+            def,
+            field,
+            subtree,
+        };
         match (reached, &def.kind) {
             (Reached::Through, _) => step.reload(rows).await,
-            (Reached::JoinTable, AssocKind::ManyToMany { join_keys, .. }) => step.link(rows, join_keys).await,
-            (Reached::Related, AssocKind::HasMany { .. } | AssocKind::HasOne { .. }) => step.child(rows).await,
+            (Reached::JoinTable, AssocKind::ManyToMany { join_keys, .. }) => {
+                step.link(rows, join_keys).await
+            }
+            (Reached::Related, AssocKind::HasMany { .. } | AssocKind::HasOne { .. }) => {
+                step.child(rows).await
+            }
             (Reached::Related, AssocKind::BelongsTo { .. }) => step.parent(rows).await,
-            (Reached::Related, AssocKind::ManyToMany { .. } | AssocKind::Through { .. }) => step.related(rows).await,
+            (Reached::Related, AssocKind::ManyToMany { .. } | AssocKind::Through { .. }) => {
+                step.related(rows).await
+            }
             _ => Ok(Vec::new()),
         }
     })
@@ -68,6 +81,34 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let old = list.remove(at);
         self.ctx.untrack(&old, self.subtree)
     }
+
+    /// Replaces the changed row at `at` with its state now, keeping its loaded associations
+    /// and its place in the order; drops it when it is gone or `keep` rejects it (it stopped
+    /// matching the filter, or points elsewhere now).
+    async fn refresh<C: Schema>(
+        &self,
+        list: &mut Vec<C>,
+        at: usize,
+        keep: impl Fn(&C) -> bool,
+    ) -> Result<(), SyncError> {
+        match replacement(self.ctx, &mut list[at], self.subtree).await? {
+            Some(new) if keep(&new) => {
+                self.ctx.track(&new, self.subtree)?;
+                list[at] = new;
+                // an update may move it within the order
+                if !self.def.order_by.is_empty() {
+                    let row = list.remove(at);
+                    insert_ordered(list, row, self.def.order_by);
+                }
+            }
+            // already untracked by `replacement`
+            Some(_) => {
+                list.remove(at);
+            }
+            None => self.remove(list, at)?,
+        }
+        Ok(())
+    }
 }
 
 impl<'a, P: Schema, T> Step<'a, P, T> {
@@ -88,7 +129,9 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             let mut list = held.take_rows();
-            let at = list.iter().position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let at = list
+                .iter()
+                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
             let belongs = !owner.is_null() && owner == new_fk && change.op != Op::Deleted;
             let mut changed = false;
             let result = async {
@@ -99,22 +142,8 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                     }
                     (Some(i), true) => {
                         changed = true;
-                        match replacement(self.ctx, &mut list[i], self.subtree).await? {
-                            Some(new) if self.matches_filter(&new) => {
-                                self.ctx.track(&new, self.subtree)?;
-                                list[i] = new;
-                                // an update may move it within the order
-                                if !self.def.order_by.is_empty() {
-                                    let row = list.remove(i);
-                                    insert_ordered(&mut list, row, self.def.order_by);
-                                }
-                            }
-                            // stopped matching the filter (already untracked)
-                            Some(_) => {
-                                list.remove(i);
-                            }
-                            None => self.remove(&mut list, i)?,
-                        }
+                        self.refresh(&mut list, i, |new| self.matches_filter(new))
+                            .await?;
                     }
                     (None, true) => {
                         if let Some(new) = self.inserted::<C>(change.key.clone()).await? {
@@ -151,25 +180,21 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             let mut list = held.take_rows();
-            let at = list.iter().position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let at = list
+                .iter()
+                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
             let result = async {
                 match (change.op, at) {
                     (Op::Deleted, Some(i)) => self.remove(&mut list, i).map(|_| true),
                     (Op::Updated, Some(i)) => {
-                        match replacement(self.ctx, &mut list[i], self.subtree).await? {
-                            Some(new) if new.value_of(referenced).as_ref() == Some(&fk_value) => {
-                                self.ctx.track(&new, self.subtree)?;
-                                list[i] = new;
-                            }
-                            Some(_) => {
-                                list.remove(i);
-                            }
-                            None => self.remove(&mut list, i)?,
-                        }
+                        let still = |new: &C| new.value_of(referenced).as_ref() == Some(&fk_value);
+                        self.refresh(&mut list, i, still).await?;
                         Ok(true)
                     }
                     (Op::Inserted, None)
-                        if list.is_empty() && !fk_value.is_null() && change.column(referenced) == Some(&fk_value) =>
+                        if list.is_empty()
+                            && !fk_value.is_null()
+                            && change.column(referenced) == Some(&fk_value) =>
                     {
                         match self.inserted::<C>(change.key.clone()).await? {
                             Some(new) => self.add(&mut list, new).map(|_| true),
@@ -204,27 +229,17 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             let mut list = held.take_rows();
-            let at = list.iter().position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let at = list
+                .iter()
+                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
             let result = async {
                 let Some(i) = at else { return Ok(false) };
                 if change.op == Op::Deleted {
                     self.remove(&mut list, i)?;
                     return Ok(true);
                 }
-                match replacement(self.ctx, &mut list[i], self.subtree).await? {
-                    Some(new) if self.matches_filter(&new) => {
-                        self.ctx.track(&new, self.subtree)?;
-                        list[i] = new;
-                        if !self.def.order_by.is_empty() {
-                            let row = list.remove(i);
-                            insert_ordered(&mut list, row, self.def.order_by);
-                        }
-                    }
-                    Some(_) => {
-                        list.remove(i);
-                    }
-                    None => self.remove(&mut list, i)?,
-                }
+                self.refresh(&mut list, i, |new| self.matches_filter(new))
+                    .await?;
                 Ok::<bool, SyncError>(true)
             }
             .await;
@@ -237,7 +252,11 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
     }
 
     /// many_to_many: a link row inserted, deleted, or moved.
-    async fn link<C: Schema>(self, rows: Rows<'a, P>, join_keys: &[&'static str; 2]) -> Result<Vec<usize>, SyncError>
+    async fn link<C: Schema>(
+        self,
+        rows: Rows<'a, P>,
+        join_keys: &[&'static str; 2],
+    ) -> Result<Vec<usize>, SyncError>
     where
         T: AssocValue<C>,
     {
@@ -262,16 +281,23 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             let mut list = held.take_rows();
             let result = async {
                 let position = |list: &Vec<C>, key: &Value| {
-                    list.iter().position(|c| c.value_of(related_column).as_ref() == Some(key))
+                    list.iter()
+                        .position(|c| c.value_of(related_column).as_ref() == Some(key))
                 };
                 let mut changed = false;
                 let unlink = match change.op {
                     Op::Deleted => owner == new_owner,
-                    Op::Updated => owner == old_owner && (old_owner != new_owner || old_related != new_related),
+                    Op::Updated => {
+                        owner == old_owner && (old_owner != new_owner || old_related != new_related)
+                    }
                     Op::Inserted => false,
                 };
                 if unlink {
-                    let gone = if change.op == Op::Deleted { &new_related } else { &old_related };
+                    let gone = if change.op == Op::Deleted {
+                        &new_related
+                    } else {
+                        &old_related
+                    };
                     if let Some(i) = position(&list, gone) {
                         self.remove(&mut list, i)?;
                         changed = true;
@@ -302,7 +328,12 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         T: AssocValue<C>,
     {
         let mut paths = vec![self.def.name.to_owned()];
-        paths.extend(self.subtree.paths().into_iter().map(|p| format!("{}.{p}", self.def.name)));
+        paths.extend(
+            self.subtree
+                .paths()
+                .into_iter()
+                .map(|p| format!("{}.{p}", self.def.name)),
+        );
         let shape = PreloadTree::parse(P::meta(), &paths)?;
         let mut touched = Vec::new();
         for (root, row) in rows {
@@ -341,13 +372,26 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
 ///
 /// On `Some`, `existing`'s topics are already recorded as removed (its associations move
 /// out); the caller tracks the new row if it keeps it.
-pub(crate) async fn replacement<C: Schema>(ctx: &SyncCtx, existing: &mut C, tree: &PreloadTree) -> Result<Option<C>, SyncError> {
-    let Some(mut new) = ctx.load::<C>(ctx.change.key.clone(), &PreloadTree::default()).await? else {
+pub(crate) async fn replacement<C: Schema>(
+    ctx: &SyncCtx,
+    existing: &mut C,
+    tree: &PreloadTree,
+) -> Result<Option<C>, SyncError> {
+    let Some(mut new) = ctx
+        .load::<C>(ctx.change.key.clone(), &PreloadTree::default())
+        .await?
+    else {
         return Ok(None);
     };
     ctx.untrack(&*existing, tree)?;
     for i in 0..C::meta().assocs.len() {
-        C::visit_assoc(i, Carry { from: &mut *existing, to: &mut new });
+        C::visit_assoc(
+            i,
+            Carry {
+                from: &mut *existing,
+                to: &mut new,
+            },
+        );
     }
     for node in tree.children() {
         let def = &C::meta().assocs[node.assoc];
@@ -398,10 +442,17 @@ struct ReloadParent<'a, C> {
 impl<'a, C: Schema> AssocVisitor<C> for ReloadParent<'a, C> {
     type Output = BoxFuture<'a, Result<(), SyncError>>;
 
-    fn visit<R: Schema, T: AssocValue<R>>(self, def: &'static AssocDef, field: AssocField<C, T>) -> Self::Output {
+    fn visit<R: Schema, T: AssocValue<R>>(
+        self,
+        def: &'static AssocDef,
+        field: AssocField<C, T>,
+    ) -> Self::Output {
         Box::pin(async move {
             let (steps, _) = hops(C::meta(), def)?;
-            let fk = self.row.value_of(steps[0].from_column).unwrap_or(Value::Null);
+            let fk = self
+                .row
+                .value_of(steps[0].from_column)
+                .unwrap_or(Value::Null);
             let parent = if fk.is_null() {
                 None
             } else {

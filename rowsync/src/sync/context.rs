@@ -34,7 +34,10 @@ impl SyncOptions {
     }
 
     /// The shape for inserted rows of `S`: the option's, else `default`.
-    pub(crate) fn shape_for<S: Schema>(&self, default: &PreloadTree) -> Result<PreloadTree, SchemaError> {
+    pub(crate) fn shape_for<S: Schema>(
+        &self,
+        default: &PreloadTree,
+    ) -> Result<PreloadTree, SchemaError> {
         match self.preloads.get(S::meta().name) {
             Some(paths) => PreloadTree::parse(S::meta(), paths),
             None => Ok(default.clone()),
@@ -71,7 +74,9 @@ impl SyncCtx {
 
     /// Whether an inserted root row with `key` belongs to the held data.
     pub fn root_may_hold(&self, key: &Key) -> bool {
-        self.root_keys.as_ref().is_none_or(|keys| keys.contains(key))
+        self.root_keys
+            .as_ref()
+            .is_none_or(|keys| keys.contains(key))
     }
 
     /// Whether `key` is the changed row's key (or its key before the update).
@@ -80,30 +85,46 @@ impl SyncCtx {
     }
 
     /// The row of `C` with `key` now, loaded through the cache with `tree`.
-    pub async fn load<C: Schema>(&self, key: Key, tree: &PreloadTree) -> Result<Option<C>, SyncError> {
+    pub async fn load<C: Schema>(
+        &self,
+        key: Key,
+        tree: &PreloadTree,
+    ) -> Result<Option<C>, SyncError> {
         Ok(self.loader.row::<C>(key, self.change.seq, tree).await?)
     }
 
     /// Records that `row` (held with `tree`) is now held.
     pub fn track<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
         let topics = topics_for_rows(&[row], tree)?;
-        self.delta.lock().unwrap_or_else(|e| e.into_inner()).added.extend(topics);
+        self.delta
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .added
+            .extend(topics);
         Ok(())
     }
 
     /// Records that `row` (held with `tree`) is no longer held.
     pub fn untrack<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
         let topics = topics_for_rows(&[row], tree)?;
-        self.delta.lock().unwrap_or_else(|e| e.into_inner()).removed.extend(topics);
+        self.delta
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .removed
+            .extend(topics);
         Ok(())
     }
 
     /// Records that the row of `S` with `key` is followed even while absent.
     pub fn track_key<S: Schema>(&self, key: &Key) {
-        self.delta.lock().unwrap_or_else(|e| e.into_inner()).added.push(Topic {
-            table: S::meta().table,
-            selector: crate::route::Selector::Row(key.clone()),
-        });
+        self.delta
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .added
+            .push(Topic {
+                table: S::meta().table,
+                selector: crate::route::Selector::Row(key.clone()),
+            });
     }
 
     pub fn take_delta(&self) -> TopicDelta {

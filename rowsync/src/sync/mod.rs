@@ -12,8 +12,8 @@ mod walk;
 
 use std::collections::HashMap;
 
-pub use context::SyncOptions;
 pub(crate) use context::SyncCtx;
+pub use context::SyncOptions;
 pub use held::Held;
 
 use crate::error::SyncError;
@@ -37,7 +37,10 @@ pub struct Changes {
 impl Changes {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.inserted.is_empty() && self.updated.is_empty() && self.deleted.is_empty() && !self.reloaded
+        self.inserted.is_empty()
+            && self.updated.is_empty()
+            && self.deleted.is_empty()
+            && !self.reloaded
     }
 }
 

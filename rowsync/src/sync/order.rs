@@ -48,7 +48,10 @@ fn as_f64(v: &Value) -> f64 {
 pub(crate) fn compare_rows<C: Schema>(a: &C, b: &C, order_by: &[OrderBy]) -> Ordering {
     for term in order_by {
         let (x, y) = (a.value_of(term.column), b.value_of(term.column));
-        let ord = compare_values(x.as_ref().unwrap_or(&Value::Null), y.as_ref().unwrap_or(&Value::Null));
+        let ord = compare_values(
+            x.as_ref().unwrap_or(&Value::Null),
+            y.as_ref().unwrap_or(&Value::Null),
+        );
         let ord = match term.order {
             SortOrder::Asc => ord,
             // why: PostgreSQL's DESC puts NULLs first, the exact reverse of ASC

@@ -21,7 +21,11 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
                 changes.deleted.push(removed.primary_key());
             }
             // why: a followed key stays subscribed, so a row inserted again under it returns
-            if ctx.root_keys.as_ref().is_some_and(|k| k.contains(&change.key)) {
+            if ctx
+                .root_keys
+                .as_ref()
+                .is_some_and(|k| k.contains(&change.key))
+            {
                 ctx.track_key::<S>(&change.key);
             }
         }

@@ -18,7 +18,11 @@ pub(crate) struct TreePath {
 }
 
 /// Every path in `tree` (under `root`) that reaches `table`.
-pub(crate) fn paths_to(root: &'static SchemaMeta, tree: &PreloadTree, table: TableName) -> Result<Vec<TreePath>, SchemaError> {
+pub(crate) fn paths_to(
+    root: &'static SchemaMeta,
+    tree: &PreloadTree,
+    table: TableName,
+) -> Result<Vec<TreePath>, SchemaError> {
     let mut out = Vec::new();
     walk(root, tree, table, &mut Vec::new(), &mut out)?;
     Ok(out)

@@ -54,7 +54,11 @@ struct Step<'a, P> {
 impl<'a, P: Schema> AssocVisitor<P> for Step<'a, P> {
     type Output = BoxFuture<'a, Result<Vec<usize>, SyncError>>;
 
-    fn visit<C: Schema, T: AssocValue<C>>(self, def: &'static AssocDef, field: AssocField<P, T>) -> Self::Output {
+    fn visit<C: Schema, T: AssocValue<C>>(
+        self,
+        def: &'static AssocDef,
+        field: AssocField<P, T>,
+    ) -> Self::Output {
         let Step {
             ctx,
             rows,
