@@ -225,6 +225,9 @@ pub enum SyncError {
         /// The data's schema.
         found: &'static str,
     },
+    /// Reloading after a resync failed; the data is as it was, and the next resync retries.
+    #[error("reloading after a resync failed")]
+    Reload(#[source] Box<HubError>),
     /// The subscription was made without held data (`subscribe_to`, `subscribe_topics`).
     #[error("this subscription has no data shape to sync; subscribe with `subscribe` or `subscribe_table`")]
     NoShape,

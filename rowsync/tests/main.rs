@@ -7,6 +7,7 @@ mod capture_triggers;
 mod compile_fail;
 mod graph;
 mod hub;
+mod live;
 mod load;
 mod oracle;
 mod sync;

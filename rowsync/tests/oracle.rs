@@ -3,7 +3,8 @@
 //! fresh load with its preloads.
 //!
 //! `ROWSYNC_ORACLE_CASES` sets the number of cases (default 12, enough for CI). A failing
-//! case is printed, after shrinking, as a replayable SQL script on top of `SEED`.
+//! case is printed, after shrinking, as a replayable SQL script on top of `SEED`; save it to
+//! a file and run it alone with `ROWSYNC_ORACLE_REPLAY=<file>`.
 
 use std::fmt;
 
@@ -19,7 +20,7 @@ use crate::sync::pending;
 /// One statement of a random transaction. Ids come from small ranges so statements hit
 /// existing rows often; statements on missing rows are valid no-ops.
 #[derive(Clone, Debug)]
-enum Op {
+pub enum Op {
     InsertPost {
         id: i64,
         person: Option<i64>,
@@ -94,7 +95,7 @@ fn opt(v: Option<i64>) -> String {
 }
 
 impl Op {
-    fn sql(&self) -> String {
+    pub fn sql(&self) -> String {
         match self {
             Op::InsertPost { id, person, name } => format!(
                 "INSERT INTO posts (id, name, person_id) SELECT {id}, '{name}', {p} \
@@ -161,7 +162,7 @@ impl fmt::Debug for Script {
     }
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub fn op() -> impl Strategy<Value = Op> {
     let post = 1i64..=6;
     let person = prop_oneof![Just(None), (1i64..=3).prop_map(Some)];
     let tag = 1i64..=4;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use rowsync::{Changes, Hub, Message, Op, Schema, Selector, Subscription, SyncOptions};
 use tokio::time::timeout;
 
@@ -32,7 +31,7 @@ pub async fn pending(f: &Fixture, hub: &Hub, sub: &mut Subscription) -> Vec<Mess
         }
     }
     let mut out = Vec::new();
-    while let Some(Some(message)) = sub.next().now_or_never() {
+    while let Some(message) = sub.try_next() {
         out.push(message);
     }
     out

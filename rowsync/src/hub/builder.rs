@@ -180,6 +180,7 @@ impl HubBuilder {
                     db,
                 },
                 cache,
+                flights: crate::live::Flights::default(),
                 counters,
                 running: tokio::sync::Mutex::new(Some((listener, pump))),
             }),

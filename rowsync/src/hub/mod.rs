@@ -25,7 +25,7 @@ use crate::load::{Db, PreloadTree, Query};
 use crate::route::router::Router;
 use crate::route::{topics_for_rows, topics_for_table, Message, Ops, Selector, Topic};
 use crate::schema::Schema;
-use crate::sync::{Changes, Held, SyncOptions};
+use crate::sync::{Changes, Held, Membership, SyncOptions};
 
 /// Counters of a hub, for tests and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +65,7 @@ struct HubInner {
     router: Arc<Router>,
     cache: Arc<RowCache>,
     loader: Loader,
+    flights: crate::live::Flights,
     counters: Arc<pump::PumpCounters>,
     running: tokio::sync::Mutex<Option<(Listener, JoinHandle<()>)>>,
 }
@@ -111,7 +112,11 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let topics = topics_for_table(S::meta(), &tree)?;
-        let shape = Shape::new(self, S::meta(), tree, None)?;
+        let membership = Membership::Query {
+            filter: None,
+            order_by: Arc::from(Vec::new()),
+        };
+        let shape = Shape::new(self, S::meta(), tree, membership)?;
         let inbox = self.inner.router.subscribe(topics, Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
@@ -128,9 +133,35 @@ impl Hub {
         let rows: Vec<&S> = rows.into_iter().collect();
         let topics = topics_for_rows(&rows, &tree)?;
         let keys = rows.iter().map(|r| r.primary_key()).collect();
-        let shape = Shape::new(self, S::meta(), tree, Some(keys))?;
+        let shape = Shape::new(self, S::meta(), tree, Membership::Keys(Arc::new(keys)))?;
         let inbox = self.inner.router.subscribe(topics, Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
+    }
+
+    /// A live query: loaded and subscribed with no gap, then kept in sync by
+    /// [`Live::next`](crate::live::Live::next).
+    pub fn live<S: Schema>(&self) -> crate::live::LiveQuery<S> {
+        crate::live::LiveQuery::new(self.clone())
+    }
+
+    /// A subscription with a shape and membership, and no topics yet (live queries set them).
+    pub(crate) fn subscribe_shape<S: Schema>(
+        &self,
+        tree: PreloadTree,
+        membership: Membership,
+    ) -> Result<Subscription, HubError> {
+        let shape = Shape::new(self, S::meta(), tree, membership)?;
+        let inbox = self.inner.router.subscribe(Vec::new(), Ops::ALL);
+        Ok(Subscription::new(inbox, self.clone(), Some(shape)))
+    }
+
+    pub(crate) fn flights(&self) -> &crate::live::Flights {
+        &self.inner.flights
+    }
+
+    /// Loads started by live queries (concurrent identical ones share one).
+    pub fn live_loads(&self) -> u64 {
+        self.inner.flights.loads()
     }
 
     /// Changes of `S`'s table with operation `op` and rows chosen by `selector`, e.g.

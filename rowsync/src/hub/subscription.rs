@@ -1,6 +1,6 @@
 //! The subscription users hold: a stream of messages, and `sync` to apply them to data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::Stream;
@@ -12,17 +12,15 @@ use crate::load::PreloadTree;
 use crate::route::{topics_for_rows, Inbox, Message, SubscriptionId, Topic};
 use crate::schema::{Filter, Key, Schema, SchemaMeta, TableName};
 use crate::sync::tree_paths::{paths_to, TreePath};
-use crate::sync::{apply, Changes, Held, SyncCtx, SyncOptions};
+use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions};
 
 /// The data shape a subscription was made for, with its paths to every watched table.
 pub(crate) struct Shape {
     pub root: &'static SchemaMeta,
     pub tree: PreloadTree,
     pub paths: HashMap<TableName, Vec<TreePath>>,
-    /// `subscribe_table`: the root list follows the whole table.
-    pub follows_table: bool,
-    /// `subscribe(rows)`: the root keys followed (a row deleted and inserted again returns).
-    pub root_keys: Option<Arc<HashSet<Key>>>,
+    /// Which root rows belong to the held data.
+    pub membership: Membership,
 }
 
 impl Shape {
@@ -30,7 +28,7 @@ impl Shape {
         hub: &Hub,
         root: &'static SchemaMeta,
         tree: PreloadTree,
-        root_keys: Option<HashSet<Key>>,
+        membership: Membership,
     ) -> Result<Shape, crate::error::SchemaError> {
         let mut paths = HashMap::new();
         for table in hub.plan().tables().map(|t| t.table) {
@@ -43,8 +41,7 @@ impl Shape {
             root,
             tree,
             paths,
-            follows_table: root_keys.is_none(),
-            root_keys: root_keys.map(Arc::new),
+            membership,
         })
     }
 }
@@ -95,6 +92,18 @@ impl Subscription {
         }
     }
 
+    pub(crate) fn shape(&self) -> Option<Arc<Shape>> {
+        self.shape.clone()
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub(crate) fn set_topics(&self, topics: Vec<Topic>) {
+        self.inbox.set_topics(topics);
+    }
+
     /// This subscription's id within its hub.
     pub fn id(&self) -> SubscriptionId {
         self.inbox.id()
@@ -103,6 +112,11 @@ impl Subscription {
     /// The next message; `None` once the hub has shut down.
     pub async fn next(&mut self) -> Option<Message> {
         self.inbox.next().await
+    }
+
+    /// The next message if one is queued now, without waiting (`None`: nothing queued).
+    pub fn try_next(&mut self) -> Option<Message> {
+        self.inbox.try_next()
     }
 
     /// The next message and every change of the same transaction already queued after it.
@@ -166,7 +180,7 @@ impl Subscription {
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
                 let mut ctx = SyncCtx::new(change.clone(), self.hub.inner.loader.clone(), options);
-                ctx.root_keys = shape.root_keys.clone();
+                ctx.membership = shape.membership.clone();
                 let changes = apply(&ctx, data, &shape.tree, paths).await?;
                 let delta = ctx.take_delta();
                 self.inbox.add_topics(delta.added);
@@ -186,18 +200,26 @@ impl Subscription {
         // reload's snapshot, so it is in the reloaded data and must not be applied again.
         let watermark = self.hub.current_seq();
         let paths = shape.tree.paths();
-        let fresh = if shape.follows_table {
-            self.hub.query::<S>().preload(&paths).all().await
-        } else {
-            let keys = match &shape.root_keys {
-                Some(keys) => keys.iter().cloned().collect(),
-                None => Vec::new(),
-            };
-            reload_rows(&self.hub, held_order(&data.rows(), keys), &paths).await
+        let fresh = match &shape.membership {
+            Membership::Keys(keys) => {
+                let keys = held_order(&data.rows(), keys.iter().cloned().collect());
+                reload_rows(&self.hub, keys, &paths).await
+            }
+            Membership::Query { filter, .. } => {
+                let mut query = self.hub.query::<S>().preload(&paths);
+                if let Some(filter) = filter {
+                    query = query.filter(filter.clone());
+                }
+                query.all().await
+            }
+            Membership::Any => {
+                let keys = data.rows().iter().map(|r| r.primary_key()).collect();
+                reload_rows(&self.hub, keys, &paths).await
+            }
         }
         .map_err(|e| SyncError::Load(Arc::new(e)))?;
         data.replace_all(fresh);
-        if let Some(keys) = &shape.root_keys {
+        if let Membership::Keys(keys) = &shape.membership {
             let mut topics = topics_for_rows(&data.rows(), &shape.tree)?;
             topics.extend(keys.iter().map(|k| Topic {
                 table: shape.root.table,

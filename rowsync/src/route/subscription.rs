@@ -113,6 +113,20 @@ impl Inbox {
         poll_fn(|cx| self.poll_message(cx)).await
     }
 
+    /// The next message if one is queued now, without waiting.
+    ///
+    /// why not `next().now_or_never()`: tokio's cooperative budget makes a receive report
+    /// "pending" after many in a row even with messages queued; `try_recv` does not.
+    pub fn try_next(&mut self) -> Option<Message> {
+        let missed = self.queue.missed.swap(0, Ordering::Relaxed);
+        if missed > 0 {
+            self.pending.clear();
+            while self.rx.try_recv().is_ok() {}
+            return Some(Message::Resync(ResyncReason::Lagged { missed }));
+        }
+        self.pending.pop_front().or_else(|| self.rx.try_recv().ok())
+    }
+
     /// The next message and every change of the same transaction already queued after it.
     pub async fn next_batch(&mut self) -> Option<Vec<Message>> {
         let first = self.next().await?;

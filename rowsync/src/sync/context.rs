@@ -9,7 +9,7 @@ use crate::capture::Change;
 use crate::error::{SchemaError, SyncError};
 use crate::load::PreloadTree;
 use crate::route::{topics_for_rows, Topic};
-use crate::schema::{Key, Schema};
+use crate::schema::{Filter, Key, OrderBy, Schema};
 
 /// Options of a sync, e.g. the shape rows of a schema get when sync inserts them
 /// (EctoSync's `preloads: %{Tag => [:posts]}`).
@@ -52,10 +52,41 @@ pub(crate) struct TopicDelta {
     pub removed: Vec<Topic>,
 }
 
+/// Which root rows belong to the held data.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Membership {
+    /// Rows inserted into the root table belong; updates replace held rows (EctoSync's
+    /// behaviour for data synced outside a subscription).
+    #[default]
+    Any,
+    /// Exactly these keys (`subscribe(&rows)`, `live().get(pk)`): a row deleted and inserted
+    /// again under one of them returns.
+    Keys(Arc<HashSet<Key>>),
+    /// The rows a query selects (`subscribe_table`, `live().all()`): rows inserted or updated
+    /// into matching the filter join, in the query's order; rows that stop matching leave.
+    Query {
+        filter: Option<Filter>,
+        order_by: Arc<[OrderBy]>,
+    },
+}
+
+impl Membership {
+    /// Whether a root row (as loaded now) belongs.
+    pub fn admits<S: Schema>(&self, row: &S) -> bool {
+        match self {
+            Membership::Any => true,
+            Membership::Keys(keys) => keys.contains(&row.primary_key()),
+            Membership::Query { filter, .. } => filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&|c| row.value_of(c))),
+        }
+    }
+}
+
 pub(crate) struct SyncCtx {
     pub change: Arc<Change>,
-    /// The root keys a subscription follows (`None`: any inserted root row belongs).
-    pub root_keys: Option<Arc<HashSet<Key>>>,
+    /// Which root rows belong.
+    pub membership: Membership,
     pub loader: Loader,
     pub options: SyncOptions,
     pub delta: Mutex<TopicDelta>,
@@ -65,18 +96,11 @@ impl SyncCtx {
     pub fn new(change: Arc<Change>, loader: Loader, options: SyncOptions) -> SyncCtx {
         SyncCtx {
             change,
-            root_keys: None,
+            membership: Membership::Any,
             loader,
             options,
             delta: Mutex::new(TopicDelta::default()),
         }
-    }
-
-    /// Whether an inserted root row with `key` belongs to the held data.
-    pub fn root_may_hold(&self, key: &Key) -> bool {
-        self.root_keys
-            .as_ref()
-            .is_none_or(|keys| keys.contains(key))
     }
 
     /// Whether `key` is the changed row's key (or its key before the update).

@@ -18,6 +18,11 @@ pub trait Held<S: Schema>: Send {
     fn add(&mut self, row: S) -> bool;
     /// Replaces everything held (after a reload), keeping what a plain `S` needs.
     fn replace_all(&mut self, rows: Vec<S>);
+    /// Adds a row where a query ordered by `order_by` (then primary key) would put it.
+    fn add_ordered(&mut self, row: S, order_by: &[crate::schema::OrderBy]) -> bool {
+        let _ = order_by;
+        self.add(row)
+    }
 }
 
 impl<S: Schema> Held<S> for S {
@@ -121,5 +126,13 @@ impl<S: Schema> Held<S> for Vec<S> {
     }
     fn replace_all(&mut self, rows: Vec<S>) {
         *self = rows;
+    }
+    fn add_ordered(&mut self, row: S, order_by: &[crate::schema::OrderBy]) -> bool {
+        let key = row.primary_key();
+        if self.iter().any(|r| r.primary_key() == key) {
+            return false;
+        }
+        super::order::insert_ordered(self, row, order_by);
+        true
     }
 }

@@ -12,8 +12,8 @@ mod walk;
 
 use std::collections::HashMap;
 
-pub(crate) use context::SyncCtx;
 pub use context::SyncOptions;
+pub(crate) use context::{Membership, SyncCtx};
 pub use held::Held;
 
 use crate::error::SyncError;

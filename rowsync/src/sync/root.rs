@@ -1,7 +1,7 @@
 //! The change of a root row: insert into a list, replace, remove.
 
 use super::apply::replacement;
-use super::{Changes, Held, SyncCtx};
+use super::{Changes, Held, Membership, SyncCtx};
 use crate::capture::Op;
 use crate::error::SyncError;
 use crate::load::PreloadTree;
@@ -14,58 +14,86 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     changes: &mut Changes,
 ) -> Result<(), SyncError> {
     let change = &ctx.change;
+    let held = data
+        .rows()
+        .iter()
+        .any(|r| ctx.is_changed_row(&r.primary_key()));
     match change.op {
-        Op::Deleted => {
-            for removed in data.remove_key(&change.key) {
-                ctx.untrack(&removed, tree)?;
-                changes.deleted.push(removed.primary_key());
-            }
-            // why: a followed key stays subscribed, so a row inserted again under it returns
-            if ctx
-                .root_keys
-                .as_ref()
-                .is_some_and(|k| k.contains(&change.key))
-            {
-                ctx.track_key::<S>(&change.key);
-            }
-        }
-        Op::Updated => {
+        Op::Deleted => remove(ctx, data, tree, &change.key, changes)?,
+        Op::Updated if held => {
             let mut gone = Vec::new();
             for row in data.rows_mut() {
                 if !ctx.is_changed_row(&row.primary_key()) {
                     continue;
                 }
                 match replacement(ctx, row, tree).await? {
-                    Some(new) => {
+                    Some(new) if ctx.membership.admits(&new) => {
                         ctx.track(&new, tree)?;
                         *row = new;
                         changes.updated.push(row.primary_key());
                     }
-                    None => gone.push(row.primary_key()),
+                    // stopped matching (already untracked by `replacement`)
+                    Some(_) => gone.push((row.primary_key(), false)),
+                    // updated, then deleted before we read it: the delete follows
+                    None => gone.push((row.primary_key(), true)),
                 }
             }
-            // a row updated and then deleted before we read it: the delete follows
-            for key in gone {
+            for (key, tracked) in gone {
                 for removed in data.remove_key(&key) {
-                    ctx.untrack(&removed, tree)?;
+                    if tracked {
+                        ctx.untrack(&removed, tree)?;
+                    }
                     changes.deleted.push(key.clone());
                 }
             }
         }
-        Op::Inserted => {
-            if !data.can_add()
-                || !ctx.root_may_hold(&change.key)
-                || data.rows().iter().any(|r| r.primary_key() == change.key)
-            {
+        Op::Updated | Op::Inserted => {
+            // a row not held that may start to belong: inserted, or updated into a filter
+            let follows_updates = matches!(ctx.membership, Membership::Query { .. });
+            if held || !data.can_add() || (change.op == Op::Updated && !follows_updates) {
                 return Ok(());
             }
+            if let Membership::Keys(keys) = &ctx.membership {
+                if !keys.contains(&change.key) {
+                    return Ok(());
+                }
+            }
             let shape = ctx.options.shape_for::<S>(tree)?;
-            if let Some(row) = ctx.load::<S>(change.key.clone(), &shape).await? {
-                let key = row.primary_key();
-                ctx.track(&row, tree)?;
-                data.add(row);
+            let Some(row) = ctx.load::<S>(change.key.clone(), &shape).await? else {
+                return Ok(());
+            };
+            if !ctx.membership.admits(&row) {
+                return Ok(());
+            }
+            let key = row.primary_key();
+            ctx.track(&row, tree)?;
+            let added = match &ctx.membership {
+                Membership::Query { order_by, .. } => data.add_ordered(row, order_by),
+                _ => data.add(row),
+            };
+            if added {
                 changes.inserted.push(key);
             }
+        }
+    }
+    Ok(())
+}
+
+fn remove<S: Schema, H: Held<S>>(
+    ctx: &SyncCtx,
+    data: &mut H,
+    tree: &PreloadTree,
+    key: &crate::schema::Key,
+    changes: &mut Changes,
+) -> Result<(), SyncError> {
+    for removed in data.remove_key(key) {
+        ctx.untrack(&removed, tree)?;
+        changes.deleted.push(removed.primary_key());
+    }
+    // why: a followed key stays subscribed, so a row inserted again under it returns
+    if let Membership::Keys(keys) = &ctx.membership {
+        if keys.contains(key) {
+            ctx.track_key::<S>(key);
         }
     }
     Ok(())
