@@ -244,7 +244,9 @@ async fn a_filtered_live_list_gains_and_loses_rows() {
         .await
         .unwrap();
     assert_eq!(tests.iter().map(|p| p.id).collect::<Vec<_>>(), [1, 3]);
-    let steps: [(&str, &[i64], &[i64], &[i64]); 4] = [
+    // (statement, inserted, deleted, ids held after)
+    type Step<'a> = (&'a str, &'a [i64], &'a [i64], &'a [i64]);
+    let steps: [Step; 4] = [
         (
             "UPDATE posts SET name = 'test' WHERE id = 2",
             &[2],
