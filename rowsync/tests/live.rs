@@ -170,12 +170,12 @@ impl AnyLive {
         }
     }
 
-    fn applied(&self) -> u64 {
+    fn stats(&self) -> rowsync::LiveStats {
         match self {
-            AnyLive::People(l, ..) => l.stats().applied,
-            AnyLive::Post(l, ..) => l.stats().applied,
-            AnyLive::Tags(l, ..) => l.stats().applied,
-            AnyLive::Posts(l, ..) => l.stats().applied,
+            AnyLive::People(l, ..) => l.stats(),
+            AnyLive::Post(l, ..) => l.stats(),
+            AnyLive::Tags(l, ..) => l.stats(),
+            AnyLive::Posts(l, ..) => l.stats(),
         }
     }
 }
@@ -223,11 +223,13 @@ async fn live_values_started_during_concurrent_writes_equal_a_fresh_load() {
         writer.await.unwrap();
     }
     settle(&f, &hub).await;
-    let mut applied = 0;
+    let (mut applied, mut skipped) = (0, 0);
     for live in &mut lives {
         live.check(&f).await;
-        applied += live.applied();
+        applied += live.stats().applied;
+        skipped += live.stats().skipped_visible;
     }
+    eprintln!("applied {applied} changes, skipped {skipped} already in the loaded data");
     assert!(applied > 0, "the writers' changes reached the live values");
     hub.shutdown().await;
 }
@@ -418,5 +420,41 @@ async fn a_resync_reloads_a_live_value_without_a_gap() {
         .unwrap();
     assert_eq!(*people, fresh);
     assert_eq!(people.stats().loads, 2);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_transaction_in_progress_during_the_load_is_applied_when_it_commits() {
+    let f = seeded().await;
+    let hub = start_hub(&f).await;
+    let (mut writer, conn) = tokio_postgres::connect(f.db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = writer.transaction().await.unwrap();
+    tx.batch_execute("UPDATE posts SET name = 'in flight' WHERE id = 2")
+        .await
+        .unwrap();
+    let xid: String = tx
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut posts = hub.live::<Post>().preload(["tags"]).all().await.unwrap();
+    let xid: u64 = xid.parse().unwrap();
+    assert!(
+        !posts.snapshot().sees(xid),
+        "the writer was in progress at the snapshot"
+    );
+    assert_eq!(
+        posts.iter().find(|p| p.id == 2).unwrap().name,
+        "hello",
+        "the load did not see it"
+    );
+    tx.commit().await.unwrap();
+    let changes = timeout(WAIT, posts.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(changes.updated, vec![rowsync::Key::from(2i64)]);
+    assert_eq!(posts.iter().find(|p| p.id == 2).unwrap().name, "in flight");
+    assert_eq!(posts.stats().applied, 1);
     hub.shutdown().await;
 }

@@ -181,6 +181,7 @@ impl HubBuilder {
                 },
                 cache,
                 flights: crate::live::Flights::default(),
+                shapes: Default::default(),
                 counters,
                 running: tokio::sync::Mutex::new(Some((listener, pump))),
             }),

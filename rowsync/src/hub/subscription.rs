@@ -14,11 +14,30 @@ use crate::schema::{Filter, Key, Schema, SchemaMeta, TableName};
 use crate::sync::tree_paths::{paths_to, TreePath};
 use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions};
 
+/// For each watched table, the paths of one shape that lead to it.
+pub(crate) type PathsByTable = HashMap<TableName, Vec<TreePath>>;
+
+/// The paths of `tree` under `root` to every table of `plan`.
+pub(crate) fn compute_paths(
+    plan: &crate::capture::CapturePlan,
+    root: &'static SchemaMeta,
+    tree: &PreloadTree,
+) -> Result<PathsByTable, crate::error::SchemaError> {
+    let mut paths = HashMap::new();
+    for table in plan.tables().map(|t| t.table) {
+        let found = paths_to(root, tree, table)?;
+        if !found.is_empty() {
+            paths.insert(table, found);
+        }
+    }
+    Ok(paths)
+}
+
 /// The data shape a subscription was made for, with its paths to every watched table.
 pub(crate) struct Shape {
     pub root: &'static SchemaMeta,
     pub tree: PreloadTree,
-    pub paths: HashMap<TableName, Vec<TreePath>>,
+    pub paths: Arc<PathsByTable>,
     /// Which root rows belong to the held data.
     pub membership: Membership,
 }
@@ -30,13 +49,7 @@ impl Shape {
         tree: PreloadTree,
         membership: Membership,
     ) -> Result<Shape, crate::error::SchemaError> {
-        let mut paths = HashMap::new();
-        for table in hub.plan().tables().map(|t| t.table) {
-            let found = paths_to(root, &tree, table)?;
-            if !found.is_empty() {
-                paths.insert(table, found);
-            }
-        }
+        let paths = hub.paths_for(root, &tree)?;
         Ok(Shape {
             root,
             tree,
