@@ -16,7 +16,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Tag 3 ("unused") is the sentinel: every subscription of a test also listens to it, and
 /// since changes arrive in commit order, a subscriber that receives the sentinel has
 /// received everything routed to it before — so "not routed" needs no sleep.
-const SENTINEL: &str = "UPDATE tags SET name = name WHERE id = 3";
+const SENTINEL: &str = "WITH touched AS (UPDATE tags SET name = name WHERE id = 3 RETURNING 1) \
+                        SELECT pg_current_xact_id()::text FROM touched";
 
 pub async fn start_hub(f: &Fixture) -> Hub {
     Hub::builder(f.db.url())
@@ -56,13 +57,20 @@ async fn changes_before_sentinel(
     f: &Fixture,
     subs: &mut [&mut Subscription],
 ) -> Vec<Vec<Arc<Change>>> {
-    f.sql.batch_execute(SENTINEL).await.unwrap();
+    let xid: u64 = f
+        .sql
+        .query_one(SENTINEL, &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
     let mut all = Vec::new();
     for sub in subs.iter_mut() {
         let mut got = Vec::new();
         loop {
             match next(sub).await {
-                Message::Change(c) if c.table.name == "tags" && c.key == 3i64.into() => break,
+                Message::Change(c) if c.xid == xid => break,
                 Message::Change(c) => got.push(c),
                 Message::Resync(r) => panic!("unexpected resync {r:?}"),
             }

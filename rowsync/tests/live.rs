@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use crate::hub::start_hub;
 use crate::oracle::op;
 use crate::support::schemas::{Person, Post, Tag};
-use crate::support::{seeded, Fixture};
+use crate::support::{seeded, wait_for_xid, write_sentinel, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -21,20 +21,8 @@ async fn settle(f: &Fixture, hub: &Hub) {
     let mut witness = hub
         .subscribe_to::<Person>(Op::Updated, Selector::row(3i64))
         .unwrap();
-    f.sql
-        .batch_execute("UPDATE persons SET name = name WHERE id = 3")
-        .await
-        .unwrap();
-    loop {
-        let Some(rowsync::Message::Change(c)) =
-            timeout(WAIT, witness.next()).await.expect("sentinel")
-        else {
-            continue;
-        };
-        if c.table.name == "persons" && c.key == 3i64.into() {
-            break;
-        }
-    }
+    let xid = write_sentinel(&f.sql).await;
+    wait_for_xid(&mut witness, xid).await;
 }
 
 /// One live value of some shape, with the query that gives the oracle's view of it.

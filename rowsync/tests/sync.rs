@@ -8,11 +8,9 @@ use tokio::time::timeout;
 
 use crate::hub::start_hub;
 use crate::support::schemas::{Person, Post, Tag};
-use crate::support::{seeded, Fixture};
+use crate::support::{seeded, wait_for_xid, write_sentinel, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
-/// Person 3 is never deleted by any test: a no-op update of it is the sentinel.
-const SENTINEL: &str = "UPDATE persons SET name = name WHERE id = 3";
 
 /// Every message routed to `sub` so far, in order: a witness subscription hears the
 /// sentinel after everything committed before it was queued for `sub`.
@@ -20,16 +18,8 @@ pub async fn pending(f: &Fixture, hub: &Hub, sub: &mut Subscription) -> Vec<Mess
     let mut witness = hub
         .subscribe_to::<Person>(Op::Updated, Selector::row(3i64))
         .unwrap();
-    f.sql.batch_execute(SENTINEL).await.unwrap();
-    loop {
-        let Some(Message::Change(c)) = timeout(WAIT, witness.next()).await.expect("sentinel")
-        else {
-            continue;
-        };
-        if c.table == Person::meta().table && c.key == 3i64.into() {
-            break;
-        }
-    }
+    let xid = write_sentinel(&f.sql).await;
+    wait_for_xid(&mut witness, xid).await;
     let mut out = Vec::new();
     while let Some(message) = sub.try_next() {
         out.push(message);

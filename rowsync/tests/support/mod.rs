@@ -71,3 +71,31 @@ pub async fn ids(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> 
         .map(|r| r.get::<_, i64>(0))
         .collect()
 }
+
+/// Writes the sentinel (a no-op update of person 3, a row no test deletes) and returns its
+/// transaction id: a subscriber that receives this transaction has received everything
+/// committed before it that was routed to it (changes arrive in commit order).
+pub async fn write_sentinel(client: &Client) -> u64 {
+    let row = client
+        .query_one(
+            "WITH touched AS (UPDATE persons SET name = name WHERE id = 3 RETURNING 1) \
+             SELECT pg_current_xact_id()::text FROM touched",
+            &[],
+        )
+        .await
+        .expect("sentinel write");
+    row.get::<_, String>(0).parse().expect("xid")
+}
+
+/// Waits (bounded) until `sub` receives the transaction `xid`, skipping everything else.
+pub async fn wait_for_xid(sub: &mut rowsync::Subscription, xid: u64) {
+    let deadline = std::time::Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(deadline, sub.next()).await {
+            Ok(Some(rowsync::Message::Change(c))) if c.xid == xid => return,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the subscription ended before the sentinel"),
+            Err(_) => panic!("the sentinel did not arrive within {deadline:?}"),
+        }
+    }
+}
