@@ -1,0 +1,57 @@
+//! belongs_to: the changed row is the parent the owner points at.
+
+use super::{Rows, Step};
+use crate::capture::Op;
+use crate::error::SyncError;
+use crate::load::related_sql::hops;
+use crate::schema::{AssocValue, Schema, Value};
+
+impl<'a, P: Schema, T> Step<'a, P, T> {
+    /// belongs_to: the parent row updated, deleted, or inserted late.
+    pub(super) async fn parent<C: Schema>(self, rows: Rows<'a, P>) -> Result<Vec<usize>, SyncError>
+    where
+        T: AssocValue<C>,
+    {
+        let change = &self.ctx.change;
+        let (steps, _) = hops(P::meta(), self.def)?;
+        let (fk, referenced) = (steps[0].from_column, steps[0].to_column);
+        let mut touched = Vec::new();
+        for (root, row) in rows {
+            let fk_value = row.value_of(fk).unwrap_or(Value::Null);
+            let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
+                continue;
+            };
+            let mut list = held.take_rows();
+            let at = list
+                .iter()
+                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let result = async {
+                match (change.op, at) {
+                    (Op::Deleted, Some(i)) => self.remove(&mut list, i).map(|_| true),
+                    (Op::Updated, Some(i)) => {
+                        let still = |new: &C| new.value_of(referenced).as_ref() == Some(&fk_value);
+                        self.refresh(&mut list, i, still).await?;
+                        Ok(true)
+                    }
+                    (Op::Inserted, None)
+                        if list.is_empty()
+                            && !fk_value.is_null()
+                            && change.column(referenced) == Some(&fk_value) =>
+                    {
+                        match self.inserted::<C>(change.key.clone()).await? {
+                            Some(new) => self.add(&mut list, new).map(|_| true),
+                            None => Ok(false),
+                        }
+                    }
+                    _ => Ok(false),
+                }
+            }
+            .await;
+            *held = T::from_rows(list);
+            if result? {
+                touched.push(root);
+            }
+        }
+        Ok(touched)
+    }
+}

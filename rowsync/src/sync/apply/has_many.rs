@@ -1,0 +1,62 @@
+//! has_many / has_one: the changed row is a child holding the foreign key.
+
+use super::{Rows, Step};
+use crate::capture::Op;
+use crate::error::SyncError;
+use crate::load::related_sql::hops;
+use crate::schema::{AssocValue, Schema, Value};
+
+impl<'a, P: Schema, T> Step<'a, P, T> {
+    /// has_many / has_one: a child inserted, updated (maybe moved or filtered in or out),
+    /// or deleted.
+    pub(super) async fn child<C: Schema>(self, rows: Rows<'a, P>) -> Result<Vec<usize>, SyncError>
+    where
+        T: AssocValue<C>,
+    {
+        let change = &self.ctx.change;
+        let (steps, _) = hops(P::meta(), self.def)?;
+        let (owner_column, fk) = (steps[0].from_column, steps[0].to_column);
+        let new_fk = change.column(fk).cloned().unwrap_or(Value::Null);
+        let mut touched = Vec::new();
+        for (root, row) in rows {
+            let owner = row.value_of(owner_column).unwrap_or(Value::Null);
+            let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
+                continue;
+            };
+            let mut list = held.take_rows();
+            let at = list
+                .iter()
+                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let belongs = !owner.is_null() && owner == new_fk && change.op != Op::Deleted;
+            let mut changed = false;
+            let result = async {
+                match (at, belongs) {
+                    (Some(i), false) => {
+                        self.remove(&mut list, i)?;
+                        changed = true;
+                    }
+                    (Some(i), true) => {
+                        changed = true;
+                        self.refresh(&mut list, i, |new| self.matches_filter(new))
+                            .await?;
+                    }
+                    (None, true) => {
+                        if let Some(new) = self.inserted::<C>(change.key.clone()).await? {
+                            self.add(&mut list, new)?;
+                            changed = true;
+                        }
+                    }
+                    (None, false) => {}
+                }
+                Ok::<(), SyncError>(())
+            }
+            .await;
+            *held = T::from_rows(list);
+            result?;
+            if changed {
+                touched.push(root);
+            }
+        }
+        Ok(touched)
+    }
+}

@@ -1,0 +1,118 @@
+//! many_to_many: the related row itself, or a link row of the join table, changed.
+
+use super::{Rows, Step};
+use crate::capture::Op;
+use crate::error::SyncError;
+use crate::load::related_sql::hops;
+use crate::schema::Key;
+use crate::schema::{AssocValue, Schema, Value};
+
+impl<'a, P: Schema, T> Step<'a, P, T> {
+    /// many_to_many (or the end of a through): the related row updated or deleted, wherever
+    /// it is held.
+    pub(super) async fn related<C: Schema>(self, rows: Rows<'a, P>) -> Result<Vec<usize>, SyncError>
+    where
+        T: AssocValue<C>,
+    {
+        let change = &self.ctx.change;
+        if change.op == Op::Inserted {
+            return Ok(Vec::new());
+        }
+        let mut touched = Vec::new();
+        for (root, row) in rows {
+            let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
+                continue;
+            };
+            let mut list = held.take_rows();
+            let at = list
+                .iter()
+                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let result = async {
+                let Some(i) = at else { return Ok(false) };
+                if change.op == Op::Deleted {
+                    self.remove(&mut list, i)?;
+                    return Ok(true);
+                }
+                self.refresh(&mut list, i, |new| self.matches_filter(new))
+                    .await?;
+                Ok::<bool, SyncError>(true)
+            }
+            .await;
+            *held = T::from_rows(list);
+            if result? {
+                touched.push(root);
+            }
+        }
+        Ok(touched)
+    }
+
+    /// many_to_many: a link row inserted, deleted, or moved.
+    pub(super) async fn link<C: Schema>(
+        self,
+        rows: Rows<'a, P>,
+        join_keys: &[&'static str; 2],
+    ) -> Result<Vec<usize>, SyncError>
+    where
+        T: AssocValue<C>,
+    {
+        let change = &self.ctx.change;
+        let (steps, _) = hops(P::meta(), self.def)?;
+        let owner_column = steps[0].from_column;
+        let related_column = steps[1].to_column;
+        let [owner_side, related_side] = *join_keys;
+        let value = |c: &str| change.column(c).cloned().unwrap_or(Value::Null);
+        let old = |c: &str| change.old_column(c).cloned().unwrap_or_else(|| value(c));
+        let (new_owner, new_related) = (value(owner_side), value(related_side));
+        let (old_owner, old_related) = (old(owner_side), old(related_side));
+        let mut touched = Vec::new();
+        for (root, row) in rows {
+            let owner = row.value_of(owner_column).unwrap_or(Value::Null);
+            if owner.is_null() || (owner != new_owner && owner != old_owner) {
+                continue;
+            }
+            let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
+                continue;
+            };
+            let mut list = held.take_rows();
+            let result = async {
+                let position = |list: &Vec<C>, key: &Value| {
+                    list.iter()
+                        .position(|c| c.value_of(related_column).as_ref() == Some(key))
+                };
+                let mut changed = false;
+                let unlink = match change.op {
+                    Op::Deleted => owner == new_owner,
+                    Op::Updated => {
+                        owner == old_owner && (old_owner != new_owner || old_related != new_related)
+                    }
+                    Op::Inserted => false,
+                };
+                if unlink {
+                    let gone = if change.op == Op::Deleted {
+                        &new_related
+                    } else {
+                        &old_related
+                    };
+                    if let Some(i) = position(&list, gone) {
+                        self.remove(&mut list, i)?;
+                        changed = true;
+                    }
+                }
+                let link = change.op != Op::Deleted && owner == new_owner && !new_related.is_null();
+                if link && position(&list, &new_related).is_none() {
+                    if let Some(new) = self.inserted::<C>(Key(vec![new_related.clone()])).await? {
+                        self.add(&mut list, new)?;
+                        changed = true;
+                    }
+                }
+                Ok::<bool, SyncError>(changed)
+            }
+            .await;
+            *held = T::from_rows(list);
+            if result? {
+                touched.push(root);
+            }
+        }
+        Ok(touched)
+    }
+}

@@ -1,0 +1,214 @@
+//! The last step of a path: applying the change to one association of the rows reached,
+//! one file per association kind; shared helpers here.
+
+mod belongs_to;
+mod has_many;
+mod many_to_many;
+mod through;
+
+use futures_util::future::BoxFuture;
+
+use super::order::insert_ordered;
+use super::SyncCtx;
+use crate::error::SyncError;
+use crate::graph::Reached;
+use crate::load::related_sql::hops;
+use crate::load::PreloadTree;
+use crate::schema::{
+    Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Key, Schema, Value,
+};
+
+pub(super) type Rows<'a, P> = Vec<(usize, &'a mut P)>;
+
+pub(crate) fn last_step<'a, P: Schema, C: Schema, T: AssocValue<C>>(
+    ctx: &'a SyncCtx,
+    rows: Rows<'a, P>,
+    def: &'static AssocDef,
+    field: AssocField<P, T>,
+    subtree: &'a PreloadTree,
+    reached: Reached,
+) -> BoxFuture<'a, Result<Vec<usize>, SyncError>> {
+    Box::pin(async move {
+        let step = Step {
+            ctx,
+            def,
+            field,
+            subtree,
+        };
+        match (reached, &def.kind) {
+            (Reached::Through, _) => step.reload(rows).await,
+            (Reached::JoinTable, AssocKind::ManyToMany { join_keys, .. }) => {
+                step.link(rows, join_keys).await
+            }
+            (Reached::Related, AssocKind::HasMany { .. } | AssocKind::HasOne { .. }) => {
+                step.child(rows).await
+            }
+            (Reached::Related, AssocKind::BelongsTo { .. }) => step.parent(rows).await,
+            (Reached::Related, AssocKind::ManyToMany { .. } | AssocKind::Through { .. }) => {
+                step.related(rows).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    })
+}
+
+pub(super) struct Step<'a, P, T> {
+    ctx: &'a SyncCtx,
+    def: &'static AssocDef,
+    field: AssocField<P, T>,
+    subtree: &'a PreloadTree,
+}
+
+impl<'a, P: Schema, T> Step<'a, P, T> {
+    pub(super) fn matches_filter<C: Schema>(&self, row: &C) -> bool {
+        match self.def.filter {
+            Some(filter) => filter().matches(&|c| row.value_of(c)),
+            None => true,
+        }
+    }
+
+    /// The row to hold for the changed row: loaded with the shape inserted rows get.
+    pub(super) async fn inserted<C: Schema>(&self, key: Key) -> Result<Option<C>, SyncError> {
+        let shape = self.ctx.options.shape_for::<C>(self.subtree)?;
+        let row = self.ctx.load::<C>(key, &shape).await?;
+        Ok(row.filter(|r| self.matches_filter(r)))
+    }
+
+    /// Puts `row` into `list` at its place, recording its topics.
+    pub(super) fn add<C: Schema>(&self, list: &mut Vec<C>, row: C) -> Result<(), SyncError> {
+        self.ctx.track(&row, self.subtree)?;
+        insert_ordered(list, row, self.def.order_by);
+        Ok(())
+    }
+
+    pub(super) fn remove<C: Schema>(&self, list: &mut Vec<C>, at: usize) -> Result<(), SyncError> {
+        let old = list.remove(at);
+        self.ctx.untrack(&old, self.subtree)
+    }
+
+    /// Replaces the changed row at `at` with its state now, keeping its loaded associations
+    /// and its place in the order; drops it when it is gone or `keep` rejects it (it stopped
+    /// matching the filter, or points elsewhere now).
+    pub(super) async fn refresh<C: Schema>(
+        &self,
+        list: &mut Vec<C>,
+        at: usize,
+        keep: impl Fn(&C) -> bool,
+    ) -> Result<(), SyncError> {
+        match replacement(self.ctx, &mut list[at], self.subtree).await? {
+            Some(new) if keep(&new) => {
+                self.ctx.track(&new, self.subtree)?;
+                list[at] = new;
+                // an update may move it within the order
+                if !self.def.order_by.is_empty() {
+                    let row = list.remove(at);
+                    insert_ordered(list, row, self.def.order_by);
+                }
+            }
+            // already untracked by `replacement`
+            Some(_) => {
+                list.remove(at);
+            }
+            None => self.remove(list, at)?,
+        }
+        Ok(())
+    }
+}
+
+/// The changed row, as of now, to hold in place of `existing`: loaded bare, with the
+/// associations `existing` had loaded carried over, and belongs_to parents whose foreign key
+/// changed loaded again. `None` when the row no longer exists (`existing` untouched).
+///
+/// On `Some`, `existing`'s topics are already recorded as removed (its associations move
+/// out); the caller tracks the new row if it keeps it.
+pub(crate) async fn replacement<C: Schema>(
+    ctx: &SyncCtx,
+    existing: &mut C,
+    tree: &PreloadTree,
+) -> Result<Option<C>, SyncError> {
+    let Some(mut new) = ctx
+        .load::<C>(ctx.change.key.clone(), &PreloadTree::default())
+        .await?
+    else {
+        return Ok(None);
+    };
+    ctx.untrack(&*existing, tree)?;
+    for i in 0..C::meta().assocs.len() {
+        C::visit_assoc(
+            i,
+            Carry {
+                from: &mut *existing,
+                to: &mut new,
+            },
+        );
+    }
+    for node in tree.children() {
+        let def = &C::meta().assocs[node.assoc];
+        if let AssocKind::BelongsTo { foreign_key, .. } = def.kind {
+            if existing.value_of(foreign_key) != new.value_of(foreign_key) {
+                let reload = C::visit_assoc(
+                    node.assoc,
+                    ReloadParent {
+                        ctx,
+                        row: &mut new,
+                        subtree: &node.tree,
+                    },
+                );
+                if let Some(future) = reload {
+                    future.await?;
+                }
+            }
+        }
+    }
+    Ok(Some(new))
+}
+
+/// Moves every loaded association of `from` into `to` (which was loaded bare).
+struct Carry<'a, C> {
+    from: &'a mut C,
+    to: &'a mut C,
+}
+
+impl<C: Schema> AssocVisitor<C> for Carry<'_, C> {
+    type Output = ();
+
+    fn visit<R: Schema, T: AssocValue<R>>(self, _: &'static AssocDef, field: AssocField<C, T>) {
+        let source = (field.get_mut)(self.from);
+        if source.is_loaded() {
+            *(field.get_mut)(self.to) = std::mem::take(source);
+        }
+    }
+}
+
+/// Loads the parent a changed foreign key now points at (topics are re-derived by the
+/// caller, which untracks the old row and tracks the new one whole).
+struct ReloadParent<'a, C> {
+    ctx: &'a SyncCtx,
+    row: &'a mut C,
+    subtree: &'a PreloadTree,
+}
+
+impl<'a, C: Schema> AssocVisitor<C> for ReloadParent<'a, C> {
+    type Output = BoxFuture<'a, Result<(), SyncError>>;
+
+    fn visit<R: Schema, T: AssocValue<R>>(
+        self,
+        def: &'static AssocDef,
+        field: AssocField<C, T>,
+    ) -> Self::Output {
+        Box::pin(async move {
+            let (steps, _) = hops(C::meta(), def)?;
+            let fk = self
+                .row
+                .value_of(steps[0].from_column)
+                .unwrap_or(Value::Null);
+            let parent = if fk.is_null() {
+                None
+            } else {
+                self.ctx.load::<R>(Key(vec![fk]), self.subtree).await?
+            };
+            *(field.get_mut)(self.row) = Assoc::Loaded(T::from_rows(parent.into_iter().collect()));
+            Ok(())
+        })
+    }
+}
