@@ -191,3 +191,101 @@ fn named(
     let vals = values(table, texts, table.key.len(), table.routes.len())?;
     Ok(table.routes.iter().copied().zip(vals).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::plan::TablePlan;
+    use crate::load::PgType;
+    use crate::schema::TableName;
+    use proptest::prelude::*;
+
+    fn plan() -> CapturePlan {
+        CapturePlan::from_tables([TablePlan {
+            table: TableName {
+                schema: None,
+                name: "posts",
+            },
+            key: vec!["id"],
+            routes: vec!["person_id"],
+            types: vec![PgType::Int8, PgType::Int8],
+        }])
+    }
+
+    #[test]
+    fn decodes_each_operation() {
+        let p = plan();
+        let update =
+            br#"{"o":"U","s":"public","t":"posts","x":"42","k":["7"],"n":["2"],"p":["1"]}"#;
+        let Decoded::Change(c) = decode(update, &p, 9).unwrap() else {
+            panic!("expected a change")
+        };
+        assert_eq!((c.op, c.xid, c.seq), (Op::Updated, 42, 9));
+        assert_eq!(c.key, Key::from(7i64));
+        assert_eq!(c.column("person_id"), Some(&Value::I64(2)));
+        assert_eq!(c.old_column("person_id"), Some(&Value::I64(1)));
+        let delete = br#"{"o":"D","s":"public","t":"posts","x":"43","k":["7"],"n":[null]}"#;
+        let Decoded::Change(c) = decode(delete, &p, 10).unwrap() else {
+            panic!("expected a change")
+        };
+        assert_eq!(c.column("person_id"), Some(&Value::Null));
+        assert!(c.old_columns.is_empty());
+        let big = br#"{"o":"I","s":"public","t":"posts","x":"44","big":true}"#;
+        assert!(matches!(
+            decode(big, &p, 11).unwrap(),
+            Decoded::Overflow { xid: 44, .. }
+        ));
+    }
+
+    #[test]
+    fn bad_payloads_are_typed_errors() {
+        let p = plan();
+        type Case<'a> = (&'a [u8], fn(&PayloadError) -> bool);
+        let cases: [Case; 6] = [
+            (b"", |e| matches!(e, PayloadError::Malformed(_))),
+            (b"{\"o\":\"I\"}", |e| {
+                matches!(e, PayloadError::Malformed(_))
+            }),
+            (br#"{"o":"I","s":"public","t":"nope","x":"1"}"#, |e| {
+                matches!(e, PayloadError::UnknownTable { .. })
+            }),
+            (
+                br#"{"o":"I","s":"public","t":"posts","x":"x","k":["1"],"n":["1"]}"#,
+                |e| matches!(e, PayloadError::Malformed(_)),
+            ),
+            (
+                br#"{"o":"I","s":"public","t":"posts","x":"1","k":["1","2"],"n":["1"]}"#,
+                |e| matches!(e, PayloadError::Arity { .. }),
+            ),
+            (
+                br#"{"o":"I","s":"public","t":"posts","x":"1","k":["one"],"n":["1"]}"#,
+                |e| matches!(e, PayloadError::Value { .. }),
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let err = decode(bytes, &p, 1).unwrap_err();
+            assert!(
+                expected(&err),
+                "{:?}: {err:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes, &plan(), 1);
+        }
+
+        #[test]
+        fn arbitrary_field_values_never_panic(
+            op in "[IUDX]", xid in "[0-9a-z-]{0,25}",
+            key in prop::collection::vec(prop::option::of(".{0,12}"), 0..3),
+            routes in prop::collection::vec(prop::option::of(".{0,12}"), 0..3),
+        ) {
+            let payload = serde_json::json!({"o": op, "s": "public", "t": "posts", "x": xid, "k": key, "n": routes, "p": routes});
+            let _ = decode(payload.to_string().as_bytes(), &plan(), 1);
+        }
+    }
+}
