@@ -195,6 +195,12 @@ pub enum HubError {
     /// Loading rows failed (shared by every caller waiting on the same load).
     #[error("loading rows failed")]
     Load(#[source] std::sync::Arc<LoadError>),
+    /// A subscription reads tables the hub does not capture, so it would never hear of them.
+    #[error("the hub does not capture {}; add them with `Hub::builder(..).watch::<Schema>([..])`", .tables.join(", "))]
+    NotWatched {
+        /// The tables missing from the hub's capture plan.
+        tables: Vec<String>,
+    },
     /// The hub has been shut down.
     #[error("the hub has been shut down")]
     Closed,

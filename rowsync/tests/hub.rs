@@ -503,6 +503,24 @@ async fn one_transaction_arrives_as_one_batch_in_commit_order() {
 }
 
 #[tokio::test]
+async fn subscribing_to_tables_the_hub_does_not_capture_is_an_error() {
+    let f = seeded().await;
+    let hub = Hub::builder(f.db.url())
+        .watch::<Tag>(rowsync::NO_PRELOADS)
+        .start()
+        .await
+        .unwrap();
+    let err = hub.subscribe_table::<Tag>(["posts"]).unwrap_err();
+    assert!(
+        matches!(&err, HubError::NotWatched { tables } if tables == &["\"posts\"", "\"posts_tags\""]),
+        "{err}"
+    );
+    assert!(err.to_string().contains(".watch::<Schema>"), "{err}");
+    assert!(hub.live::<Person>().all().await.is_err());
+    hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_ends_subscriptions() {
     let f = seeded().await;
     let hub = start_hub(&f).await;

@@ -105,6 +105,22 @@ impl Hub {
         )?)
     }
 
+    /// An error naming the tables of `topics` this hub does not capture.
+    fn check_watched(&self, topics: &[Topic]) -> Result<(), HubError> {
+        let mut missing: Vec<String> = topics
+            .iter()
+            .filter(|t| self.inner.plan.table(&t.table).is_none())
+            .map(|t| t.table.to_string())
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(HubError::NotWatched { tables: missing })
+        }
+    }
+
     /// Every change of `S`'s table, and of the tables that can change data loaded with
     /// `preloads` (EctoSync's `subscribe(Post, assocs: [:tags])`).
     pub fn subscribe_table<S: Schema>(
@@ -113,6 +129,7 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let topics = topics_for_table(S::meta(), &tree)?;
+        self.check_watched(&topics)?;
         let membership = Membership::Query {
             filter: None,
             order_by: Arc::from(Vec::new()),
@@ -133,6 +150,7 @@ impl Hub {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let rows: Vec<&S> = rows.into_iter().collect();
         let topics = topics_for_rows(&rows, &tree)?;
+        self.check_watched(&topics_for_table(S::meta(), &tree)?)?;
         let keys = rows.iter().map(|r| r.primary_key()).collect();
         let shape = Shape::new(self, S::meta(), tree, Membership::Keys(Arc::new(keys)))?;
         let inbox = self.inner.router.subscribe(topics, Ops::ALL);
@@ -151,6 +169,7 @@ impl Hub {
         tree: PreloadTree,
         membership: Membership,
     ) -> Result<Subscription, HubError> {
+        self.check_watched(&topics_for_table(S::meta(), &tree)?)?;
         let shape = Shape::new(self, S::meta(), tree, membership)?;
         let inbox = self.inner.router.subscribe(Vec::new(), Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
