@@ -252,7 +252,7 @@ impl Subscription {
 fn held_order<S: Schema>(held: &[&S], followed: Vec<Key>) -> Vec<Key> {
     let mut keys: Vec<Key> = held.iter().map(|r| r.primary_key()).collect();
     let mut rest: Vec<Key> = followed.into_iter().filter(|k| !keys.contains(k)).collect();
-    rest.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    rest.sort_by(crate::sync::order::compare_keys);
     keys.extend(rest);
     keys
 }

@@ -5,12 +5,12 @@
 mod apply;
 mod context;
 mod held;
-mod order;
+pub(crate) mod order;
 mod root;
 pub(crate) mod tree_paths;
 mod walk;
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
 pub use context::SyncOptions;
 pub(crate) use context::{Membership, SyncCtx};
@@ -56,18 +56,14 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
     if ctx.change.table == S::meta().table {
         root::apply_root(ctx, data, tree, &mut changes).await?;
     }
-    let mut touched: HashMap<usize, ()> = HashMap::new();
+    let mut touched = BTreeSet::new();
     for path in paths {
         let rows: Vec<(usize, &mut S)> = data.rows_mut().into_iter().enumerate().collect();
-        for root in walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await? {
-            touched.insert(root, ());
-        }
+        touched.extend(walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await?);
     }
     if !touched.is_empty() {
         let rows = data.rows();
-        let mut indices: Vec<usize> = touched.into_keys().collect();
-        indices.sort_unstable();
-        for i in indices {
+        for i in touched {
             if let Some(row) = rows.get(i) {
                 let key = row.primary_key();
                 if !changes.updated.contains(&key) && !changes.inserted.contains(&key) {

@@ -44,6 +44,15 @@ fn as_f64(v: &Value) -> f64 {
     }
 }
 
+/// Compares two keys value by value.
+pub(crate) fn compare_keys(a: &crate::schema::Key, b: &crate::schema::Key) -> Ordering {
+    a.0.iter()
+        .zip(b.0.iter())
+        .map(|(x, y)| compare_values(x, y))
+        .find(|o| *o != Ordering::Equal)
+        .unwrap_or(Ordering::Equal)
+}
+
 /// Compares two rows by `order_by`, then by primary key.
 pub(crate) fn compare_rows<C: Schema>(a: &C, b: &C, order_by: &[OrderBy]) -> Ordering {
     for term in order_by {
@@ -61,14 +70,7 @@ pub(crate) fn compare_rows<C: Schema>(a: &C, b: &C, order_by: &[OrderBy]) -> Ord
             return ord;
         }
     }
-    let (ka, kb) = (a.primary_key(), b.primary_key());
-    for (x, y) in ka.0.iter().zip(kb.0.iter()) {
-        let ord = compare_values(x, y);
-        if ord != Ordering::Equal {
-            return ord;
-        }
-    }
-    Ordering::Equal
+    compare_keys(&a.primary_key(), &b.primary_key())
 }
 
 /// Inserts `row` into `rows` where a fresh load would put it.
