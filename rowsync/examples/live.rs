@@ -95,9 +95,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match tokio::time::timeout(Duration::from_secs(10), posts.next()).await {
             Ok(Some(changes)) => {
                 let changes = changes?;
+                let keys = |keys: &[rowsync::Key]| {
+                    keys.iter()
+                        .map(|k| format!("#{k}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
                 println!(
-                    "  inserted {:?}, updated {:?}, deleted {:?}",
-                    changes.inserted, changes.updated, changes.deleted
+                    "  inserted [{}] updated [{}] deleted [{}]",
+                    keys(&changes.inserted),
+                    keys(&changes.updated),
+                    keys(&changes.deleted)
                 );
                 println!("  published: {}", show(&posts));
             }

@@ -149,6 +149,33 @@ impl Hash for Value {
     }
 }
 
+/// The value as a person reads it: `NULL`, `42`, `'text'`, `x'00ff'`, JSON as JSON.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::I16(v) => write!(f, "{v}"),
+            Value::I32(v) => write!(f, "{v}"),
+            Value::I64(v) => write!(f, "{v}"),
+            Value::F32(v) => write!(f, "{v}"),
+            Value::F64(v) => write!(f, "{v}"),
+            Value::Text(v) => write!(f, "'{}'", v.replace('\'', "''")),
+            Value::Bytes(v) => {
+                f.write_str("x'")?;
+                v.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+                f.write_str("'")
+            }
+            Value::Uuid(v) => write!(f, "{v}"),
+            Value::Json(v) => write!(f, "{v}"),
+            Value::Date(v) => write!(f, "{v}"),
+            Value::Time(v) => write!(f, "{v}"),
+            Value::Timestamp(v) => write!(f, "{v}"),
+            Value::TimestampTz(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 /// A Rust type that a column can be decoded into and encoded from.
 ///
 /// Implemented for the integer and float types, `bool`, `String`, `Vec<u8>`, `Uuid`,
@@ -321,6 +348,15 @@ mod tests {
             Err(DecodeError::UnexpectedNull)
         ));
         assert_eq!(Option::<i64>::from_value(Value::Null).unwrap(), None);
+    }
+
+    #[test]
+    fn values_and_keys_display_readably() {
+        use crate::schema::Key;
+        assert_eq!(Key::from(7i64).to_string(), "7");
+        assert_eq!(Key::from((1i64, "it's")).to_string(), "(1, 'it''s')");
+        assert_eq!(Value::Bytes(vec![0, 255]).to_string(), "x'00ff'");
+        assert_eq!(Value::Null.to_string(), "NULL");
     }
 
     #[test]
