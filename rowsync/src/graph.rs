@@ -183,7 +183,8 @@ fn walk(
                 found.push((join_through.table(), path(Reached::JoinTable)));
             }
             AssocKind::Through { .. } => {
-                let (steps, _) = hops(at, def)?;
+                let chain = hops(at, def)?;
+                let steps = &chain.steps;
                 for step in &steps[..steps.len() - 1] {
                     found.push((step.table, path(Reached::Through)));
                 }

@@ -93,7 +93,8 @@ impl CapturePlan {
     ) -> Result<(), SchemaError> {
         for node in tree.children() {
             let def = &owner.assocs[node.assoc];
-            let (steps, related) = hops(owner, def)?;
+            let chain = hops(owner, def)?;
+            let (steps, related) = (&chain.steps, chain.related);
             // why one rule for every kind: each hop joins `from_column` of the previous table
             // to `to_column` of the next, so a change of either side must route by it.
             let mut previous = owner.table;

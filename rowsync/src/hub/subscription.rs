@@ -196,8 +196,12 @@ impl Subscription {
                 ctx.membership = shape.membership.clone();
                 let changes = apply(&ctx, data, &shape.tree, paths).await?;
                 let delta = ctx.take_delta();
-                self.inbox.add_topics(delta.added);
-                self.inbox.remove_topics(&delta.removed);
+                if !delta.added.is_empty() {
+                    self.inbox.add_topics(delta.added);
+                }
+                if !delta.removed.is_empty() {
+                    self.inbox.remove_topics(&delta.removed);
+                }
                 Ok(changes)
             }
             Message::Resync(_) => self.reload(data, &shape).await,
@@ -325,6 +329,7 @@ pub(crate) async fn sync_detached<S: Schema, H: Held<S>>(
 ) -> Result<Changes, SyncError> {
     let tree = PreloadTree::of_rows(&data.rows());
     let paths = paths_to(S::meta(), &tree, change.table)?;
-    let ctx = SyncCtx::new(change.clone(), hub.inner.loader.clone(), options);
+    let mut ctx = SyncCtx::new(change.clone(), hub.inner.loader.clone(), options);
+    ctx.follow_topics = false;
     apply(&ctx, data, &tree, &paths).await
 }

@@ -5,6 +5,9 @@
 //! table), and the concatenated chains of the associations a `through` follows. One join
 //! query over the chain serves every kind, keyed by the owner column of the first hop.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
 use crate::error::SchemaError;
 use crate::schema::{
     quote_ident, AssocDef, AssocKind, Filter, OrderBy, SchemaMeta, SortOrder, TableName, Value,
@@ -34,7 +37,41 @@ fn key_column(meta: &'static SchemaMeta) -> Result<&'static str, SchemaError> {
 }
 
 /// The hops of an association and the schema of the rows it ends at.
+#[derive(Debug)]
+pub(crate) struct HopChain {
+    pub steps: Vec<Hop>,
+    pub related: &'static SchemaMeta,
+}
+
+type HopCache = RwLock<HashMap<(usize, usize), Arc<HopChain>>>;
+
+/// The hops of `def` on `owner`, computed once per association and shared.
+///
+/// why cached: routing and sync ask for them on every change and every held row they
+/// touch, and building them calls the association's filter constructor (allocations).
 pub(crate) fn hops(
+    owner: &'static SchemaMeta,
+    def: &'static AssocDef,
+) -> Result<Arc<HopChain>, SchemaError> {
+    static CACHE: OnceLock<HopCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let id = (
+        owner as *const SchemaMeta as usize,
+        def as *const AssocDef as usize,
+    );
+    if let Some(chain) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return Ok(chain.clone());
+    }
+    let (steps, related) = compute_hops(owner, def)?;
+    let chain = Arc::new(HopChain { steps, related });
+    cache
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, chain.clone());
+    Ok(chain)
+}
+
+fn compute_hops(
     owner: &'static SchemaMeta,
     def: &'static AssocDef,
 ) -> Result<(Vec<Hop>, &'static SchemaMeta), SchemaError> {
@@ -91,7 +128,7 @@ pub(crate) fn hops(
             let mut at = owner;
             for name in path.iter() {
                 let step = crate::schema::assoc_index(at, name)?;
-                let (mut more, next) = hops(at, &at.assocs[step])?;
+                let (mut more, next) = compute_hops(at, &at.assocs[step])?;
                 all.append(&mut more);
                 at = next;
             }
@@ -125,7 +162,8 @@ pub(crate) fn related_query(
     owner: &'static SchemaMeta,
     def: &'static AssocDef,
 ) -> Result<RelatedQuery, SchemaError> {
-    let (hops, related) = hops(owner, def)?;
+    let chain = hops(owner, def)?;
+    let (hops, related) = (&chain.steps, chain.related);
     let last = hops.len() - 1;
     let alias = |i: usize| format!("t{i}");
     let mut select: Vec<String> = related

@@ -58,7 +58,8 @@ impl<P: Schema> AssocVisitor<P> for RowTopics<'_, P> {
         def: &'static AssocDef,
         field: AssocField<P, T>,
     ) -> Self::Output {
-        let (steps, _) = hops(P::meta(), def)?;
+        let chain = hops(P::meta(), def)?;
+        let steps = &chain.steps;
         let first = &steps[0];
         let mut children: Vec<&C> = Vec::new();
         for parent in self.parents {
@@ -103,7 +104,8 @@ fn collect_tables(
 ) -> Result<(), SchemaError> {
     for node in tree.children() {
         let def = &meta.assocs[node.assoc];
-        let (steps, related) = hops(meta, def)?;
+        let chain = hops(meta, def)?;
+        let (steps, related) = (&chain.steps, chain.related);
         for step in steps {
             let topic = Topic {
                 table: step.table,

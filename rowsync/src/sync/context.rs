@@ -83,8 +83,17 @@ impl Membership {
     }
 }
 
+/// A row's type, key and preload shape (dotted paths joined).
+type MemoKey = (std::any::TypeId, Key, String);
+
 pub(crate) struct SyncCtx {
     pub change: Arc<Change>,
+    /// Whether to compute the topics edits add and remove (not for data held outside a
+    /// subscription, which has no topics to follow).
+    pub follow_topics: bool,
+    /// Rows loaded during this sync, by (type, key, shape): a row held in many places is
+    /// fetched from the shared cache once per sync, not once per place.
+    memo: Mutex<HashMap<MemoKey, Arc<dyn std::any::Any + Send + Sync>>>,
     /// Which root rows belong.
     pub membership: Membership,
     pub loader: Loader,
@@ -96,6 +105,8 @@ impl SyncCtx {
     pub fn new(change: Arc<Change>, loader: Loader, options: SyncOptions) -> SyncCtx {
         SyncCtx {
             change,
+            follow_topics: true,
+            memo: Mutex::default(),
             membership: Membership::Any,
             loader,
             options,
@@ -114,11 +125,32 @@ impl SyncCtx {
         key: Key,
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
-        Ok(self.loader.row::<C>(key, self.change.seq, tree).await?)
+        let memo_key = (std::any::TypeId::of::<C>(), key, tree.paths().join(","));
+        let hit = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&memo_key)
+            .cloned();
+        if let Some(row) = hit.and_then(|r| r.downcast::<Option<C>>().ok()) {
+            return Ok(Option::clone(&row));
+        }
+        let row = self
+            .loader
+            .row::<C>(memo_key.1.clone(), self.change.seq, tree)
+            .await?;
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(memo_key, Arc::new(row.clone()));
+        Ok(row)
     }
 
     /// Records that `row` (held with `tree`) is now held.
     pub fn track<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
+        if !self.follow_topics {
+            return Ok(());
+        }
         let topics = topics_for_rows(&[row], tree)?;
         self.delta
             .lock()
@@ -130,6 +162,9 @@ impl SyncCtx {
 
     /// Records that `row` (held with `tree`) is no longer held.
     pub fn untrack<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
+        if !self.follow_topics {
+            return Ok(());
+        }
         let topics = topics_for_rows(&[row], tree)?;
         self.delta
             .lock()
@@ -151,7 +186,29 @@ impl SyncCtx {
             });
     }
 
+    /// The topics added and removed, with holds that were removed and added back (a row
+    /// replaced by a row with the same keys) cancelled out.
     pub fn take_delta(&self) -> TopicDelta {
-        std::mem::take(&mut *self.delta.lock().unwrap_or_else(|e| e.into_inner()))
+        let delta = std::mem::take(&mut *self.delta.lock().unwrap_or_else(|e| e.into_inner()));
+        if delta.added.is_empty() || delta.removed.is_empty() {
+            return delta;
+        }
+        let mut net: HashMap<Topic, isize> = HashMap::new();
+        for topic in delta.added {
+            *net.entry(topic).or_default() += 1;
+        }
+        for topic in delta.removed {
+            *net.entry(topic).or_default() -= 1;
+        }
+        let mut out = TopicDelta::default();
+        for (topic, count) in net {
+            let list = if count > 0 {
+                &mut out.added
+            } else {
+                &mut out.removed
+            };
+            list.extend(std::iter::repeat_n(topic, count.unsigned_abs()));
+        }
+        out
     }
 }

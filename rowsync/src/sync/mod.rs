@@ -10,7 +10,7 @@ mod root;
 pub(crate) mod tree_paths;
 mod walk;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 pub use context::SyncOptions;
 pub(crate) use context::{Membership, SyncCtx};
@@ -62,11 +62,19 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
         touched.extend(walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await?);
     }
     if !touched.is_empty() {
+        // why a set: thousands of root rows can be touched by one change (a tag held under
+        // many posts); a linear `contains` per row would make this quadratic
+        let mut seen: HashSet<Key> = changes
+            .updated
+            .iter()
+            .chain(&changes.inserted)
+            .cloned()
+            .collect();
         let rows = data.rows();
         for i in touched {
             if let Some(row) = rows.get(i) {
                 let key = row.primary_key();
-                if !changes.updated.contains(&key) && !changes.inserted.contains(&key) {
+                if seen.insert(key.clone()) {
                     changes.updated.push(key);
                 }
             }

@@ -53,7 +53,8 @@ fn walk(
                 reach(Reached::JoinTable)
             }
             AssocKind::Through { .. } => {
-                let (steps, _) = hops(owner, def)?;
+                let chain = hops(owner, def)?;
+                let steps = &chain.steps;
                 if steps[..steps.len() - 1].iter().any(|s| s.table == table) {
                     reach(Reached::Through);
                 }

@@ -13,7 +13,8 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         T: AssocValue<C>,
     {
         let change = &self.ctx.change;
-        let (steps, _) = hops(P::meta(), self.def)?;
+        let chain = hops(P::meta(), self.def)?;
+        let steps = &chain.steps;
         let (fk, referenced) = (steps[0].from_column, steps[0].to_column);
         let mut touched = Vec::new();
         for (root, row) in rows {

@@ -14,7 +14,8 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         T: AssocValue<C>,
     {
         let change = &self.ctx.change;
-        let (steps, _) = hops(P::meta(), self.def)?;
+        let chain = hops(P::meta(), self.def)?;
+        let steps = &chain.steps;
         let (owner_column, fk) = (steps[0].from_column, steps[0].to_column);
         let new_fk = change.column(fk).cloned().unwrap_or(Value::Null);
         let mut touched = Vec::new();

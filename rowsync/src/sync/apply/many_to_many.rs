@@ -56,7 +56,8 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         T: AssocValue<C>,
     {
         let change = &self.ctx.change;
-        let (steps, _) = hops(P::meta(), self.def)?;
+        let chain = hops(P::meta(), self.def)?;
+        let steps = &chain.steps;
         let owner_column = steps[0].from_column;
         let related_column = steps[1].to_column;
         let [owner_side, related_side] = *join_keys;

@@ -197,7 +197,8 @@ impl<'a, C: Schema> AssocVisitor<C> for ReloadParent<'a, C> {
         field: AssocField<C, T>,
     ) -> Self::Output {
         Box::pin(async move {
-            let (steps, _) = hops(C::meta(), def)?;
+            let chain = hops(C::meta(), def)?;
+            let steps = &chain.steps;
             let fk = self
                 .row
                 .value_of(steps[0].from_column)
