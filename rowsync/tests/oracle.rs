@@ -288,6 +288,26 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
     match holder {
         Holder::People { data, shape, sub } => {
             drain(f, hub, sub, data).await;
+            // the subscription follows the data: its topics are those of what it holds now
+            // (plus the followed root keys)
+            let tree = rowsync::PreloadTree::parse(Person::meta(), shape.iter()).unwrap();
+            let held: Vec<&Person> = data.iter().collect();
+            let mut want: Vec<String> = rowsync::route::topics_for_rows(&held, &tree)
+                .unwrap()
+                .into_iter()
+                .chain([1i64, 2].map(|id| rowsync::Topic {
+                    table: Person::meta().table,
+                    selector: rowsync::Selector::row(id),
+                }))
+                .map(|t| format!("{t:?}"))
+                .collect();
+            let mut have: Vec<String> = sub.topics().into_iter().map(|t| format!("{t:?}")).collect();
+            want.sort();
+            want.dedup();
+            have.sort();
+            if have != want {
+                return Err(format!("people {shape:?}: topics\n have: {have:?}\n want: {want:?}"));
+            }
             let expected = people(f, shape).await;
             // people held stay held (their ids were fixed at subscribe time)
             let expected: Vec<Person> = expected

@@ -27,20 +27,26 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
                     continue;
                 }
                 match replacement(ctx, row, tree).await? {
-                    Some(new) if ctx.membership.admits(&new) => {
-                        ctx.track(&new, tree)?;
-                        *row = new;
+                    Some(new) if ctx.membership.admits(&new.row) => {
+                        if new.routes_changed {
+                            ctx.track(&new.row, tree)?;
+                        }
+                        *row = new.row;
                         changes.updated.push(row.primary_key());
                     }
-                    // stopped matching (already untracked by `replacement`)
-                    Some(_) => gone.push((row.primary_key(), false)),
+                    // stopped matching: untracked below unless `replacement` already did
+                    Some(dropped) => {
+                        let untracked = dropped.routes_changed;
+                        *row = dropped.row;
+                        gone.push((row.primary_key(), !untracked));
+                    }
                     // updated, then deleted before we read it: the delete follows
                     None => gone.push((row.primary_key(), true)),
                 }
             }
-            for (key, tracked) in gone {
+            for (key, needs_untrack) in gone {
                 for removed in data.remove_key(&key) {
-                    if tracked {
+                    if needs_untrack {
                         ctx.untrack(&removed, tree)?;
                     }
                     changes.deleted.push(key.clone());

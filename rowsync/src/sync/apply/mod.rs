@@ -96,17 +96,21 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         keep: impl Fn(&C) -> bool,
     ) -> Result<(), SyncError> {
         match replacement(self.ctx, &mut list[at], self.subtree).await? {
-            Some(new) if keep(&new) => {
-                self.ctx.track(&new, self.subtree)?;
-                list[at] = new;
+            Some(new) if keep(&new.row) => {
+                if new.routes_changed {
+                    self.ctx.track(&new.row, self.subtree)?;
+                }
+                list[at] = new.row;
                 // an update may move it within the order
                 if !self.def.order_by.is_empty() {
                     let row = list.remove(at);
                     insert_ordered(list, row, self.def.order_by);
                 }
             }
-            // already untracked by `replacement`
-            Some(_) => {
+            Some(dropped) => {
+                if !dropped.routes_changed {
+                    self.ctx.untrack(&dropped.row, self.subtree)?;
+                }
                 list.remove(at);
             }
             None => self.remove(list, at)?,
@@ -119,20 +123,26 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
 /// associations `existing` had loaded carried over, and belongs_to parents whose foreign key
 /// changed loaded again. `None` when the row no longer exists (`existing` untouched).
 ///
-/// On `Some`, `existing`'s topics are already recorded as removed (its associations move
-/// out); the caller tracks the new row if it keeps it.
+/// When `routes_changed`, `existing`'s topics are already recorded as removed (its
+/// associations move out) and the caller tracks the new row if it keeps it; otherwise the
+/// new row routes exactly like the old one, and only dropping it needs an untrack.
 pub(crate) async fn replacement<C: Schema>(
     ctx: &SyncCtx,
     existing: &mut C,
     tree: &PreloadTree,
-) -> Result<Option<C>, SyncError> {
+) -> Result<Option<Replaced<C>>, SyncError> {
     let Some(mut new) = ctx
         .load::<C>(ctx.change.key.clone(), &PreloadTree::default())
         .await?
     else {
         return Ok(None);
     };
-    ctx.untrack(&*existing, tree)?;
+    // why compare first: most updates change no key, so the held rows' topics stay as they
+    // are, and recomputing them for every holder of a hot row is the cost of a broadcast
+    let routes_changed = routes_differ(&*existing, &new, tree)?;
+    if routes_changed {
+        ctx.untrack(&*existing, tree)?;
+    }
     for i in 0..C::meta().assocs.len() {
         C::visit_assoc(
             i,
@@ -160,7 +170,33 @@ pub(crate) async fn replacement<C: Schema>(
             }
         }
     }
-    Ok(Some(new))
+    Ok(Some(Replaced {
+        row: new,
+        routes_changed,
+    }))
+}
+
+/// A row loaded to replace a held one.
+pub(crate) struct Replaced<C> {
+    pub row: C,
+    /// Whether its topics differ from the held row's (key or a join column changed).
+    pub routes_changed: bool,
+}
+
+/// Whether two versions of a row route differently with `tree` loaded under them: another
+/// key, or another value in a column an association joins on.
+fn routes_differ<C: Schema>(old: &C, new: &C, tree: &PreloadTree) -> Result<bool, SyncError> {
+    if old.primary_key() != new.primary_key() {
+        return Ok(true);
+    }
+    for node in tree.children() {
+        let chain = hops(C::meta(), &C::meta().assocs[node.assoc])?;
+        let column = chain.steps[0].from_column;
+        if old.value_of(column) != new.value_of(column) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Moves every loaded association of `from` into `to` (which was loaded bare).
