@@ -52,6 +52,16 @@ pub trait Schema: Clone + Send + Sync + 'static {
             .collect())
     }
 
+    /// Whether this row's primary key is `key` (without building a [`Key`]).
+    fn has_key(&self, key: &Key) -> bool {
+        let pk = Self::meta().primary_key;
+        pk.len() == key.0.len()
+            && pk
+                .iter()
+                .zip(&key.0)
+                .all(|(&i, v)| &self.column_value(i) == v)
+    }
+
     /// The value of a column by its database name.
     fn value_of(&self, column: &str) -> Option<Value> {
         Self::meta()

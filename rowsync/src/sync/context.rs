@@ -114,9 +114,10 @@ impl SyncCtx {
         }
     }
 
-    /// Whether `key` is the changed row's key (or its key before the update).
-    pub fn is_changed_row(&self, key: &Key) -> bool {
-        &self.change.key == key || self.change.old_key.as_ref() == Some(key)
+    /// Whether `row` is the changed row (by its key, or its key before the update).
+    pub fn is_changed<C: Schema>(&self, row: &C) -> bool {
+        row.has_key(&self.change.key)
+            || self.change.old_key.as_ref().is_some_and(|k| row.has_key(k))
     }
 
     /// The row of `C` with `key` now, loaded through the cache with `tree`.

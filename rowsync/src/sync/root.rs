@@ -14,16 +14,13 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     changes: &mut Changes,
 ) -> Result<(), SyncError> {
     let change = &ctx.change;
-    let held = data
-        .rows()
-        .iter()
-        .any(|r| ctx.is_changed_row(&r.primary_key()));
+    let held = data.rows().iter().any(|r| ctx.is_changed(*r));
     match change.op {
         Op::Deleted => remove(ctx, data, tree, &change.key, changes)?,
         Op::Updated if held => {
             let mut gone = Vec::new();
             for row in data.rows_mut() {
-                if !ctx.is_changed_row(&row.primary_key()) {
+                if !ctx.is_changed(&*row) {
                     continue;
                 }
                 match replacement(ctx, row, tree).await? {

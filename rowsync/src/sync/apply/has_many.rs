@@ -25,9 +25,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             let mut list = held.take_rows();
-            let at = list
-                .iter()
-                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let at = list.iter().position(|c| self.ctx.is_changed(c));
             let belongs = !owner.is_null() && owner == new_fk && change.op != Op::Deleted;
             let mut changed = false;
             let result = async {

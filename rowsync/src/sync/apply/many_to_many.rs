@@ -24,9 +24,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             let mut list = held.take_rows();
-            let at = list
-                .iter()
-                .position(|c| self.ctx.is_changed_row(&c.primary_key()));
+            let at = list.iter().position(|c| self.ctx.is_changed(c));
             let result = async {
                 let Some(i) = at else { return Ok(false) };
                 if change.op == Op::Deleted {

@@ -186,7 +186,7 @@ pub(crate) struct Replaced<C> {
 /// Whether two versions of a row route differently with `tree` loaded under them: another
 /// key, or another value in a column an association joins on.
 fn routes_differ<C: Schema>(old: &C, new: &C, tree: &PreloadTree) -> Result<bool, SyncError> {
-    if old.primary_key() != new.primary_key() {
+    if !new.has_key(&old.primary_key()) {
         return Ok(true);
     }
     for node in tree.children() {
