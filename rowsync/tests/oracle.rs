@@ -301,12 +301,15 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
                 }))
                 .map(|t| format!("{t:?}"))
                 .collect();
-            let mut have: Vec<String> = sub.topics().into_iter().map(|t| format!("{t:?}")).collect();
+            let mut have: Vec<String> =
+                sub.topics().into_iter().map(|t| format!("{t:?}")).collect();
             want.sort();
             want.dedup();
             have.sort();
             if have != want {
-                return Err(format!("people {shape:?}: topics\n have: {have:?}\n want: {want:?}"));
+                return Err(format!(
+                    "people {shape:?}: topics\n have: {have:?}\n want: {want:?}"
+                ));
             }
             let expected = people(f, shape).await;
             // people held stay held (their ids were fixed at subscribe time)

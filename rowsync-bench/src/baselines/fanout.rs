@@ -1,0 +1,46 @@
+//! One LISTEN connection whose decoded changes are broadcast to every baseline subscriber.
+
+use std::sync::Arc;
+
+use rowsync::capture::payload::{decode, Decoded};
+use rowsync::{Change, Hub};
+use tokio::sync::broadcast;
+
+use super::listen::PlainListener;
+use crate::BenchResult;
+
+/// Every change, to every receiver.
+pub struct Fanout {
+    listener: PlainListener,
+    tx: broadcast::Sender<Arc<Change>>,
+}
+
+impl Fanout {
+    /// Listens on the hub's channel and decodes with the hub's capture plan; a receiver
+    /// more than `capacity` changes behind is told it lagged.
+    pub async fn start(hub: &Hub, url: &str, capacity: usize) -> BenchResult<Fanout> {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        let sender = tx.clone();
+        let plan = hub.plan().clone();
+        let mut seq = 0u64;
+        let listener = PlainListener::start(url, super::CHANNEL, move |_, payload| {
+            seq += 1;
+            if let Ok(Decoded::Change(change)) = decode(payload.as_bytes(), &plan, seq) {
+                // why ignore: no receiver means no baseline subscriber is running.
+                let _ = sender.send(Arc::new(change));
+            }
+        })
+        .await?;
+        Ok(Fanout { listener, tx })
+    }
+
+    /// A receiver of every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.tx.subscribe()
+    }
+
+    /// Stops listening.
+    pub fn stop(self) {
+        self.listener.stop();
+    }
+}
