@@ -149,29 +149,26 @@ impl SyncCtx {
 
     /// Records that `row` (held with `tree`) is now held.
     pub fn track<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
-        if !self.follow_topics {
-            return Ok(());
-        }
-        let topics = topics_for_rows(&[row], tree)?;
-        self.delta
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .added
-            .extend(topics);
-        Ok(())
+        self.record(row, tree, true)
     }
 
     /// Records that `row` (held with `tree`) is no longer held.
     pub fn untrack<C: Schema>(&self, row: &C, tree: &PreloadTree) -> Result<(), SyncError> {
+        self.record(row, tree, false)
+    }
+
+    fn record<C: Schema>(&self, row: &C, tree: &PreloadTree, held: bool) -> Result<(), SyncError> {
         if !self.follow_topics {
             return Ok(());
         }
         let topics = topics_for_rows(&[row], tree)?;
-        self.delta
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .removed
-            .extend(topics);
+        let mut delta = self.delta.lock().unwrap_or_else(|e| e.into_inner());
+        let list = if held {
+            &mut delta.added
+        } else {
+            &mut delta.removed
+        };
+        list.extend(topics);
         Ok(())
     }
 
