@@ -97,6 +97,11 @@ fn expand(c: &Container) -> TokenStream {
         quote_spanned! {col.ty.span()=> #i => rs::FieldValue::to_value(&self.#field) }
     });
 
+    let eq_arms = c.columns.iter().enumerate().map(|(i, col)| {
+        let field = col.ident;
+        quote_spanned! {col.ty.span()=> #i => rs::FieldValue::eq_value(&self.#field, value) }
+    });
+
     let visit_arms = c.assocs.iter().enumerate().map(|(i, a)| {
         let field = a.ident;
         let related = &a.attr.related;
@@ -143,6 +148,13 @@ fn expand(c: &Container) -> TokenStream {
                     match index {
                         #(#value_arms,)*
                         _ => rs::Value::Null,
+                    }
+                }
+
+                fn column_eq(&self, index: usize, value: &rs::Value) -> bool {
+                    match index {
+                        #(#eq_arms,)*
+                        _ => value.is_null(),
                     }
                 }
 

@@ -46,7 +46,8 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
         .map(|(v, label)| quote! { #label => ::core::result::Result::Ok(#ident::#v) });
     let encode = variants
         .iter()
-        .map(|(v, label)| quote! { #ident::#v => #label });
+        .map(|(v, label)| quote! { #ident::#v => #label })
+        .collect::<Vec<_>>();
     quote! {
         const _: () = {
             use ::rowsync::__private as rs;
@@ -65,6 +66,10 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
                 fn to_value(&self) -> rs::Value {
                     let label: &str = match self { #(#encode,)* };
                     rs::Value::Text(::std::string::String::from(label))
+                }
+                fn eq_value(&self, value: &rs::Value) -> bool {
+                    let label: &str = match self { #(#encode,)* };
+                    ::core::matches!(value, rs::Value::Text(text) if text == label)
                 }
             }
         };

@@ -55,6 +55,11 @@ pub trait AssocValue<C>: Send + Sync + 'static {
     fn rows_mut(&mut self) -> Vec<&mut C>;
     /// Moves the rows out, leaving the container empty (put them back with `from_rows`).
     fn take_rows(&mut self) -> Vec<C>;
+    /// The position of the first row `pred` accepts. Sync asks this of every held list
+    /// before taking it apart, so it must not allocate.
+    fn position(&self, pred: impl FnMut(&C) -> bool) -> Option<usize>
+    where
+        Self: Sized;
 }
 
 impl<C: Send + Sync + 'static> AssocValue<C> for Vec<C> {
@@ -69,6 +74,9 @@ impl<C: Send + Sync + 'static> AssocValue<C> for Vec<C> {
     }
     fn take_rows(&mut self) -> Vec<C> {
         std::mem::take(self)
+    }
+    fn position(&self, pred: impl FnMut(&C) -> bool) -> Option<usize> {
+        self.iter().position(pred)
     }
 }
 
@@ -85,6 +93,9 @@ impl<C: Send + Sync + 'static> AssocValue<C> for Option<C> {
     fn take_rows(&mut self) -> Vec<C> {
         self.take().into_iter().collect()
     }
+    fn position(&self, pred: impl FnMut(&C) -> bool) -> Option<usize> {
+        self.iter().position(pred)
+    }
 }
 
 impl<C: Send + Sync + 'static> AssocValue<C> for Option<Box<C>> {
@@ -99,6 +110,9 @@ impl<C: Send + Sync + 'static> AssocValue<C> for Option<Box<C>> {
     }
     fn take_rows(&mut self) -> Vec<C> {
         self.take().map(|b| *b).into_iter().collect()
+    }
+    fn position(&self, pred: impl FnMut(&C) -> bool) -> Option<usize> {
+        self.iter().map(|b| &**b).position(pred)
     }
 }
 

@@ -39,6 +39,12 @@ pub trait Schema: Clone + Send + Sync + 'static {
     /// The value of the column at `index` of [`SchemaMeta::columns`] (`Value::Null` past the end).
     fn column_value(&self, index: usize) -> Value;
 
+    /// Whether the column at `index` equals `value` (as `==` on [`Value`]), without building
+    /// a [`Value`]. `#[derive(Schema)]` compares the field in place.
+    fn column_eq(&self, index: usize, value: &Value) -> bool {
+        self.column_value(index) == *value
+    }
+
     /// Hands the visitor typed access to association number `index` of
     /// [`SchemaMeta::assocs`]; `None` past the end.
     fn visit_assoc<V: AssocVisitor<Self>>(index: usize, visitor: V) -> Option<V::Output>;
@@ -59,7 +65,7 @@ pub trait Schema: Clone + Send + Sync + 'static {
             && pk
                 .iter()
                 .zip(&key.0)
-                .all(|(&i, v)| &self.column_value(i) == v)
+                .all(|(&i, v)| self.column_eq(i, v))
     }
 
     /// The value of a column by its database name.

@@ -4,7 +4,7 @@ use super::{Rows, Step};
 use crate::capture::Op;
 use crate::error::SyncError;
 use crate::load::related_sql::hops;
-use crate::schema::{AssocValue, Schema, Value};
+use crate::schema::{column_index, AssocValue, Schema, Value};
 
 impl<'a, P: Schema, T> Step<'a, P, T> {
     /// has_many / has_one: a child inserted, updated (maybe moved or filtered in or out),
@@ -18,15 +18,20 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let steps = &chain.steps;
         let (owner_column, fk) = (steps[0].from_column, steps[0].to_column);
         let new_fk = change.column(fk).cloned().unwrap_or(Value::Null);
+        let owner_index = column_index(P::meta(), owner_column)?;
         let mut touched = Vec::new();
         for (root, row) in rows {
-            let owner = row.value_of(owner_column).unwrap_or(Value::Null);
+            let belongs =
+                !new_fk.is_null() && change.op != Op::Deleted && row.column_eq(owner_index, &new_fk);
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };
+            // why look before taking: most held lists neither hold nor gain the changed row
+            let at = held.position(|c| self.ctx.is_changed(c));
+            if at.is_none() && !belongs {
+                continue;
+            }
             let mut list = held.take_rows();
-            let at = list.iter().position(|c| self.ctx.is_changed(c));
-            let belongs = !owner.is_null() && owner == new_fk && change.op != Op::Deleted;
             let mut changed = false;
             let result = async {
                 match (at, belongs) {

@@ -5,7 +5,7 @@ use crate::capture::Op;
 use crate::error::SyncError;
 use crate::load::related_sql::hops;
 use crate::schema::Key;
-use crate::schema::{AssocValue, Schema, Value};
+use crate::schema::{column_index, AssocValue, Schema, Value};
 
 impl<'a, P: Schema, T> Step<'a, P, T> {
     /// many_to_many (or the end of a through): the related row updated or deleted, wherever
@@ -23,10 +23,12 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };
+            // why look before taking: most held lists do not hold the changed row
+            let Some(i) = held.position(|c| self.ctx.is_changed(c)) else {
+                continue;
+            };
             let mut list = held.take_rows();
-            let at = list.iter().position(|c| self.ctx.is_changed(c));
             let result = async {
-                let Some(i) = at else { return Ok(false) };
                 if change.op == Op::Deleted {
                     self.remove(&mut list, i)?;
                     return Ok(true);
@@ -63,20 +65,24 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let old = |c: &str| change.old_column(c).cloned().unwrap_or_else(|| value(c));
         let (new_owner, new_related) = (value(owner_side), value(related_side));
         let (old_owner, old_related) = (old(owner_side), old(related_side));
+        let owner_index = column_index(P::meta(), owner_column)?;
+        let related_index = column_index(C::meta(), related_column)?;
         let mut touched = Vec::new();
         for (root, row) in rows {
-            let owner = row.value_of(owner_column).unwrap_or(Value::Null);
-            if owner.is_null() || (owner != new_owner && owner != old_owner) {
+            // why compare in place first: a link row concerns one or two of the held owners
+            let is_new_owner = !new_owner.is_null() && row.column_eq(owner_index, &new_owner);
+            let is_old_owner = !old_owner.is_null() && row.column_eq(owner_index, &old_owner);
+            if !is_new_owner && !is_old_owner {
                 continue;
             }
+            let owner = row.value_of(owner_column).unwrap_or(Value::Null);
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };
             let mut list = held.take_rows();
             let result = async {
                 let position = |list: &Vec<C>, key: &Value| {
-                    list.iter()
-                        .position(|c| c.value_of(related_column).as_ref() == Some(key))
+                    list.iter().position(|c| c.column_eq(related_index, key))
                 };
                 let mut changed = false;
                 let unlink = match change.op {
