@@ -70,6 +70,17 @@ fn expand(c: &Container) -> TokenStream {
         .filter(|(_, col)| col.primary_key)
         .map(|(i, _)| i);
 
+    // the key columns compared in place, in key order: sync asks every held row whether it
+    // is the changed one, so this is the hottest comparison there is
+    let key_fields: Vec<&syn::Ident> = c
+        .columns
+        .iter()
+        .filter(|col| col.primary_key)
+        .map(|col| col.ident)
+        .collect();
+    let key_len = key_fields.len();
+    let key_index = 0..key_len;
+
     let mut helpers = Vec::new();
     let assoc_defs: Vec<TokenStream> = c
         .assocs
@@ -149,6 +160,12 @@ fn expand(c: &Container) -> TokenStream {
                         #(#value_arms,)*
                         _ => rs::Value::Null,
                     }
+                }
+
+                #[inline]
+                fn has_key(&self, key: &rs::Key) -> bool {
+                    key.0.len() == #key_len
+                        #(&& rs::FieldValue::eq_value(&self.#key_fields, &key.0[#key_index]))*
                 }
 
                 fn column_eq(&self, index: usize, value: &rs::Value) -> bool {

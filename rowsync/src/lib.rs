@@ -109,6 +109,6 @@ pub mod __private {
     pub use crate::schema::decode_field;
     pub use crate::schema::{
         AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, ColumnDef, FieldValue, Filter,
-        JoinThrough, OrderBy, RowSource, Schema, SchemaMeta, SortOrder, TableName, Value,
+        JoinThrough, Key, OrderBy, RowSource, Schema, SchemaMeta, SortOrder, TableName, Value,
     };
 }

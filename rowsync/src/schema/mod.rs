@@ -61,11 +61,7 @@ pub trait Schema: Clone + Send + Sync + 'static {
     /// Whether this row's primary key is `key` (without building a [`Key`]).
     fn has_key(&self, key: &Key) -> bool {
         let pk = Self::meta().primary_key;
-        pk.len() == key.0.len()
-            && pk
-                .iter()
-                .zip(&key.0)
-                .all(|(&i, v)| self.column_eq(i, v))
+        pk.len() == key.0.len() && pk.iter().zip(&key.0).all(|(&i, v)| self.column_eq(i, v))
     }
 
     /// The value of a column by its database name.

@@ -62,9 +62,10 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
         touched.extend(walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await?);
     }
     if !touched.is_empty() {
-        // why a set: thousands of root rows can be touched by one change (a tag held under
-        // many posts); a linear `contains` per row would make this quadratic
-        let mut seen: HashSet<Key> = changes
+        // why a set of the root's own changes only: thousands of root rows can be touched by
+        // one change (a tag held under many posts), each once (`touched` holds distinct
+        // rows); only a row the root change already listed must not be listed twice
+        let listed: HashSet<Key> = changes
             .updated
             .iter()
             .chain(&changes.inserted)
@@ -74,7 +75,7 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
         for i in touched {
             if let Some(row) = rows.get(i) {
                 let key = row.primary_key();
-                if seen.insert(key.clone()) {
+                if !listed.contains(&key) {
                     changes.updated.push(key);
                 }
             }
