@@ -7,11 +7,13 @@
 //! for change N (which ran after N committed), and older entries just age out.
 
 use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use moka::future::Cache;
 
 use crate::error::LoadError;
@@ -52,20 +54,55 @@ impl Default for CacheConfig {
 
 /// A bounded, single-flight cache of loaded rows shared by every subscription of a hub.
 pub(crate) struct RowCache {
+    /// Every load, bounded in entries and age.
     cache: Cache<CacheKey, Entry>,
-    /// The most recent loads, in front of moka.
+    /// The most recent loads, finished or in flight, in front of moka.
     ///
-    /// why: when one change touches a thousand subscribers, 999 of them ask for a row just
-    /// loaded; moka's hit path (frequency sketch, read recording) was a quarter of their sync
-    /// time, a plain map under a mutex is a fraction of it. Keys carry the change's `seq`, so
-    /// this never serves anything moka would not; it is cleared when full.
-    recent: std::sync::Mutex<std::collections::HashMap<CacheKey, Entry>>,
+    /// why our own single flight here rather than moka's `try_get_with`: when one change
+    /// touches a thousand subscribers they all ask for the row at once, and most arrive while
+    /// its load is in flight. Waiting in moka (a lock and an event listener per waiter) was a
+    /// quarter of their sync CPU; waiting on one `Shared` future is a waker in a list. Keys
+    /// carry the change's `seq`, so this never serves anything moka would not; finished
+    /// entries are dropped when the map is full, loads in flight are kept.
+    recent: Mutex<HashMap<CacheKey, Slot>>,
     loads: AtomicU64,
     hits: AtomicU64,
 }
 
-/// Entries the front map keeps before it is cleared.
+type Loaded = Result<Entry, Arc<LoadError>>;
+
+/// A load for one key, finished or in flight.
+enum Slot {
+    Ready(Entry),
+    Loading(Shared<BoxFuture<'static, Loaded>>),
+}
+
+impl Slot {
+    /// The slot as a future of its value.
+    fn flight(&self) -> Shared<BoxFuture<'static, Loaded>> {
+        match self {
+            Slot::Loading(flight) => flight.clone(),
+            Slot::Ready(entry) => {
+                let entry = entry.clone();
+                async move { Ok(entry) }.boxed().shared()
+            }
+        }
+    }
+}
+
+/// Entries the front map keeps before its finished entries are dropped.
 const RECENT_CAPACITY: usize = 4096;
+
+/// Empties a full front map of everything but the loads someone still waits for (a load
+/// every caller gave up on holds only the map's own handle, and is dropped too).
+fn make_room(front: &mut HashMap<CacheKey, Slot>) {
+    if front.len() >= RECENT_CAPACITY {
+        front.retain(|_, slot| match slot {
+            Slot::Loading(flight) => flight.strong_count().is_some_and(|n| n > 1),
+            Slot::Ready(_) => false,
+        });
+    }
+}
 
 impl RowCache {
     pub fn new(config: CacheConfig) -> RowCache {
@@ -85,39 +122,109 @@ impl RowCache {
     pub async fn get_or_load<T, F>(&self, key: CacheKey, load: F) -> Result<Arc<T>, Arc<LoadError>>
     where
         T: Any + Send + Sync,
-        F: Future<Output = Result<T, LoadError>>,
+        F: Future<Output = Result<T, LoadError>> + Send + 'static,
     {
         debug_assert_eq!(key.type_id, TypeId::of::<T>());
-        let recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(entry) = recent {
+        match self.front(&key) {
+            Some(Slot::Ready(entry)) => return downcast(entry),
+            Some(Slot::Loading(flight)) => return self.finish(&key, flight.await).await,
+            None => {}
+        }
+        // aged out of the front map, still in moka
+        if let Some(entry) = self.cache.get(&key).await {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            self.set_ready(&key, entry.clone());
             return downcast(entry);
         }
-        let ran = AtomicBool::new(false);
-        let entry = self
-            .cache
-            .try_get_with(key.clone(), async {
-                ran.store(true, Ordering::Relaxed);
-                self.loads.fetch_add(1, Ordering::Relaxed);
-                load.await.map(|v| Arc::new(v) as Entry)
-            })
-            .await?;
-        if !ran.load(Ordering::Relaxed) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-        }
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.len() >= RECENT_CAPACITY {
-                recent.clear();
+        let flight = {
+            let mut front = self.lock_front();
+            match front.get(&key) {
+                // another caller started between our two looks
+                Some(slot) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    slot.flight()
+                }
+                None => {
+                    let loads = &self.loads;
+                    loads.fetch_add(1, Ordering::Relaxed);
+                    let flight =
+                        async move { load.await.map(|v| Arc::new(v) as Entry).map_err(Arc::new) }
+                            .boxed()
+                            .shared();
+                    make_room(&mut front);
+                    front.insert(key.clone(), Slot::Loading(flight.clone()));
+                    flight
+                }
             }
-            recent.insert(key, entry.clone());
+        };
+        self.finish(&key, flight.await).await
+    }
+
+    /// The value for `key` if it was loaded recently, without waiting: the followers of a
+    /// change ask here first and never build the future of a load.
+    pub fn recent<T: Any + Send + Sync>(
+        &self,
+        key: &CacheKey,
+    ) -> Option<Result<Arc<T>, Arc<LoadError>>> {
+        let front = self.lock_front();
+        match front.get(key)? {
+            Slot::Ready(entry) => {
+                let entry = entry.clone();
+                drop(front);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(downcast(entry))
+            }
+            Slot::Loading(flight) => {
+                let done = flight.peek().cloned()?;
+                drop(front);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(done.and_then(downcast))
+            }
         }
-        downcast(entry)
+    }
+
+    /// What the front map holds for `key` (a hit counted), a flight to join or a value.
+    fn front(&self, key: &CacheKey) -> Option<Slot> {
+        let slot = match self.lock_front().get(key)? {
+            Slot::Ready(entry) => Slot::Ready(entry.clone()),
+            Slot::Loading(flight) => Slot::Loading(flight.clone()),
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// Files a finished load: the first caller to see it finish marks it ready and stores it
+    /// in moka; a failed load is forgotten, so a later caller tries again.
+    async fn finish<T: Any + Send + Sync>(
+        &self,
+        key: &CacheKey,
+        loaded: Loaded,
+    ) -> Result<Arc<T>, Arc<LoadError>> {
+        let first = {
+            let mut front = self.lock_front();
+            let in_flight = matches!(front.get(key), Some(Slot::Loading(_)));
+            if in_flight {
+                match &loaded {
+                    Ok(entry) => front.insert(key.clone(), Slot::Ready(entry.clone())),
+                    Err(_) => front.remove(key),
+                };
+            }
+            in_flight
+        };
+        if let (true, Ok(entry)) = (first, &loaded) {
+            self.cache.insert(key.clone(), entry.clone()).await;
+        }
+        loaded.and_then(downcast)
+    }
+
+    fn set_ready(&self, key: &CacheKey, entry: Entry) {
+        let mut front = self.lock_front();
+        make_room(&mut front);
+        front.entry(key.clone()).or_insert(Slot::Ready(entry));
+    }
+
+    fn lock_front(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Slot>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Loads run so far (each one a database read).
@@ -205,6 +312,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_load_is_shared_by_its_waiters_then_tried_again() {
+        let cache = Arc::new(RowCache::new(CacheConfig::default()));
+        let failing = |cache: Arc<RowCache>| async move {
+            cache
+                .get_or_load::<Option<String>, _>(key(1), async {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    Err(LoadError::MultipleRows {
+                        table: "posts".into(),
+                        count: 2,
+                    })
+                })
+                .await
+        };
+        let (a, b) = tokio::join!(failing(cache.clone()), failing(cache.clone()));
+        assert!(a.is_err() && b.is_err());
+        assert_eq!(cache.loads(), 1, "the waiter shared the failed load");
+        let again = cache
+            .get_or_load(key(1), async { Ok(Some("row".to_owned())) })
+            .await
+            .unwrap();
+        assert_eq!(again.as_deref(), Some("row"));
+        assert_eq!(cache.loads(), 2, "an error is not cached");
+    }
+
+    #[tokio::test]
+    async fn waiters_finish_the_load_when_its_leader_is_cancelled() {
+        let cache = Arc::new(RowCache::new(CacheConfig::default()));
+        let leader = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key(1), async {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Some("row".to_owned()))
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let follower = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load::<Option<String>, _>(key(1), async {
+                        unreachable!("the follower joins the leader's load")
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        leader.abort();
+        let row = follower.await.unwrap().unwrap();
+        assert_eq!(row.as_deref(), Some("row"));
+        assert_eq!(cache.loads(), 1);
+    }
+
+    #[tokio::test]
     async fn entries_stay_within_the_bound() {
         let cache = RowCache::new(CacheConfig {
             max_entries: 100,
@@ -247,20 +411,27 @@ impl Loader {
         tree: &crate::load::PreloadTree,
     ) -> Result<Option<S>, Arc<LoadError>> {
         let paths = tree.paths();
-        let cache_key = CacheKey {
-            table: S::meta().table,
-            key: key.clone(),
-            seq,
-            shape: Arc::from(paths.join(",")),
-            type_id: TypeId::of::<Option<S>>(),
-        };
-        let db = &self.db;
-        let row = self
-            .cache
-            .get_or_load(cache_key, async move {
-                db.query::<S>().preload(paths).get(key).await
-            })
-            .await?;
+        let cache_key = cache_key::<S>(key.clone(), seq, &paths);
+        if let Some(found) = self.cache.recent::<Option<S>>(&cache_key) {
+            return found.map(|row| Option::clone(&row));
+        }
+        // why boxed: the load future (moka's single-flight and the query) is kilobytes, and
+        // living inline it would be moved with every caller's future even on a cache hit
+        let db = self.db.clone();
+        let row = Box::pin(self.cache.get_or_load(cache_key, async move {
+            db.query::<S>().preload(paths).get(key).await
+        }))
+        .await?;
         Ok(Option::clone(&row))
+    }
+}
+
+fn cache_key<S: crate::schema::Schema>(key: Key, seq: u64, paths: &[String]) -> CacheKey {
+    CacheKey {
+        table: S::meta().table,
+        key,
+        seq,
+        shape: Arc::from(paths.join(",")),
+        type_id: TypeId::of::<Option<S>>(),
     }
 }

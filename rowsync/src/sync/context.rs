@@ -120,6 +120,18 @@ impl SyncCtx {
             || self.change.old_key.as_ref().is_some_and(|k| row.has_key(k))
     }
 
+    /// Whether a root row (as loaded now) belongs to the held data.
+    pub fn admits<S: Schema>(&self, row: &S) -> bool {
+        match &self.membership {
+            // why: the row sync asks about is almost always the changed row, whose key is at
+            // hand; building and hashing the row's own key is then wasted
+            Membership::Keys(keys) if row.has_key(&self.change.key) => {
+                keys.contains(&self.change.key)
+            }
+            membership => membership.admits(row),
+        }
+    }
+
     /// The row of `C` with `key` now, loaded through the cache with `tree`.
     pub async fn load<C: Schema>(
         &self,

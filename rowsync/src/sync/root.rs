@@ -24,7 +24,7 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
                     continue;
                 }
                 match replacement(ctx, row, tree).await? {
-                    Some(new) if ctx.membership.admits(&new.row) => {
+                    Some(new) if ctx.admits(&new.row) => {
                         if new.routes_changed {
                             ctx.track(&new.row, tree)?;
                         }
@@ -65,7 +65,7 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
             let Some(row) = ctx.load::<S>(change.key.clone(), &shape).await? else {
                 return Ok(());
             };
-            if !ctx.membership.admits(&row) {
+            if !ctx.admits(&row) {
                 return Ok(());
             }
             let key = row.primary_key();

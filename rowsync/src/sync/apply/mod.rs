@@ -15,7 +15,8 @@ use crate::graph::Reached;
 use crate::load::related_sql::hops;
 use crate::load::PreloadTree;
 use crate::schema::{
-    Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Key, Schema, Value,
+    column_index, Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Key, Schema,
+    Value,
 };
 
 pub(super) type Rows<'a, P> = Vec<(usize, &'a mut P)>;
@@ -139,7 +140,7 @@ pub(crate) async fn replacement<C: Schema>(
     };
     // why compare first: most updates change no key, so the held rows' topics stay as they
     // are, and recomputing them for every holder of a hot row is the cost of a broadcast
-    let routes_changed = routes_differ(&*existing, &new, tree)?;
+    let routes_changed = routes_differ(&*existing, &new, &ctx.change.key, tree)?;
     if routes_changed {
         ctx.untrack(&*existing, tree)?;
     }
@@ -184,15 +185,20 @@ pub(crate) struct Replaced<C> {
 }
 
 /// Whether two versions of a row route differently with `tree` loaded under them: another
-/// key, or another value in a column an association joins on.
-fn routes_differ<C: Schema>(old: &C, new: &C, tree: &PreloadTree) -> Result<bool, SyncError> {
-    if !new.has_key(&old.primary_key()) {
+/// key, or another value in a column an association joins on. `new` was loaded by `key`.
+fn routes_differ<C: Schema>(
+    old: &C,
+    new: &C,
+    key: &Key,
+    tree: &PreloadTree,
+) -> Result<bool, SyncError> {
+    if !old.has_key(key) {
         return Ok(true);
     }
     for node in tree.children() {
         let chain = hops(C::meta(), &C::meta().assocs[node.assoc])?;
-        let column = chain.steps[0].from_column;
-        if old.value_of(column) != new.value_of(column) {
+        let column = column_index(C::meta(), chain.steps[0].from_column)?;
+        if !old.column_eq(column, &new.column_value(column)) {
             return Ok(true);
         }
     }
