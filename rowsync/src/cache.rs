@@ -65,6 +65,9 @@ pub(crate) struct RowCache {
     /// carry the change's `seq`, so this never serves anything moka would not; finished
     /// entries are dropped when the map is full, loads in flight are kept.
     recent: Mutex<HashMap<CacheKey, Slot>>,
+    /// The newest change whose entries left the front map: newer ones are in moka only if
+    /// they are in the front map too.
+    dropped_through: AtomicU64,
     loads: AtomicU64,
     hits: AtomicU64,
 }
@@ -93,17 +96,6 @@ impl Slot {
 /// Entries the front map keeps before its finished entries are dropped.
 const RECENT_CAPACITY: usize = 4096;
 
-/// Empties a full front map of everything but the loads someone still waits for (a load
-/// every caller gave up on holds only the map's own handle, and is dropped too).
-fn make_room(front: &mut HashMap<CacheKey, Slot>) {
-    if front.len() >= RECENT_CAPACITY {
-        front.retain(|_, slot| match slot {
-            Slot::Loading(flight) => flight.strong_count().is_some_and(|n| n > 1),
-            Slot::Ready(_) => false,
-        });
-    }
-}
-
 impl RowCache {
     pub fn new(config: CacheConfig) -> RowCache {
         RowCache {
@@ -112,6 +104,7 @@ impl RowCache {
                 .time_to_live(config.time_to_live)
                 .build(),
             recent: Default::default(),
+            dropped_through: AtomicU64::new(0),
             loads: AtomicU64::new(0),
             hits: AtomicU64::new(0),
         }
@@ -130,12 +123,25 @@ impl RowCache {
             Some(Slot::Loading(flight)) => return self.finish(&key, flight.await).await,
             None => {}
         }
-        // aged out of the front map, still in moka
-        if let Some(entry) = self.cache.get(&key).await {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            self.set_ready(&key, entry.clone());
-            return downcast(entry);
+        // aged out of the front map, still in moka (only a change at or before the newest
+        // one the front map dropped can be: moka is filled through the front map)
+        let maybe_in_moka = key.seq <= self.dropped_through.load(Ordering::Relaxed);
+        if maybe_in_moka {
+            if let Some(entry) = self.cache.get(&key).await {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.set_ready(&key, entry.clone());
+                return downcast(entry);
+            }
         }
+        self.lead(key, load).await
+    }
+
+    /// Starts the load of `key` (or joins one another caller just started) and files it.
+    async fn lead<T, F>(&self, key: CacheKey, load: F) -> Result<Arc<T>, Arc<LoadError>>
+    where
+        T: Any + Send + Sync,
+        F: Future<Output = Result<T, LoadError>> + Send + 'static,
+    {
         let flight = {
             let mut front = self.lock_front();
             match front.get(&key) {
@@ -151,7 +157,7 @@ impl RowCache {
                         async move { load.await.map(|v| Arc::new(v) as Entry).map_err(Arc::new) }
                             .boxed()
                             .shared();
-                    make_room(&mut front);
+                    self.make_room(&mut front);
                     front.insert(key.clone(), Slot::Loading(flight.clone()));
                     flight
                 }
@@ -219,8 +225,29 @@ impl RowCache {
 
     fn set_ready(&self, key: &CacheKey, entry: Entry) {
         let mut front = self.lock_front();
-        make_room(&mut front);
+        self.make_room(&mut front);
         front.entry(key.clone()).or_insert(Slot::Ready(entry));
+    }
+
+    /// Empties a full front map of everything but the loads someone still waits for (a
+    /// load every caller gave up on holds only the map's own handle, and goes too), noting
+    /// the newest change dropped.
+    fn make_room(&self, front: &mut HashMap<CacheKey, Slot>) {
+        if front.len() < RECENT_CAPACITY {
+            return;
+        }
+        let mut newest = 0;
+        front.retain(|key, slot| {
+            let keep = match slot {
+                Slot::Loading(flight) => flight.strong_count().is_some_and(|n| n > 1),
+                Slot::Ready(_) => false,
+            };
+            if !keep {
+                newest = newest.max(key.seq);
+            }
+            keep
+        });
+        self.dropped_through.fetch_max(newest, Ordering::Relaxed);
     }
 
     fn lock_front(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Slot>> {
@@ -366,6 +393,26 @@ mod tests {
         let row = follower.await.unwrap().unwrap();
         assert_eq!(row.as_deref(), Some("row"));
         assert_eq!(cache.loads(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_left_the_front_map_is_served_by_moka() {
+        let cache = RowCache::new(CacheConfig::default());
+        for seq in 0..(RECENT_CAPACITY as u64 + 10) {
+            cache
+                .get_or_load(key(seq), async { Ok(Some(String::new())) })
+                .await
+                .unwrap();
+        }
+        assert!(cache.dropped_through.load(Ordering::Relaxed) > 0);
+        assert!(cache.recent::<Option<String>>(&key(0)).is_none());
+        let loads = cache.loads();
+        let old = cache
+            .get_or_load::<Option<String>, _>(key(0), async { unreachable!("still in moka") })
+            .await
+            .unwrap();
+        assert_eq!(old.as_deref(), Some(""));
+        assert_eq!(cache.loads(), loads);
     }
 
     #[tokio::test]
