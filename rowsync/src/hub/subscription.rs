@@ -225,7 +225,7 @@ impl Subscription {
             Membership::Query { filter, .. } => {
                 let mut query = self.hub.query::<S>().preload(&paths);
                 if let Some(filter) = filter {
-                    query = query.filter(filter.clone());
+                    query = query.filter(Filter::clone(filter));
                 }
                 query.all().await
             }

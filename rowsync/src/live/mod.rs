@@ -154,7 +154,7 @@ impl<S: Schema> LiveQuery<S> {
         let membership = match &spec.kind {
             Kind::Get(key) => Membership::Keys(Arc::new([key.clone()].into_iter().collect())),
             Kind::All | Kind::One => Membership::Query {
-                filter: spec.filter(),
+                filter: spec.filter().map(Arc::new),
                 order_by: Arc::from(order),
             },
         };

@@ -65,7 +65,8 @@ pub(crate) enum Membership {
     /// The rows a query selects (`subscribe_table`, `live().all()`): rows inserted or updated
     /// into matching the filter join, in the query's order; rows that stop matching leave.
     Query {
-        filter: Option<Filter>,
+        // why shared: every sync clones the membership, and a filter is a tree
+        filter: Option<Arc<Filter>>,
         order_by: Arc<[OrderBy]>,
     },
 }

@@ -14,15 +14,21 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     changes: &mut Changes,
 ) -> Result<(), SyncError> {
     let change = &ctx.change;
-    let held = data.rows().iter().any(|r| ctx.is_changed(*r));
+    if change.op == Op::Deleted {
+        return remove(ctx, data, tree, &change.key, changes);
+    }
+    // one pass over the held rows (cold memory when a thousand subscribers hold them)
+    let changed: Vec<&mut S> = data
+        .rows_mut()
+        .into_iter()
+        .filter(|r| ctx.is_changed(&**r))
+        .collect();
+    let held = !changed.is_empty();
     match change.op {
-        Op::Deleted => remove(ctx, data, tree, &change.key, changes)?,
+        Op::Deleted => {}
         Op::Updated if held => {
             let mut gone = Vec::new();
-            for row in data.rows_mut() {
-                if !ctx.is_changed(&*row) {
-                    continue;
-                }
+            for row in changed {
                 match replacement(ctx, row, tree).await? {
                     Some(new) if ctx.admits(&new.row) => {
                         if new.routes_changed {
