@@ -320,6 +320,62 @@ async fn a_thousand_subscribers_of_one_row_cause_one_read() {
 }
 
 #[tokio::test]
+async fn a_burst_of_updates_to_held_rows_is_read_together() {
+    let f = seeded().await;
+    f.sql
+        .batch_execute(
+            "INSERT INTO posts (id, name, person_id) \
+             SELECT g, 'post ' || g, 1 FROM generate_series(100, 139) AS g",
+        )
+        .await
+        .unwrap();
+    let hub = start_hub(&f).await;
+    let shape = ["tags"];
+    let mut posts = f
+        .rowsync
+        .query::<Post>()
+        .preload(shape)
+        .all()
+        .await
+        .unwrap();
+    let mut sub = hub.subscribe(&posts, shape).unwrap();
+    // the row type is learnt from a sync's own read: one update first
+    f.sql
+        .batch_execute("UPDATE posts SET name = 'first' WHERE id = 1")
+        .await
+        .unwrap();
+    let message = next(&mut sub).await;
+    sub.sync(&mut posts, &message).await.unwrap();
+
+    let before = hub.stats().rows_loaded;
+    f.sql
+        .batch_execute("UPDATE posts SET name = name || ' changed' WHERE id >= 100")
+        .await
+        .unwrap();
+    let mut seen = 0;
+    while seen < 40 {
+        let message = next(&mut sub).await;
+        assert!(matches!(message, Message::Change(_)), "{message:?}");
+        seen += 1;
+        sub.sync(&mut posts, &message).await.unwrap();
+    }
+    let reads = hub.stats().rows_loaded - before;
+    let fresh = f
+        .rowsync
+        .query::<Post>()
+        .preload(shape)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(posts, fresh, "synced list equals a reload");
+    assert!(
+        reads < 40,
+        "40 updates of one transaction shared reads: {reads} reads"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_killed_listener_reconnects_and_every_subscriber_resyncs() {
     let f = seeded().await;
     let hub = start_hub(&f).await;

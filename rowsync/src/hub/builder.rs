@@ -162,10 +162,16 @@ impl HubBuilder {
         )
         .await?;
         let counters = Arc::new(pump::PumpCounters::default());
+        let loader = Loader {
+            cache: cache.clone(),
+            db: db.clone(),
+            prefetch: Default::default(),
+        };
         let pump = tokio::spawn(pump::run(
             rx,
             plan.clone(),
             router.clone(),
+            loader.clone(),
             counters.clone(),
         ));
         Ok(Hub {
@@ -175,10 +181,7 @@ impl HubBuilder {
                 plan,
                 channel: self.channel,
                 router,
-                loader: Loader {
-                    cache: cache.clone(),
-                    db,
-                },
+                loader: loader.clone(),
                 cache,
                 flights: crate::live::Flights::default(),
                 shapes: Default::default(),

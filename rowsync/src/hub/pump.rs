@@ -1,16 +1,20 @@
 //! The hub's one task between capture and routing: payloads in, changes routed, in the
 //! order PostgreSQL committed them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::cache::Loader;
 use crate::capture::listen::ListenEvent;
 use crate::capture::payload::{decode, Decoded, PayloadError};
 use crate::capture::CapturePlan;
+use crate::capture::{Change, Op};
 use crate::route::router::Router;
 use crate::route::ResyncReason;
+use crate::schema::{Key, TableName};
 
 /// Counters kept by the pump.
 #[derive(Default)]
@@ -24,47 +28,95 @@ pub(crate) struct PumpCounters {
     pub last_seq: AtomicU64,
 }
 
+/// Events taken from the listener's queue at once, at most.
+const MAX_BURST: usize = 1024;
+
 pub(crate) async fn run(
     mut events: mpsc::Receiver<ListenEvent>,
     plan: Arc<CapturePlan>,
     router: Arc<Router>,
+    loader: Loader,
     counters: Arc<PumpCounters>,
 ) {
     let mut seq: u64 = 0;
-    while let Some(event) = events.recv().await {
-        match event {
-            ListenEvent::Notification { payload, .. } => {
-                seq += 1;
-                counters.last_seq.store(seq, Ordering::Release);
-                match decode(payload.as_bytes(), &plan, seq) {
-                    Ok(Decoded::Change(change)) => {
-                        counters.changes.fetch_add(1, Ordering::Relaxed);
-                        router.dispatch(Arc::new(change));
-                    }
-                    Ok(Decoded::Overflow { table, xid }) => {
-                        counters.overflows.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%table, xid, "change too large for a notification; resyncing the table's subscribers");
-                        router.resync_table(table);
-                    }
-                    Err(PayloadError::UnknownTable { schema, table }) => {
-                        counters.unknown_table.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(schema, table, "change of an unwatched table ignored");
-                    }
-                    Err(error) => {
-                        counters.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, payload = %truncate(&payload), "malformed change payload ignored");
-                    }
+    let mut burst = Vec::new();
+    let mut changes: Vec<Arc<Change>> = Vec::new();
+    while let Some(first) = events.recv().await {
+        // why take what is queued: the changes of a burst can share one read (prefetch.rs);
+        // nothing waits for a burst to fill
+        burst.push(first);
+        while burst.len() < MAX_BURST {
+            match events.try_recv() {
+                Ok(event) => burst.push(event),
+                Err(_) => break,
+            }
+        }
+        for event in burst.drain(..) {
+            let ListenEvent::Notification { payload, .. } = event else {
+                // everything before a reconnect is routed before the resync it causes
+                route(&mut changes, &router, &loader);
+                handle_listener_event(event, &router, &counters);
+                continue;
+            };
+            seq += 1;
+            counters.last_seq.store(seq, Ordering::Release);
+            match decode(payload.as_bytes(), &plan, seq) {
+                Ok(Decoded::Change(change)) => {
+                    counters.changes.fetch_add(1, Ordering::Relaxed);
+                    changes.push(Arc::new(change));
+                }
+                Ok(Decoded::Overflow { table, xid }) => {
+                    route(&mut changes, &router, &loader);
+                    counters.overflows.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%table, xid, "change too large for a notification; resyncing the table's subscribers");
+                    router.resync_table(table);
+                }
+                Err(PayloadError::UnknownTable { schema, table }) => {
+                    counters.unknown_table.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(schema, table, "change of an unwatched table ignored");
+                }
+                Err(error) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, payload = %truncate(&payload), "malformed change payload ignored");
                 }
             }
-            ListenEvent::Listening { reconnect: true } => {
-                counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("listener reconnected; every subscriber must resync");
-                router.resync_all(ResyncReason::Reconnected);
+        }
+        route(&mut changes, &router, &loader);
+    }
+}
+
+/// Routes `changes` in order, after offering one batched read per table of the updated rows
+/// somebody holds (the reads their syncs would make one by one).
+fn route(changes: &mut Vec<Arc<Change>>, router: &Router, loader: &Loader) {
+    if changes.len() > 1 {
+        let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
+        for change in changes.iter() {
+            if change.op == Op::Updated && router.holds_row(change.table, &change.key) {
+                wanted
+                    .entry(change.table)
+                    .or_default()
+                    .push((change.key.clone(), change.seq));
             }
-            ListenEvent::Listening { reconnect: false } => {}
-            ListenEvent::Disconnected { error } => {
-                tracing::warn!(%error, "listener disconnected; reconnecting");
-            }
+        }
+        for (table, wanted) in wanted {
+            loader.prefetch(&table, wanted);
+        }
+    }
+    for change in changes.drain(..) {
+        router.dispatch(change);
+    }
+}
+
+fn handle_listener_event(event: ListenEvent, router: &Router, counters: &PumpCounters) {
+    match event {
+        ListenEvent::Listening { reconnect: true } => {
+            counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("listener reconnected; every subscriber must resync");
+            router.resync_all(ResyncReason::Reconnected);
+        }
+        ListenEvent::Listening { reconnect: false } | ListenEvent::Notification { .. } => {}
+        ListenEvent::Disconnected { error } => {
+            tracing::warn!(%error, "listener disconnected; reconnecting");
         }
     }
 }

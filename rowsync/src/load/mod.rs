@@ -6,7 +6,7 @@ pub(crate) mod pg_text;
 pub(crate) mod pg_value;
 mod preload;
 mod preload_tree;
-mod query;
+pub(crate) mod query;
 pub(crate) mod related_sql;
 
 pub use db::{query, Db};

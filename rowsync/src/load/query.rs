@@ -10,7 +10,7 @@ use postgres_types::ToSql;
 use super::pg_value::QueryRow;
 use super::preload::preload;
 use super::related_sql::order_clause;
-use super::{Executor, PreloadTree};
+use super::{Db, Executor, PreloadTree};
 use crate::error::{LoadError, SchemaError};
 use crate::schema::{column_index, quote_ident, Filter, Key, OrderBy, Schema, SortOrder, Value};
 
@@ -186,6 +186,39 @@ fn select_from<S: Schema>() -> Arc<str> {
             ))
         })
         .clone()
+}
+
+/// The rows of `S` whose single-column primary key is one of `keys`, in one query.
+pub(crate) async fn by_keys<S: Schema>(db: &Db, keys: Vec<Value>) -> Result<Vec<S>, LoadError> {
+    let meta = S::meta();
+    let [pk] = meta.primary_key else {
+        return Err(SchemaError::KeyArity {
+            schema: meta.name,
+            expected: meta.primary_key.len(),
+            found: 1,
+        }
+        .into());
+    };
+    let sql = format!(
+        "{} WHERE t0.{} = ANY($1)",
+        select_from::<S>(),
+        quote_ident(meta.columns[*pk].name)
+    );
+    let conn = db.pool().get().await.map_err(LoadError::Pool)?;
+    let rows = conn
+        .query_rows(&sql, &[&keys])
+        .await
+        .map_err(|source| LoadError::Database {
+            table: meta.table.to_string(),
+            source,
+        })?;
+    rows.iter()
+        .map(|row| S::from_row(&mut QueryRow(row)))
+        .collect::<Result<Vec<S>, _>>()
+        .map_err(|cause| LoadError::Decode {
+            table: meta.table.to_string(),
+            cause,
+        })
 }
 
 async fn load_with<S: Schema>(

@@ -103,6 +103,11 @@ impl RouteIndex {
         out
     }
 
+    /// Whether some subscription holds `topic`.
+    pub fn has_topic(&self, topic: &Topic) -> bool {
+        self.by_topic.contains_key(topic)
+    }
+
     /// Subscribers with any topic on `table`.
     pub fn on_table(&self, table: &crate::schema::TableName) -> HashSet<SubscriptionId> {
         self.by_topic

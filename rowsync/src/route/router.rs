@@ -95,6 +95,14 @@ impl Router {
         ids.len()
     }
 
+    /// Whether some subscriber holds the row of `table` with `key`.
+    pub fn holds_row(&self, table: TableName, key: &crate::schema::Key) -> bool {
+        read(&self.index).has_topic(&Topic {
+            table,
+            selector: super::Selector::Row(key.clone()),
+        })
+    }
+
     /// Tells every subscriber to resync.
     pub fn resync_all(&self, reason: ResyncReason) {
         for queue in read(&self.queues).values() {

@@ -19,6 +19,9 @@ use moka::future::Cache;
 use crate::error::LoadError;
 use crate::schema::{Key, TableName};
 
+mod prefetch;
+pub(crate) use prefetch::Prefetchers;
+
 /// What identifies one cached load.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
@@ -227,6 +230,20 @@ impl RowCache {
         let mut front = self.lock_front();
         self.make_room(&mut front);
         front.entry(key.clone()).or_insert(Slot::Ready(entry));
+    }
+
+    /// Files `flight` as the load of `key` unless the key is loaded or being loaded already.
+    fn offer_flight(&self, key: CacheKey, flight: Shared<BoxFuture<'static, Loaded>>) {
+        let mut front = self.lock_front();
+        if !front.contains_key(&key) {
+            self.make_room(&mut front);
+            front.insert(key, Slot::Loading(flight));
+        }
+    }
+
+    /// Counts a database read.
+    fn count_load(&self) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Empties a full front map of everything but the loads someone still waits for (a
@@ -446,6 +463,8 @@ fn downcast<T: Any + Send + Sync>(entry: Entry) -> Result<Arc<T>, Arc<LoadError>
 pub(crate) struct Loader {
     pub cache: Arc<RowCache>,
     pub db: crate::load::Db,
+    /// The row type learnt for each table, for batched reads.
+    pub prefetch: Arc<Prefetchers>,
 }
 
 impl Loader {
@@ -458,6 +477,9 @@ impl Loader {
         tree: &crate::load::PreloadTree,
     ) -> Result<Option<S>, Arc<LoadError>> {
         let paths = tree.paths();
+        if paths.is_empty() {
+            self.prefetch.learn::<S>();
+        }
         let cache_key = cache_key::<S>(key.clone(), seq, &paths);
         if let Some(found) = self.cache.recent::<Option<S>>(&cache_key) {
             return found.map(|row| Option::clone(&row));
@@ -470,6 +492,13 @@ impl Loader {
         }))
         .await?;
         Ok(Option::clone(&row))
+    }
+}
+
+impl Loader {
+    /// Offers one batched read of the rows of `table` that changes `wanted` (key, seq) updated.
+    pub fn prefetch(&self, table: &TableName, wanted: Vec<(Key, u64)>) {
+        self.prefetch.start(self, table, wanted);
     }
 }
 
