@@ -73,7 +73,7 @@
 //!
 //! The pieces, in the order a change travels through them: [`schema`] (what you declare),
 //! [`graph`] (the schema graph and its paths), [`load`] (queries and preloads), [`capture`]
-//! (triggers, payloads, the listener), [`cache`] (one read per change), [`route`] (topics and
+//! (triggers, payloads, the listener), [`cache`] (at most one read per change, shared), [`route`] (topics and
 //! subscriber queues), [`sync`] (applying a change to held data), and the [`Hub`] that wires
 //! them together.
 

@@ -5,6 +5,8 @@
 //! load is in flight be overwritten by that load. Rather than invalidate, every change gets
 //! a new key `(table, key, seq)`: asking for change N can only be answered by a load started
 //! for change N (which ran after N committed), and older entries just age out.
+//!
+//! Changes that arrive together share one read (`prefetch.rs`: batched reads).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
