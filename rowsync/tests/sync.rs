@@ -370,3 +370,75 @@ async fn a_thousand_subscribers_inserting_one_row_cause_one_load() {
     );
     hub.shutdown().await;
 }
+
+/// A has_many that joins on a column other than the owner's key (`references`).
+#[derive(Schema, Clone, Debug, PartialEq)]
+#[rowsync(table = "teams")]
+struct Team {
+    id: i64,
+    code: String,
+    #[rowsync(has_many(
+        Member,
+        foreign_key = "team_code",
+        references = "code",
+        order_by = "id"
+    ))]
+    members: rowsync::Assoc<Vec<Member>>,
+}
+
+#[derive(Schema, Clone, Debug, PartialEq)]
+#[rowsync(table = "members")]
+struct Member {
+    id: i64,
+    team_code: String,
+    name: String,
+}
+
+#[tokio::test]
+async fn a_changed_referenced_column_brings_the_children_it_now_points_at() {
+    let f = seeded().await;
+    f.sql
+        .batch_execute(
+            "CREATE TABLE teams (id bigint PRIMARY KEY, code text NOT NULL UNIQUE);
+             CREATE TABLE members (id bigint PRIMARY KEY, team_code text NOT NULL, name text NOT NULL);
+             INSERT INTO teams VALUES (1, 'red'), (2, 'blue');
+             INSERT INTO members VALUES (1, 'red', 'ann'), (2, 'red', 'bo'), (3, 'green', 'cy');",
+        )
+        .await
+        .unwrap();
+    let hub = Hub::builder(f.db.url())
+        .watch::<Team>(["members"])
+        .start()
+        .await
+        .expect("hub starts");
+    let reload = || async {
+        f.rowsync
+            .query::<Team>()
+            .preload(["members"])
+            .order_by("id")
+            .all()
+            .await
+            .unwrap()
+    };
+    let mut teams = reload().await;
+    let mut sub = hub.subscribe(&teams, ["members"]).unwrap();
+    f.sql
+        .batch_execute("UPDATE teams SET code = 'green' WHERE id = 1")
+        .await
+        .unwrap();
+    let message = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    sub.sync(&mut teams, &message).await.unwrap();
+    let fresh = reload().await;
+    assert_eq!(teams, fresh, "team 1 now holds green's member, not red's");
+    assert_eq!(teams[0].members.loaded().unwrap().len(), 1);
+
+    // and the topics followed: a member inserted into green reaches the team
+    f.sql
+        .batch_execute("INSERT INTO members VALUES (4, 'green', 'di')")
+        .await
+        .unwrap();
+    let message = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    sub.sync(&mut teams, &message).await.unwrap();
+    assert_eq!(teams, reload().await);
+    hub.shutdown().await;
+}

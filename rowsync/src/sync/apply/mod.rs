@@ -143,6 +143,16 @@ pub(crate) async fn replacement<C: Schema>(
     let routes_changed = routes_differ(&*existing, &new, &ctx.change.key, tree)?;
     if routes_changed {
         ctx.untrack(&*existing, tree)?;
+        // why reload whole: a column the row's children join on (a has_many `references`
+        // column, the key a join table points at) changed, so the children held are another
+        // row's; a load with the shape brings the ones it points at now
+        if children_join_changed(&*existing, &new, tree)? {
+            let shaped = ctx.load::<C>(ctx.change.key.clone(), tree).await?;
+            return Ok(shaped.map(|row| Replaced {
+                row,
+                routes_changed,
+            }));
+        }
     }
     for i in 0..C::meta().assocs.len() {
         C::visit_assoc(
@@ -197,6 +207,26 @@ fn routes_differ<C: Schema>(
     }
     for node in tree.children() {
         let chain = hops(C::meta(), &C::meta().assocs[node.assoc])?;
+        let column = column_index(C::meta(), chain.steps[0].from_column)?;
+        if !old.column_eq(column, &new.column_value(column)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a column that children (not a belongs_to parent) are found by differs.
+fn children_join_changed<C: Schema>(
+    old: &C,
+    new: &C,
+    tree: &PreloadTree,
+) -> Result<bool, SyncError> {
+    for node in tree.children() {
+        let def = &C::meta().assocs[node.assoc];
+        if matches!(def.kind, AssocKind::BelongsTo { .. }) {
+            continue;
+        }
+        let chain = hops(C::meta(), def)?;
         let column = column_index(C::meta(), chain.steps[0].from_column)?;
         if !old.column_eq(column, &new.column_value(column)) {
             return Ok(true);
