@@ -442,3 +442,48 @@ async fn a_changed_referenced_column_brings_the_children_it_now_points_at() {
     assert_eq!(teams, reload().await);
     hub.shutdown().await;
 }
+
+/// A table keyed by a timestamp: its key travels in the payload.
+#[derive(Schema, Clone, Debug, PartialEq)]
+#[rowsync(table = "readings")]
+struct Reading {
+    #[rowsync(primary_key)]
+    taken_at: chrono::DateTime<chrono::Utc>,
+    value: i64,
+}
+
+#[tokio::test]
+async fn a_timestamp_key_routes_whatever_the_writers_date_style() {
+    let f = seeded().await;
+    f.sql
+        .batch_execute(
+            "CREATE TABLE readings (taken_at timestamptz PRIMARY KEY, value bigint NOT NULL);
+             INSERT INTO readings VALUES ('2024-03-04 05:06:07.25+00', 1);",
+        )
+        .await
+        .unwrap();
+    let hub = Hub::builder(f.db.url())
+        .watch::<Reading>(Vec::<&str>::new())
+        .start()
+        .await
+        .expect("hub starts");
+    let mut readings = f.rowsync.query::<Reading>().all().await.unwrap();
+    let mut sub = hub.subscribe(&readings, Vec::<&str>::new()).unwrap();
+    f.sql
+        .batch_execute(
+            "SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata';
+             UPDATE readings SET value = 2;
+             RESET DateStyle; RESET TimeZone;",
+        )
+        .await
+        .unwrap();
+    let message = timeout(WAIT, sub.next())
+        .await
+        .expect("the change is routed, not dropped as malformed")
+        .unwrap();
+    sub.sync(&mut readings, &message).await.unwrap();
+    assert_eq!(readings, f.rowsync.query::<Reading>().all().await.unwrap());
+    assert_eq!(readings[0].value, 2);
+    assert_eq!(hub.stats().malformed_payloads, 0);
+    hub.shutdown().await;
+}

@@ -1,6 +1,8 @@
 //! The NOTIFY payload the generated triggers send, decoded by a pure function of its bytes.
 //!
-//! Format (one JSON object, values in PostgreSQL's text format, `null` for NULL):
+//! Format (one JSON object, values as text as `to_json(value) #>> '{}'` renders them: PostgreSQL's
+//! text format, but dates and times always in ISO 8601, whatever the writer's DateStyle; `null`
+//! for NULL):
 //! `{"o":"I|U|D","s":schema,"t":table,"x":"xid","k":[key...],"n":[routes...]}` plus, for an
 //! update, `"p":[old routes...]` when a routing column changed and `"q":[old key...]` when
 //! the key changed. A row whose payload would pass NOTIFY's 8000-byte limit is sent as

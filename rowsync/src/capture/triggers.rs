@@ -221,10 +221,12 @@ fn table_sql(table: &TablePlan, channel_literal: &str) -> String {
 /// The plpgsql body: the payload documented in [`super::payload`], built by PostgreSQL's
 /// JSON functions from the row (values are never spliced into SQL).
 fn function_body(table: &TablePlan, channel_literal: &str) -> String {
+    // why through JSON rather than `::text`: `::text` follows the writer's DateStyle
+    // (`SQL, DMY` prints `04/03/2024 ...`), JSON always prints dates and times in ISO 8601
     let list = |record: &str, columns: &[&str]| {
         let values: Vec<String> = columns
             .iter()
-            .map(|c| format!("{record}.{}::text", quote_ident(c)))
+            .map(|c| format!("to_json({record}.{}) #>> '{{}}'", quote_ident(c)))
             .collect();
         format!("json_build_array({})", values.join(", "))
     };

@@ -108,15 +108,30 @@ pub fn value_from_text(ty: &PgType, text: Option<&str>) -> Result<Value, DecodeE
             Value::Time(NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad())?)
         }
         PgType::Timestamp => Value::Timestamp(
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| bad())?,
+            NaiveDateTime::parse_from_str(&iso_space(text), "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|_| bad())?,
         ),
-        PgType::Timestamptz => Value::TimestampTz(parse_timestamptz(text).ok_or_else(bad)?),
+        PgType::Timestamptz => {
+            Value::TimestampTz(parse_timestamptz(&iso_space(text)).ok_or_else(bad)?)
+        }
         PgType::Other(name) => {
             return Err(DecodeError::UnsupportedType {
                 type_name: name.clone(),
             })
         }
     })
+}
+
+/// `2024-01-02T03:04:05` (JSON's rendering, used by trigger payloads) as PostgreSQL's text
+/// output writes it, `2024-01-02 03:04:05`.
+fn iso_space(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() > 10 && text.as_bytes()[10] == b'T' {
+        let mut owned = text.to_owned();
+        owned.replace_range(10..11, " ");
+        std::borrow::Cow::Owned(owned)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 fn parse_float(text: &str) -> Option<f64> {
@@ -179,6 +194,14 @@ mod tests {
         assert_eq!(
             v(PgType::Timestamptz, "2024-01-02 03:04:05.25+05:30"),
             Value::TimestampTz("2024-01-01T21:34:05.25Z".parse().unwrap())
+        );
+        assert_eq!(
+            v(PgType::Timestamptz, "2024-01-02T03:04:05.25+05:30"),
+            Value::TimestampTz("2024-01-01T21:34:05.25Z".parse().unwrap())
+        );
+        assert_eq!(
+            v(PgType::Timestamp, "2024-01-02T03:04:05"),
+            Value::Timestamp("2024-01-02T03:04:05".parse().unwrap())
         );
         assert_eq!(
             v(PgType::Timestamptz, "2024-01-02 03:04:05+00"),
