@@ -96,6 +96,8 @@ pub use live::{Live, LiveQuery, LiveStats, LiveValue};
 pub use load::{preload_into, query, Db, Executor, PreloadTree, Query};
 pub use route::{Message, Ops, ResyncReason, Selector, Topic};
 pub use rowsync_derive::{Schema, TextEnum};
+/// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.
+pub use rust_decimal::Decimal;
 pub use schema::{Assoc, AssocValue, FieldValue, Filter, Key, RowSource, Schema, Value};
 pub use sync::{Changes, Held, SyncOptions};
 

@@ -8,8 +8,9 @@ use crate::support::fixture;
 use crate::support::schemas::{Mood, Sample, Status};
 
 const INSERT: &str = "INSERT INTO samples (id, small, medium, big, ratio, precise, flag, body, \
-    short_name, data, born, alarm, seen_at, created_at, doc, status, feeling) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::mood)";
+    short_name, data, born, alarm, seen_at, created_at, doc, status, feeling, price) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::mood, \
+    $18::text::numeric)";
 
 #[tokio::test]
 async fn every_field_type_round_trips_from_sql() {
@@ -32,6 +33,7 @@ async fn every_field_type_round_trips_from_sql() {
         doc: Some(serde_json::json!({"a": [1, 2, {"b": null}], "c": "d"})),
         status: Status::InReview,
         feeling: Some(Mood::SoSo),
+        price: Some("-1234567890.1234".parse().unwrap()),
         scratch: Vec::new(),
     };
     let empty = Sample {
@@ -46,6 +48,7 @@ async fn every_field_type_round_trips_from_sql() {
         doc: None,
         status: Status::Draft,
         feeling: None,
+        price: None,
         ..full.clone()
     };
     for s in [&full, &empty] {
@@ -55,6 +58,7 @@ async fn every_field_type_round_trips_from_sql() {
             Status::InReview => "in-review",
         };
         let feeling: Option<&str> = s.feeling.map(|_| "so_so");
+        let price: Option<String> = s.price.map(|p| p.to_string());
         f.sql
             .execute(
                 INSERT,
@@ -76,6 +80,7 @@ async fn every_field_type_round_trips_from_sql() {
                     &s.doc,
                     &status,
                     &feeling,
+                    &price,
                 ],
             )
             .await
@@ -96,6 +101,19 @@ async fn every_field_type_round_trips_from_sql() {
         .await
         .unwrap();
     assert_eq!(drafts, vec![empty]);
+
+    // a numeric parameter compares by value, whatever its scale
+    let priced = f
+        .rowsync
+        .query::<Sample>()
+        .filter(rowsync::Filter::eq(
+            "price",
+            "-1234567890.12340".parse::<rowsync::Decimal>().unwrap(),
+        ))
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(priced, vec![full]);
 }
 
 #[tokio::test]
@@ -123,5 +141,28 @@ async fn a_value_the_type_cannot_hold_is_a_decode_error_not_a_panic() {
         err.to_string()
             .contains("`archived` is not a variant of enum `Status`"),
         "{err}"
+    );
+
+    // a numeric `Decimal` cannot hold: an error naming the column, not a rounded value
+    f.sql
+        .batch_execute(
+            "UPDATE samples SET status = 'draft', price = 'NaN'
+             WHERE id = '00000000-0000-0000-0000-000000000009'",
+        )
+        .await
+        .unwrap();
+    let err = f.rowsync.query::<Sample>().all().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LoadError::Decode {
+                cause: DecodeError::Column {
+                    column: "price",
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err:?}"
     );
 }

@@ -41,6 +41,8 @@ pub enum PgType {
     Timestamp,
     /// `timestamptz`.
     Timestamptz,
+    /// `numeric`.
+    Numeric,
     /// A PostgreSQL enum (decoded as its label).
     Enum,
     /// Anything else, by name: cannot be decoded.
@@ -68,6 +70,7 @@ impl PgType {
             "time" => PgType::Time,
             "timestamp" => PgType::Timestamp,
             "timestamptz" => PgType::Timestamptz,
+            "numeric" => PgType::Numeric,
             other => PgType::Other(other.to_owned()),
         }
     }
@@ -113,6 +116,10 @@ pub fn value_from_text(ty: &PgType, text: Option<&str>) -> Result<Value, DecodeE
         ),
         PgType::Timestamptz => {
             Value::TimestampTz(parse_timestamptz(&iso_space(text)).ok_or_else(bad)?)
+        }
+        // exact: more digits than `Decimal` holds is an error, never a rounded key
+        PgType::Numeric => {
+            Value::Numeric(rust_decimal::Decimal::from_str_exact(text).map_err(|_| bad())?)
         }
         PgType::Other(name) => {
             return Err(DecodeError::UnsupportedType {
@@ -211,6 +218,22 @@ mod tests {
     }
 
     #[test]
+    fn numeric_text_is_exact_or_an_error() {
+        let v = |s| value_from_text(&PgType::Numeric, Some(s));
+        assert_eq!(
+            v("12.3400").unwrap(),
+            Value::Numeric("12.34".parse().unwrap())
+        );
+        assert_eq!(
+            v("-0.000001").unwrap(),
+            Value::Numeric("-0.000001".parse().unwrap())
+        );
+        // NaN and more digits than rust_decimal holds are errors, not rounded values
+        assert!(v("NaN").is_err());
+        assert!(v("123456789012345678901234567890.123").is_err());
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         for ty in [
             PgType::Int4,
@@ -218,13 +241,14 @@ mod tests {
             PgType::Uuid,
             PgType::Timestamptz,
             PgType::Date,
+            PgType::Numeric,
         ] {
             for text in ["", "x", "\\x0", "\\xzz", "2024-13-45", "+", "é-"] {
                 assert!(value_from_text(&ty, Some(text)).is_err(), "{ty:?} {text:?}");
             }
         }
         assert!(matches!(
-            value_from_text(&PgType::Other("numeric".into()), Some("1")),
+            value_from_text(&PgType::Other("point".into()), Some("(1,2)")),
             Err(DecodeError::UnsupportedType { .. })
         ));
     }

@@ -35,6 +35,7 @@ fn decodable(ty: &Type) -> bool {
             | Type::TIME
             | Type::TIMESTAMP
             | Type::TIMESTAMPTZ
+            | Type::NUMERIC
     ) || matches!(ty.kind(), Kind::Enum(_))
 }
 
@@ -65,6 +66,9 @@ impl<'a> FromSql<'a> for PgValue {
             Type::TIME => Value::Time(chrono::NaiveTime::from_sql(ty, raw)?),
             Type::TIMESTAMP => Value::Timestamp(chrono::NaiveDateTime::from_sql(ty, raw)?),
             Type::TIMESTAMPTZ => Value::TimestampTz(chrono::DateTime::from_sql(ty, raw)?),
+            // why rust_decimal's decoder: it refuses NaN and values past 28 digits with an
+            // error rather than rounding them
+            Type::NUMERIC => Value::Numeric(rust_decimal::Decimal::from_sql(ty, raw)?),
             // why: enums arrive in binary as their label's UTF-8 bytes, same as text.
             _ if is_textual(ty) => Value::Text(std::str::from_utf8(raw)?.to_owned()),
             _ => return Err(format!("unsupported type {}", ty.name()).into()),
@@ -147,6 +151,7 @@ impl ToSql for Value {
             Value::Time(v) => v.to_sql(ty, out),
             Value::Timestamp(v) => v.to_sql(ty, out),
             Value::TimestampTz(v) => v.to_sql(ty, out),
+            Value::Numeric(v) => v.to_sql(ty, out),
         }
     }
 

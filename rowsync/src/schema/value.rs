@@ -7,6 +7,7 @@
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::error::DecodeError;
@@ -48,6 +49,8 @@ pub enum Value {
     Timestamp(NaiveDateTime),
     /// `timestamptz`.
     TimestampTz(DateTime<Utc>),
+    /// `numeric` (up to 28 significant digits; more is a decode error, never a rounding).
+    Numeric(Decimal),
 }
 
 impl Value {
@@ -74,6 +77,7 @@ impl Value {
             Value::Time(_) => "time",
             Value::Timestamp(_) => "timestamp",
             Value::TimestampTz(_) => "timestamptz",
+            Value::Numeric(_) => "numeric",
         }
     }
 
@@ -114,6 +118,8 @@ impl PartialEq for Value {
             (Value::Time(a), Value::Time(b)) => a == b,
             (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
             (Value::TimestampTz(a), Value::TimestampTz(b)) => a == b,
+            // `Decimal`'s equality ignores the scale (1.0 = 1.00), as PostgreSQL's does
+            (Value::Numeric(a), Value::Numeric(b)) => a == b,
             _ => false,
         }
     }
@@ -144,6 +150,7 @@ impl Hash for Value {
             Value::Time(v) => v.hash(state),
             Value::Timestamp(v) => v.hash(state),
             Value::TimestampTz(v) => v.hash(state),
+            Value::Numeric(v) => v.normalize().hash(state),
             _ => {}
         }
     }
@@ -172,6 +179,7 @@ impl std::fmt::Display for Value {
             Value::Time(v) => write!(f, "{v}"),
             Value::Timestamp(v) => write!(f, "{v}"),
             Value::TimestampTz(v) => write!(f, "{v}"),
+            Value::Numeric(v) => write!(f, "{v}"),
         }
     }
 }
@@ -180,6 +188,7 @@ impl std::fmt::Display for Value {
 ///
 /// Implemented for the integer and float types, `bool`, `String`, `Vec<u8>`, `Uuid`,
 /// `serde_json::Value`, chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`,
+/// [`Decimal`](crate::Decimal) for `numeric`,
 /// and `Option<T>` of any of them. Text-backed enums get it from `#[derive(TextEnum)]`.
 pub trait FieldValue: Sized {
     /// PostgreSQL type names (`pg_type.typname`) a column may have for this field; `"enum"`
@@ -300,6 +309,7 @@ plain_field!(NaiveDate, Date, "date", &["date"]);
 plain_field!(NaiveTime, Time, "time", &["time"]);
 plain_field!(NaiveDateTime, Timestamp, "timestamp", &["timestamp"]);
 plain_field!(DateTime<Utc>, TimestampTz, "timestamptz", &["timestamptz"]);
+plain_field!(Decimal, Numeric, "numeric (Decimal)", &["numeric"]);
 
 impl<T: FieldValue> FieldValue for Option<T> {
     const SQL_TYPES: &'static [&'static str] = T::SQL_TYPES;
@@ -337,7 +347,7 @@ value_from!(
     bool => Bool, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64,
     String => Text, &str => Text, Vec<u8> => Bytes, Uuid => Uuid,
     serde_json::Value => Json, NaiveDate => Date, NaiveTime => Time,
-    NaiveDateTime => Timestamp, DateTime<Utc> => TimestampTz,
+    NaiveDateTime => Timestamp, DateTime<Utc> => TimestampTz, Decimal => Numeric,
 );
 
 impl<T: Into<Value>> From<Option<T>> for Value {
@@ -409,6 +419,8 @@ mod tests {
         check(Some(String::from("7")), &values);
         check(Uuid::nil(), &values);
         check(vec![7u8], &values);
+        check(Decimal::new(70, 1), &values);
+        check(Decimal::new(7, 0), &[Value::Numeric(Decimal::new(700, 2))]);
     }
 
     #[test]

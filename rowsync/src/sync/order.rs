@@ -22,6 +22,7 @@ pub(crate) fn compare_values(a: &Value, b: &Value) -> Ordering {
         (Time(x), Time(y)) => x.cmp(y),
         (Timestamp(x), Timestamp(y)) => x.cmp(y),
         (TimestampTz(x), TimestampTz(y)) => x.cmp(y),
+        (Numeric(x), Numeric(y)) => x.cmp(y),
         (Json(x), Json(y)) => x.to_string().cmp(&y.to_string()),
         _ => a.kind().cmp(b.kind()),
     }

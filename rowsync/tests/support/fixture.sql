@@ -68,7 +68,8 @@ CREATE TABLE samples (
     created_at timestamptz NOT NULL,
     doc jsonb,
     status text NOT NULL,
-    feeling mood
+    feeling mood,
+    price numeric(14, 4)
 );
 
 -- a table in its own PostgreSQL schema

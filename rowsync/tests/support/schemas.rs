@@ -134,6 +134,7 @@ pub struct Sample {
     pub doc: Option<serde_json::Value>,
     pub status: Status,
     pub feeling: Option<Mood>,
+    pub price: Option<rowsync::Decimal>,
     #[rowsync(skip)]
     pub scratch: Vec<String>,
 }
