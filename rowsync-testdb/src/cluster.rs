@@ -62,6 +62,8 @@ pub(crate) struct Cluster {
     pub(crate) port: u16,
     /// Write end of the watchdog's pipe; closing it triggers the clean-up.
     _watchdog: ChildStdin,
+    /// PEM of the CA that signed the server's TLS certificate.
+    pub(crate) tls_root_pem: String,
 }
 
 /// The OS user the cluster runs as when the test process is root.
@@ -111,12 +113,61 @@ pub(crate) fn start() -> Result<Cluster, TestDbError> {
         .arg("--no-sync");
     run(initdb, "initdb")?;
     write_config(&data, &root)?;
+    let tls_root_pem = write_tls(&data, user)?;
     let port = start_server(&bindir, &root, &data, user)?;
     Ok(Cluster {
         root,
         port,
         _watchdog: watchdog,
+        tls_root_pem,
     })
+}
+
+/// A throwaway CA, and a server certificate it signs for 127.0.0.1 and localhost, so the
+/// server accepts TLS (`ssl = on`); plain connections keep working. Returns the CA's PEM.
+fn write_tls(data: &Path, user: Option<OsUser>) -> Result<String, TestDbError> {
+    let tls_error = |e: rcgen::Error| {
+        TestDbError::io(
+            "generating the TLS certificates",
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let ca_key = rcgen::KeyPair::generate().map_err(tls_error)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rowsync-testdb CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(tls_error)?;
+    let server_key = rcgen::KeyPair::generate().map_err(tls_error)?;
+    let server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .map_err(tls_error)?;
+    let server_cert = server_params
+        .signed_by(&server_key, &ca)
+        .map_err(tls_error)?;
+    for (name, text) in [
+        ("server.crt", server_cert.pem()),
+        ("server.key", server_key.serialize_pem()),
+    ] {
+        let path = data.join(name);
+        let written = fs::write(&path, text)
+            .and_then(|()| {
+                let mode = <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+                fs::set_permissions(&path, mode)
+            })
+            .and_then(|()| match user {
+                Some(user) => std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)),
+                None => Ok(()),
+            });
+        written.map_err(|e| TestDbError::io(format!("writing {}", path.display()), e))?;
+    }
+    fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .and_then(|mut file| file.write_all(b"ssl = on\n"))
+        .map_err(|e| TestDbError::io("enabling ssl in postgresql.conf", e))?;
+    Ok(ca.pem())
 }
 
 /// `pg_config --bindir`, then `/usr/lib/postgresql/*/bin` (newest version

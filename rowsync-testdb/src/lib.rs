@@ -19,8 +19,13 @@
 //!   `/dev/shm` when it has 1 GiB free (a tmpfs makes `CREATE DATABASE`
 //!   about ten times faster), else [`std::env::temp_dir`]; started on a free port of 127.0.0.1 with
 //!   `wal_level = logical`, `pg_stat_statements` preloaded, `fsync = off`
-//!   and `max_connections = 300`. A detached watchdog stops it and removes
-//!   the directory when the process ends, even on a panic or SIGKILL.
+//!   and `max_connections = 300`, and TLS on (a certificate for 127.0.0.1
+//!   signed by a throwaway CA: [`Server::tls_root_pem`]). A detached
+//!   watchdog stops it and removes the directory when the process ends,
+//!   even on a panic or SIGKILL.
+//! * [`throwaway`] starts that cluster even when `DATABASE_URL` is set, for
+//!   tests that need what only their own cluster has (TLS, logical
+//!   replication).
 //! * Neither `DATABASE_URL` nor PostgreSQL installed is an error
 //!   ([`TestDbError::BinariesNotFound`]), never a silently skipped test.
 //!
@@ -49,4 +54,4 @@ mod server;
 
 pub use database::{database_url_or_throwaway, TestDatabase};
 pub use error::TestDbError;
-pub use server::{server, Server};
+pub use server::{server, throwaway, Server};

@@ -41,6 +41,33 @@ async fn init() -> Result<Server, TestDbError> {
     if let Some(url) = database_url()? {
         return Ok(Server { url, cluster: None });
     }
+    // why not a second cluster: without DATABASE_URL the throwaway one is the server
+    throwaway().await.map(|server| Server {
+        url: server.url.clone(),
+        cluster: None,
+    })
+}
+
+static THROWAWAY: OnceCell<Result<Server, TestDbError>> = OnceCell::const_new();
+
+/// The throwaway cluster of this process, started on the first call even when
+/// `DATABASE_URL` is set: for tests that need what only a cluster of their
+/// own has (TLS with a known root, `wal_level = logical`). Without
+/// `DATABASE_URL` it is the same server as [`server`].
+///
+/// # Errors
+///
+/// [`TestDbError::BinariesNotFound`] when PostgreSQL is not installed; the
+/// other variants when the cluster cannot be set up.
+pub async fn throwaway() -> Result<&'static Server, TestDbError> {
+    THROWAWAY
+        .get_or_init(start_throwaway)
+        .await
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+async fn start_throwaway() -> Result<Server, TestDbError> {
     let cluster = match tokio::task::spawn_blocking(cluster::start).await {
         Ok(result) => result?,
         Err(join_error) => match join_error.try_into_panic() {
@@ -93,14 +120,33 @@ impl Server {
     /// `true` for the throwaway cluster of this process, `false` when
     /// `DATABASE_URL` is used.
     pub fn is_throwaway(&self) -> bool {
-        self.cluster.is_some()
+        self.cluster().is_some()
     }
 
     /// The temporary directory of the throwaway cluster (data, socket and
     /// `server.log`), or `None` with `DATABASE_URL`. It is removed when
     /// the process ends.
     pub fn throwaway_dir(&self) -> Option<&std::path::Path> {
-        self.cluster.as_ref().map(|c| c.root.as_path())
+        self.cluster().map(|c| c.root.as_path())
+    }
+
+    /// The PEM of the CA that signed the throwaway cluster's TLS certificate
+    /// (valid for `127.0.0.1` and `localhost`; the server accepts TLS and
+    /// plain connections), or `None` with `DATABASE_URL`.
+    pub fn tls_root_pem(&self) -> Option<&str> {
+        self.cluster().map(|c| c.tls_root_pem.as_str())
+    }
+
+    fn cluster(&self) -> Option<&Cluster> {
+        match &self.cluster {
+            Some(cluster) => Some(cluster),
+            // the process server without DATABASE_URL is the throwaway one
+            None if database_url().ok().flatten().is_none() => THROWAWAY
+                .get()
+                .and_then(|started| started.as_ref().ok())
+                .and_then(|server| server.cluster.as_ref()),
+            None => None,
+        }
     }
 }
 

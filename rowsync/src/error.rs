@@ -162,6 +162,9 @@ pub enum ConnectError {
     /// The pool could not be built.
     #[error("could not create the connection pool")]
     Pool(#[source] deadpool_postgres::BuildError),
+    /// The TLS configuration could not be built (unreadable roots, no certificate).
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 /// Starting or using a [`Hub`](crate::Hub) failed.

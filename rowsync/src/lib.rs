@@ -93,7 +93,7 @@ pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError, Syn
 pub use graph::{Graph, Path, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription};
 pub use live::{Live, LiveQuery, LiveStats, LiveValue};
-pub use load::{preload_into, query, Db, Executor, PreloadTree, Query};
+pub use load::{preload_into, query, Db, Executor, PreloadTree, Query, Tls};
 pub use route::{Message, Ops, ResyncReason, Selector, Topic};
 pub use rowsync_derive::{Schema, TextEnum};
 /// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.

@@ -11,4 +11,5 @@ mod live;
 mod load;
 mod oracle;
 mod sync;
+mod tls;
 mod types;

@@ -16,10 +16,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{
-    AsyncMessage, Client, Connection, NoTls, Notification, SimpleQueryMessage, Socket,
-};
+use tokio_postgres::{AsyncMessage, Client, Notification, SimpleQueryMessage};
+
+use crate::load::{DriveConnection, Tls};
 
 /// What the listener tells its owner, in the order things happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +58,7 @@ impl From<Notification> for ListenEvent {
 }
 
 /// Where to listen, and how patiently to reconnect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ListenerConfig {
     /// The connection string (URL or `key=value` form), as for `tokio_postgres::connect`.
     pub url: String,
@@ -69,6 +68,8 @@ pub struct ListenerConfig {
     pub initial_backoff: Duration,
     /// The longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// The connection's encryption.
+    pub tls: Tls,
 }
 
 impl ListenerConfig {
@@ -82,6 +83,7 @@ impl ListenerConfig {
             channels: channels.into_iter().map(Into::into).collect(),
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
+            tls: Tls::Disabled,
         }
     }
 }
@@ -205,7 +207,7 @@ struct Session {
 /// Reads the connection's messages; the only thing that drives the connection's IO.
 // why: the `Connection` future tokio-postgres suggests spawning discards notifications;
 // `poll_message` hands them to us.
-struct Driver(Option<Connection<Socket, NoTlsStream>>);
+struct Driver(Option<Box<dyn DriveConnection>>);
 
 impl Driver {
     /// The next notification or notice; `None` or an error once the connection has ended,
@@ -248,8 +250,9 @@ async fn connect(config: &ListenerConfig) -> Result<(Session, Vec<Notification>)
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
     }
-    let (client, connection) = pg
-        .connect(NoTls)
+    let (client, connection) = config
+        .tls
+        .connect(&pg)
         .await
         .map_err(|source| ListenError::Connect { source })?;
     let mut driver = Driver(Some(connection));

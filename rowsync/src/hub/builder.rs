@@ -11,7 +11,7 @@ use crate::capture::listen::{Listener, ListenerConfig};
 use crate::capture::{triggers, CapturePlan};
 use crate::error::{ConnectError, HubError};
 use crate::graph::Graph;
-use crate::load::{Db, PreloadTree};
+use crate::load::{Db, PreloadTree, Tls};
 use crate::route::router::Router;
 use crate::schema::{Schema, SchemaMeta};
 
@@ -24,6 +24,7 @@ pub struct HubBuilder {
     queue_capacity: usize,
     cache: CacheConfig,
     install: bool,
+    tls: Tls,
 }
 
 impl HubBuilder {
@@ -35,6 +36,7 @@ impl HubBuilder {
             queue_capacity: 1024,
             cache: CacheConfig::default(),
             install: true,
+            tls: Tls::Disabled,
         }
     }
 
@@ -61,6 +63,13 @@ impl HubBuilder {
     /// Messages a subscriber may have queued before it is told to resync (default 1024).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
+        self
+    }
+
+    /// Encrypts every connection the hub opens (pool, listener, start-up check); the URL's
+    /// `sslmode` decides whether TLS is preferred or required. Default: no TLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -108,13 +117,16 @@ impl HubBuilder {
     /// Connects and removes the installed triggers and functions.
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
-        let (mut client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .map_err(|source| HubError::Database {
-                action: "connecting to the database",
-                source,
-            })?;
-        let driver = tokio::spawn(connection);
+        let config = tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        let (mut client, driver) =
+            self.tls
+                .connect_spawned(&config)
+                .await
+                .map_err(|source| HubError::Database {
+                    action: "connecting to the database",
+                    source,
+                })?;
         let result = triggers::uninstall(&mut client, &plan).await;
         drop(client);
         driver.abort();
@@ -127,15 +139,14 @@ impl HubBuilder {
         let (graph, mut plan) = self.plan()?;
         let config = tokio_postgres::Config::from_str(&self.url)
             .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let (mut client, connection) =
-            config
-                .connect(tokio_postgres::NoTls)
+        let (mut client, driver) =
+            self.tls
+                .connect_spawned(&config)
                 .await
                 .map_err(|source| HubError::Database {
                     action: "connecting to the database",
                     source,
                 })?;
-        let driver = tokio::spawn(connection);
         let schemas: Vec<&'static SchemaMeta> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
@@ -151,16 +162,14 @@ impl HubBuilder {
         driver.abort();
         installed?;
 
-        let db = Db::connect(&self.url)?;
+        let db = Db::connect_with(&self.url, &self.tls)?;
         let cache = Arc::new(RowCache::new(self.cache));
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let listener = Listener::start(
-            ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]),
-            tx,
-        )
-        .await?;
+        let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
+        listen.tls = self.tls.clone();
+        let listener = Listener::start(listen, tx).await?;
         let counters = Arc::new(pump::PumpCounters::default());
         let loader = Loader {
             cache: cache.clone(),

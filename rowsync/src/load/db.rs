@@ -2,10 +2,10 @@
 
 use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 
 use super::query::{Query, Source};
-use super::Executor;
+use super::{Executor, Tls};
 use crate::error::ConnectError;
 use crate::schema::Schema;
 
@@ -19,11 +19,15 @@ impl Db {
     /// A pool for `url` (e.g. `postgres://user@localhost/app`). Connections open lazily,
     /// so a wrong host shows up on the first query.
     pub fn connect(url: &str) -> Result<Db, ConnectError> {
+        Db::connect_with(url, &Tls::Disabled)
+    }
+
+    /// A pool for `url` whose connections use `tls`.
+    pub fn connect_with(url: &str, tls: &Tls) -> Result<Db, ConnectError> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let manager = Manager::from_config(
+        let manager = tls.manager(
             config,
-            tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -8,9 +8,12 @@ mod preload;
 mod preload_tree;
 pub(crate) mod query;
 pub(crate) mod related_sql;
+mod tls;
 
 pub use db::{query, Db};
 pub use executor::Executor;
 pub use pg_text::{value_from_text, PgType};
 pub use preload_tree::{PreloadNode, PreloadTree};
 pub use query::{preload_into, Query};
+pub(crate) use tls::DriveConnection;
+pub use tls::Tls;
