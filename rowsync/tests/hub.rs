@@ -331,13 +331,8 @@ async fn a_burst_of_updates_to_held_rows_is_read_together() {
         .unwrap();
     let hub = start_hub(&f).await;
     let shape = ["tags"];
-    let mut posts = f
-        .rowsync
-        .query::<Post>()
-        .preload(shape)
-        .all()
-        .await
-        .unwrap();
+    let all_posts = || f.rowsync.query::<Post>().preload(shape).all();
+    let mut posts = all_posts().await.unwrap();
     let mut sub = hub.subscribe(&posts, shape).unwrap();
     // the row type is learnt from a sync's own read: one update first
     f.sql
@@ -360,13 +355,7 @@ async fn a_burst_of_updates_to_held_rows_is_read_together() {
         sub.sync(&mut posts, &message).await.unwrap();
     }
     let reads = hub.stats().rows_loaded - before;
-    let fresh = f
-        .rowsync
-        .query::<Post>()
-        .preload(shape)
-        .all()
-        .await
-        .unwrap();
+    let fresh = all_posts().await.unwrap();
     assert_eq!(posts, fresh, "synced list equals a reload");
     assert!(
         reads < 40,

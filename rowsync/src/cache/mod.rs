@@ -307,20 +307,25 @@ mod tests {
         }
     }
 
+    /// A task loading `key(1)` for 50 ms, to be joined or cancelled meanwhile.
+    fn slow_leader(
+        cache: &Arc<RowCache>,
+    ) -> tokio::task::JoinHandle<Result<Arc<Option<String>>, Arc<LoadError>>> {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load(key(1), async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Some("row".to_owned()))
+                })
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn concurrent_requests_for_one_change_load_once() {
         let cache = Arc::new(RowCache::new(CacheConfig::default()));
-        let leader = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load(key(1), async {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(Some("row".to_owned()))
-                    })
-                    .await
-            })
-        };
+        let leader = slow_leader(&cache);
         tokio::time::sleep(Duration::from_millis(10)).await;
         let mut followers = Vec::new();
         for _ in 0..100 {
@@ -385,17 +390,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_finish_the_load_when_its_leader_is_cancelled() {
         let cache = Arc::new(RowCache::new(CacheConfig::default()));
-        let leader = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load(key(1), async {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(Some("row".to_owned()))
-                    })
-                    .await
-            })
-        };
+        let leader = slow_leader(&cache);
         tokio::time::sleep(Duration::from_millis(10)).await;
         let follower = {
             let cache = cache.clone();

@@ -114,19 +114,25 @@ impl HubBuilder {
         Ok(triggers::uninstall_sql(&plan))
     }
 
+    /// One connection for setup, driven on a task of its own (abort it when done).
+    async fn connect(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), HubError> {
+        let config = tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        self.tls
+            .connect_spawned(&config)
+            .await
+            .map_err(|source| HubError::Database {
+                action: "connecting to the database",
+                source,
+            })
+    }
+
     /// Connects and removes the installed triggers and functions.
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
-        let config = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let (mut client, driver) =
-            self.tls
-                .connect_spawned(&config)
-                .await
-                .map_err(|source| HubError::Database {
-                    action: "connecting to the database",
-                    source,
-                })?;
+        let (mut client, driver) = self.connect().await?;
         let result = triggers::uninstall(&mut client, &plan).await;
         drop(client);
         driver.abort();
@@ -137,16 +143,7 @@ impl HubBuilder {
     /// listener, and returns once changes committed from now on will be seen.
     pub async fn start(self) -> Result<Hub, HubError> {
         let (graph, mut plan) = self.plan()?;
-        let config = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let (mut client, driver) =
-            self.tls
-                .connect_spawned(&config)
-                .await
-                .map_err(|source| HubError::Database {
-                    action: "connecting to the database",
-                    source,
-                })?;
+        let (mut client, driver) = self.connect().await?;
         let schemas: Vec<&'static SchemaMeta> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
