@@ -85,25 +85,39 @@ pub(crate) async fn run(
     }
 }
 
-/// Routes `changes` in order, after offering one batched read per table of the updated rows
-/// somebody holds (the reads their syncs would make one by one).
+/// Routes `changes` in order, after offering one batched read per table of the rows their
+/// syncs would read one by one: updated rows somebody holds, inserted rows somebody's
+/// collection or list takes in.
 fn route(changes: &mut Vec<Arc<Change>>, router: &Router, loader: &Loader) {
-    if changes.len() > 1 {
-        let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
-        for change in changes.iter() {
-            if change.op == Op::Updated && router.holds_row(change.table, &change.key) {
-                wanted
-                    .entry(change.table)
-                    .or_default()
-                    .push((change.key.clone(), change.seq));
-            }
+    if changes.len() < 2 {
+        for change in changes.drain(..) {
+            router.dispatch(change);
         }
-        for (table, wanted) in wanted {
-            loader.prefetch(&table, wanted);
+        return;
+    }
+    let routed: Vec<_> = changes
+        .drain(..)
+        .map(|change| (router.matching(&change), change))
+        .collect();
+    let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
+    for (subscribers, change) in &routed {
+        let read_by_sync = match change.op {
+            Op::Updated => router.holds_row(change.table, &change.key),
+            Op::Inserted => !subscribers.is_empty(),
+            Op::Deleted => false,
+        };
+        if read_by_sync {
+            wanted
+                .entry(change.table)
+                .or_default()
+                .push((change.key.clone(), change.seq));
         }
     }
-    for change in changes.drain(..) {
-        router.dispatch(change);
+    for (table, wanted) in wanted {
+        loader.prefetch(&table, wanted);
+    }
+    for (subscribers, change) in routed {
+        router.deliver(&subscribers, change);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Fan-out: a change goes to the subscribers its topics match, each once, without waiting
 //! on any of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -84,15 +84,25 @@ impl Router {
 
     /// Delivers a change to every subscriber it concerns; returns how many.
     pub fn dispatch(&self, change: Arc<Change>) -> usize {
-        let topics = touched(&change);
-        let ids = read(&self.index).matching(&change, &topics);
+        let ids = self.matching(&change);
+        self.deliver(&ids, change);
+        ids.len()
+    }
+
+    /// The subscribers a change concerns, each once.
+    pub fn matching(&self, change: &Change) -> HashSet<SubscriptionId> {
+        let topics = touched(change);
+        read(&self.index).matching(change, &topics)
+    }
+
+    /// Delivers a change to `ids` (from [`Router::matching`]).
+    pub fn deliver(&self, ids: &HashSet<SubscriptionId>, change: Arc<Change>) {
         let queues = read(&self.queues);
-        for id in &ids {
+        for id in ids {
             if let Some(queue) = queues.get(id) {
                 queue.offer(Message::Change(change.clone()));
             }
         }
-        ids.len()
     }
 
     /// Whether some subscriber holds the row of `table` with `key`.
