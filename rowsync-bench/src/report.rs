@@ -95,6 +95,15 @@ impl Report {
         self.rowsync.get(name).and_then(Value::as_f64)
     }
 
+    /// A figure of baseline `baseline` recorded earlier, as a number.
+    pub fn baseline_f64(&self, baseline: &str, name: &str) -> Option<f64> {
+        self.baselines
+            .iter()
+            .find(|(b, _)| b == baseline)
+            .and_then(|(_, figures)| figures.get(name))
+            .and_then(Value::as_f64)
+    }
+
     /// A parameter recorded earlier, as shown in the table.
     pub fn param_value(&self, name: &str) -> Option<String> {
         self.params.get(name).map(plain)
