@@ -319,44 +319,58 @@ async fn a_thousand_subscribers_of_one_row_cause_one_read() {
     hub.shutdown().await;
 }
 
+/// Runs `first` (one change, so a sync's own read teaches the hub the row type), then
+/// `burst` (one transaction of `count` changes), syncing each into `data`; returns the rows
+/// read for the burst.
+async fn sync_burst<S: Schema, H: rowsync::Held<S>>(
+    f: &Fixture,
+    hub: &Hub,
+    sub: &mut Subscription,
+    data: &mut H,
+    first: &str,
+    burst: &str,
+    count: usize,
+) -> u64 {
+    f.sql.batch_execute(first).await.unwrap();
+    let message = next(sub).await;
+    sub.sync(data, &message).await.unwrap();
+    let before = hub.stats().rows_loaded;
+    f.sql.batch_execute(burst).await.unwrap();
+    for _ in 0..count {
+        let message = next(sub).await;
+        assert!(matches!(message, Message::Change(_)), "{message:?}");
+        sub.sync(data, &message).await.unwrap();
+    }
+    hub.stats().rows_loaded - before
+}
+
+const FORTY_POSTS: &str = "INSERT INTO posts (id, name, person_id) \
+                           SELECT g, 'post ' || g, 1 FROM generate_series(100, 139) AS g";
+
 #[tokio::test]
 async fn a_burst_of_updates_to_held_rows_is_read_together() {
     let f = seeded().await;
-    f.sql
-        .batch_execute(
-            "INSERT INTO posts (id, name, person_id) \
-             SELECT g, 'post ' || g, 1 FROM generate_series(100, 139) AS g",
-        )
-        .await
-        .unwrap();
+    f.sql.batch_execute(FORTY_POSTS).await.unwrap();
     let hub = start_hub(&f).await;
     let shape = ["tags"];
     let all_posts = || f.rowsync.query::<Post>().preload(shape).all();
     let mut posts = all_posts().await.unwrap();
     let mut sub = hub.subscribe(&posts, shape).unwrap();
-    // the row type is learnt from a sync's own read: one update first
-    f.sql
-        .batch_execute("UPDATE posts SET name = 'first' WHERE id = 1")
-        .await
-        .unwrap();
-    let message = next(&mut sub).await;
-    sub.sync(&mut posts, &message).await.unwrap();
-
-    let before = hub.stats().rows_loaded;
-    f.sql
-        .batch_execute("UPDATE posts SET name = name || ' changed' WHERE id >= 100")
-        .await
-        .unwrap();
-    let mut seen = 0;
-    while seen < 40 {
-        let message = next(&mut sub).await;
-        assert!(matches!(message, Message::Change(_)), "{message:?}");
-        seen += 1;
-        sub.sync(&mut posts, &message).await.unwrap();
-    }
-    let reads = hub.stats().rows_loaded - before;
-    let fresh = all_posts().await.unwrap();
-    assert_eq!(posts, fresh, "synced list equals a reload");
+    let reads = sync_burst(
+        &f,
+        &hub,
+        &mut sub,
+        &mut posts,
+        "UPDATE posts SET name = 'first' WHERE id = 1",
+        "UPDATE posts SET name = name || ' changed' WHERE id >= 100",
+        40,
+    )
+    .await;
+    assert_eq!(
+        posts,
+        all_posts().await.unwrap(),
+        "synced list equals a reload"
+    );
     assert!(
         reads < 40,
         "40 updates of one transaction shared reads: {reads} reads"
@@ -371,28 +385,16 @@ async fn a_burst_of_inserts_into_a_held_collection_is_read_together() {
     let shape = ["posts"];
     let mut alice = person(&f, 1, &shape).await;
     let mut sub = hub.subscribe([&alice], shape).unwrap();
-    // the row type is learnt from a sync's own read: one insert first
-    f.sql
-        .batch_execute("INSERT INTO posts (id, name, person_id) VALUES (99, 'first', 1)")
-        .await
-        .unwrap();
-    let message = next(&mut sub).await;
-    sub.sync(&mut alice, &message).await.unwrap();
-
-    let before = hub.stats().rows_loaded;
-    f.sql
-        .batch_execute(
-            "INSERT INTO posts (id, name, person_id) \
-             SELECT g, 'post ' || g, 1 FROM generate_series(100, 139) AS g",
-        )
-        .await
-        .unwrap();
-    for _ in 0..40 {
-        let message = next(&mut sub).await;
-        assert!(matches!(message, Message::Change(_)), "{message:?}");
-        sub.sync(&mut alice, &message).await.unwrap();
-    }
-    let reads = hub.stats().rows_loaded - before;
+    let reads = sync_burst(
+        &f,
+        &hub,
+        &mut sub,
+        &mut alice,
+        "INSERT INTO posts (id, name, person_id) VALUES (99, 'first', 1)",
+        FORTY_POSTS,
+        40,
+    )
+    .await;
     assert_eq!(alice, person(&f, 1, &shape).await, "synced equals a reload");
     assert_eq!(alice.posts.loaded().unwrap().len(), 43);
     assert!(

@@ -474,12 +474,13 @@ impl Loader {
         tree: &crate::load::PreloadTree,
     ) -> Result<Option<S>, Arc<LoadError>> {
         let paths = tree.paths();
-        if paths.is_empty() {
-            self.prefetch.learn::<S>();
-        }
         let cache_key = cache_key::<S>(key.clone(), seq, &paths);
         if let Some(found) = self.cache.recent::<Option<S>>(&cache_key) {
             return found.map(|row| Option::clone(&row));
+        }
+        // learnt off the hot path: the first bare load of a type always gets here
+        if paths.is_empty() {
+            self.prefetch.learn::<S>();
         }
         // why boxed: the load future (moka's single-flight and the query) is kilobytes, and
         // living inline it would be moved with every caller's future even on a cache hit

@@ -140,19 +140,20 @@ pub(crate) async fn replacement<C: Schema>(
     };
     // why compare first: most updates change no key, so the held rows' topics stay as they
     // are, and recomputing them for every holder of a hot row is the cost of a broadcast
-    let routes_changed = routes_differ(&*existing, &new, &ctx.change.key, tree)?;
+    let moved = what_moved(&*existing, &new, &ctx.change.key, tree)?;
+    let routes_changed = moved != Moved::Nothing;
     if routes_changed {
         ctx.untrack(&*existing, tree)?;
-        // why reload whole: a column the row's children join on (a has_many `references`
-        // column, the key a join table points at) changed, so the children held are another
-        // row's; a load with the shape brings the ones it points at now
-        if children_join_changed(&*existing, &new, tree)? {
-            let shaped = ctx.load::<C>(ctx.change.key.clone(), tree).await?;
-            return Ok(shaped.map(|row| Replaced {
-                row,
-                routes_changed,
-            }));
-        }
+    }
+    // why reload whole: a column the row's children join on (a has_many `references` column,
+    // the key a join table points at) changed, so the children held are another row's; a
+    // load with the shape brings the ones it points at now
+    if moved == Moved::Children {
+        let shaped = ctx.load::<C>(ctx.change.key.clone(), tree).await?;
+        return Ok(shaped.map(|row| Replaced {
+            row,
+            routes_changed,
+        }));
     }
     for i in 0..C::meta().assocs.len() {
         C::visit_assoc(
@@ -194,45 +195,42 @@ pub(crate) struct Replaced<C> {
     pub routes_changed: bool,
 }
 
-/// Whether two versions of a row route differently with `tree` loaded under them: another
-/// key, or another value in a column an association joins on. `new` was loaded by `key`.
-fn routes_differ<C: Schema>(
+/// What changed between two versions of a row that routing or its held associations
+/// depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    /// Nothing: the new row routes exactly like the old one.
+    Nothing,
+    /// The key, or a belongs_to foreign key: topics change, the children held stay.
+    Routes,
+    /// A column children are found by: the children held are another row's.
+    Children,
+}
+
+/// Compares two versions of a row held with `tree` under it; `new` was loaded by `key`.
+fn what_moved<C: Schema>(
     old: &C,
     new: &C,
     key: &Key,
     tree: &PreloadTree,
-) -> Result<bool, SyncError> {
-    if !old.has_key(key) {
-        return Ok(true);
-    }
-    for node in tree.children() {
-        let chain = hops(C::meta(), &C::meta().assocs[node.assoc])?;
-        let column = column_index(C::meta(), chain.steps[0].from_column)?;
-        if !old.column_eq(column, &new.column_value(column)) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Whether a column that children (not a belongs_to parent) are found by differs.
-fn children_join_changed<C: Schema>(
-    old: &C,
-    new: &C,
-    tree: &PreloadTree,
-) -> Result<bool, SyncError> {
+) -> Result<Moved, SyncError> {
+    let mut moved = if old.has_key(key) {
+        Moved::Nothing
+    } else {
+        Moved::Routes
+    };
     for node in tree.children() {
         let def = &C::meta().assocs[node.assoc];
-        if matches!(def.kind, AssocKind::BelongsTo { .. }) {
-            continue;
-        }
         let chain = hops(C::meta(), def)?;
         let column = column_index(C::meta(), chain.steps[0].from_column)?;
         if !old.column_eq(column, &new.column_value(column)) {
-            return Ok(true);
+            if !matches!(def.kind, AssocKind::BelongsTo { .. }) {
+                return Ok(Moved::Children);
+            }
+            moved = Moved::Routes;
         }
     }
-    Ok(false)
+    Ok(moved)
 }
 
 /// Moves every loaded association of `from` into `to` (which was loaded bare).
