@@ -191,10 +191,10 @@ pub enum HubError {
     },
     /// Installing the capture triggers failed.
     #[error(transparent)]
-    Triggers(#[from] crate::capture::triggers::TriggerError),
+    Triggers(#[from] TriggerError),
     /// The listener could not start.
     #[error(transparent)]
-    Listen(#[from] crate::capture::listen::ListenError),
+    Listen(#[from] ListenError),
     /// Loading rows failed (shared by every caller waiting on the same load).
     #[error("loading rows failed")]
     Load(#[source] std::sync::Arc<LoadError>),
@@ -245,5 +245,73 @@ pub enum SyncError {
 impl From<std::sync::Arc<LoadError>> for SyncError {
     fn from(e: std::sync::Arc<LoadError>) -> Self {
         SyncError::Load(e)
+    }
+}
+
+/// Installing or removing capture triggers failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TriggerError {
+    /// The NOTIFY channel name is not one rowsync can write into a function body.
+    #[error("invalid NOTIFY channel name `{0}`; use 1 to 63 ASCII letters, digits or underscores")]
+    InvalidChannel(String),
+    /// PostgreSQL rejected the script.
+    #[error(
+        "PostgreSQL rejected the capture trigger SQL; check that every watched table and column \
+         exists and that the role owns the tables and may create functions in their schemas"
+    )]
+    Database {
+        /// The server's error.
+        #[from]
+        source: tokio_postgres::Error,
+    },
+}
+
+/// Starting the listener failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The connection string is invalid, or the server could not be reached or refused us.
+    #[error("could not open the LISTEN connection; check the database URL and that the server is reachable")]
+    Connect {
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The server refused to LISTEN on a channel.
+    #[error("could not LISTEN on channel `{channel}`; check the channel name, and connect to a primary (a standby cannot LISTEN)")]
+    Listen {
+        /// The channel.
+        channel: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+/// An error with its causes: tokio-postgres shows only "db error" and hides the server's
+/// message in `source()`.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_includes_causes() {
+        #[derive(Debug, Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other("inner"));
+        assert_eq!(describe(&error), "outer: inner");
     }
 }

@@ -79,6 +79,7 @@
 
 pub mod cache;
 pub mod capture;
+mod change;
 pub mod error;
 pub mod graph;
 mod hub;
@@ -88,12 +89,12 @@ pub mod route;
 pub mod schema;
 pub mod sync;
 
-pub use capture::{Change, Op};
+pub use change::{Change, Op};
 pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError, SyncError};
-pub use graph::{Graph, Path, Reached};
+pub use graph::{Graph, Path, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription};
 pub use live::{Live, LiveQuery, LiveStats, LiveValue};
-pub use load::{preload_into, query, Db, Executor, PreloadTree, Query, Tls};
+pub use load::{preload_into, query, Db, Executor, Query, Tls};
 pub use route::{Message, Ops, ResyncReason, Selector, Topic};
 pub use rowsync_derive::{Schema, TextEnum};
 /// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.

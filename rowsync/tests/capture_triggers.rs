@@ -9,10 +9,12 @@ use rowsync::capture::payload::decode;
 use rowsync::capture::triggers::{
     function_name, install, install_sql, trigger_name, uninstall, TriggerError,
 };
-use rowsync::capture::{CapturePlan, Change, Decoded, Op, TablePlan};
+use rowsync::capture::{CapturePlan, Decoded, TablePlan};
 use rowsync::graph::Graph;
-use rowsync::load::{PgType, PreloadTree};
+use rowsync::load::PgType;
 use rowsync::schema::{quote_ident, TableName};
+use rowsync::PreloadTree;
+use rowsync::{Change, Op};
 use rowsync::{Key, Schema, Value};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};

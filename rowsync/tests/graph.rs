@@ -1,7 +1,7 @@
 //! The schema graph: paths computed once, and declarations checked all at once.
 
 use rowsync::schema::TableName;
-use rowsync::{Assoc, Graph, Reached, Schema, SchemaError};
+use rowsync::{Assoc, Graph, PreloadTree, Reached, Schema, SchemaError};
 
 use crate::support::schemas::{Person, Post, Tag};
 
@@ -9,9 +9,11 @@ fn table(name: &'static str) -> TableName {
     TableName { schema: None, name }
 }
 
-fn dotted(graph: &Graph, to: &'static str) -> Vec<(String, Reached)> {
+fn dotted(graph: &Graph, shape: &[&str], to: &'static str) -> Vec<(String, Reached)> {
+    let tree = PreloadTree::parse(Person::meta(), shape).unwrap();
     let mut paths: Vec<_> = graph
-        .paths::<Person>(table(to))
+        .paths::<Person>(&tree, table(to))
+        .unwrap()
         .iter()
         .map(|p| (p.dotted(), p.reached))
         .collect();
@@ -19,24 +21,27 @@ fn dotted(graph: &Graph, to: &'static str) -> Vec<(String, Reached)> {
     paths
 }
 
+const TAG_SHAPE: &[&str] = &[
+    "posts.tags",
+    "all_tags",
+    "other_posts.tags",
+    "test_posts.tags",
+];
+
 #[test]
-fn person_reaches_tags_via_posts_tags_and_via_all_tags() {
+fn a_shape_reaches_tags_via_posts_tags_and_via_all_tags() {
     let graph = Graph::builder().register::<Person>().build().unwrap();
-    let to_tags = dotted(&graph, "tags");
-    for expected in [
-        "posts.tags",
-        "all_tags",
-        "other_posts.tags",
-        "test_posts.tags",
-    ] {
-        assert!(
-            to_tags
-                .iter()
-                .any(|(p, r)| p == expected && *r == Reached::Related),
-            "{expected} missing from {to_tags:?}"
-        );
-    }
-    let to_join = dotted(&graph, "posts_tags");
+    let to_tags = dotted(&graph, TAG_SHAPE, "tags");
+    assert_eq!(
+        to_tags,
+        [
+            ("all_tags".into(), Reached::Related),
+            ("other_posts.tags".into(), Reached::Related),
+            ("posts.tags".into(), Reached::Related),
+            ("test_posts.tags".into(), Reached::Related),
+        ]
+    );
+    let to_join = dotted(&graph, TAG_SHAPE, "posts_tags");
     assert!(
         to_join.contains(&("posts.tags".into(), Reached::JoinTable)),
         "{to_join:?}"
@@ -46,30 +51,35 @@ fn person_reaches_tags_via_posts_tags_and_via_all_tags() {
         "{to_join:?}"
     );
     // a through association also depends on its intermediate table
-    assert!(dotted(&graph, "posts").contains(&("all_tags".into(), Reached::Through)));
+    assert!(dotted(&graph, TAG_SHAPE, "posts").contains(&("all_tags".into(), Reached::Through)));
+    // nothing outside the shape
+    assert!(dotted(&graph, TAG_SHAPE, "labels").is_empty());
 }
 
 #[test]
-fn self_reference_and_cycles_end_without_looping() {
+fn a_shape_visiting_a_schema_twice_has_a_path_for_each_visit() {
     let graph = Graph::builder().register::<Person>().build().unwrap();
-    let to_persons: Vec<_> = dotted(&graph, "persons")
+    let shape = ["favourite_people.posts.person", "posts"];
+    let to_posts: Vec<_> = dotted(&graph, &shape, "posts")
         .into_iter()
         .map(|(p, r)| format!("{p} {r:?}"))
         .collect();
-    // every simple path (no schema twice) that ends at a person, and only those
+    assert_eq!(
+        to_posts,
+        ["favourite_people.posts Related", "posts Related"]
+    );
+    let to_persons: Vec<_> = dotted(&graph, &shape, "persons")
+        .into_iter()
+        .map(|(p, r)| format!("{p} {r:?}"))
+        .collect();
     assert_eq!(
         to_persons,
         [
-            " Root",
-            "all_tags.posts.person Related",
             "favourite_people Related",
-            "other_posts.person Related",
-            "posts.person Related",
-            "test_posts.person Related",
-            "widgets.owner Related",
+            "favourite_people.posts.person Related"
         ]
     );
-    let to_fav = dotted(&graph, "favourite_people");
+    let to_fav = dotted(&graph, &shape, "favourite_people");
     assert_eq!(to_fav, [("favourite_people".into(), Reached::JoinTable)]);
 }
 
@@ -97,8 +107,10 @@ fn every_reachable_table_is_a_node_and_schemas_are_found_by_table() {
         graph.schema_of(table("posts_labels")).is_none(),
         "known by name only"
     );
+    let tree = PreloadTree::parse(Tag::meta(), ["posts.labels"]).unwrap();
     assert!(graph
-        .paths::<Tag>(table("labels"))
+        .paths::<Tag>(&tree, table("labels"))
+        .unwrap()
         .iter()
         .any(|p| p.dotted() == "posts.labels"));
 }

@@ -12,7 +12,9 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -269,8 +271,8 @@ impl RowCache {
         self.dropped_through.fetch_max(newest, Ordering::Relaxed);
     }
 
-    fn lock_front(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Slot>> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_front(&self) -> parking_lot::MutexGuard<'_, HashMap<CacheKey, Slot>> {
+        self.recent.lock()
     }
 
     /// Loads run so far (each one a database read).
@@ -471,7 +473,7 @@ impl Loader {
         &self,
         key: Key,
         seq: u64,
-        tree: &crate::load::PreloadTree,
+        tree: &crate::graph::PreloadTree,
     ) -> Result<Option<S>, Arc<LoadError>> {
         let paths = tree.paths();
         let cache_key = cache_key::<S>(key.clone(), seq, &paths);

@@ -13,7 +13,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use futures_util::future::FutureExt;
 
@@ -35,18 +37,11 @@ impl Prefetchers {
     /// Rows of `S`'s table are loaded as `S`; the first type learnt for a table stays.
     pub fn learn<S: Schema>(&self) {
         let table = S::meta().table;
-        if S::meta().primary_key.len() != 1
-            || self
-                .by_table
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&table)
-        {
+        if S::meta().primary_key.len() != 1 || self.by_table.read().contains_key(&table) {
             return;
         }
         self.by_table
             .write()
-            .unwrap_or_else(|e| e.into_inner())
             .entry(table)
             .or_insert_with(|| Arc::new(Typed::<S>(PhantomData)));
     }
@@ -57,12 +52,7 @@ impl Prefetchers {
         if wanted.len() < SMALLEST_BATCH {
             return;
         }
-        let prefetch = self
-            .by_table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(table)
-            .cloned();
+        let prefetch = self.by_table.read().get(table).cloned();
         if let Some(prefetch) = prefetch {
             prefetch.start(loader, wanted);
         }

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Notification, SimpleQueryMessage};
 
+use crate::error::describe;
+pub use crate::error::ListenError;
 use crate::load::{DriveConnection, Tls};
+use crate::schema::quote_ident;
 
 /// What the listener tells its owner, in the order things happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,28 +88,6 @@ impl ListenerConfig {
             tls: Tls::Disabled,
         }
     }
-}
-
-/// Starting the listener failed.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum ListenError {
-    /// The connection string is invalid, or the server could not be reached or refused us.
-    #[error("could not open the LISTEN connection; check the database URL and that the server is reachable")]
-    Connect {
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// The server refused to LISTEN on a channel.
-    #[error("could not LISTEN on channel `{channel}`; check the channel name, and connect to a primary (a standby cannot LISTEN)")]
-    Listen {
-        /// The channel.
-        channel: String,
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
 }
 
 /// The one long-lived LISTEN connection, driven by a background task that sends
@@ -450,24 +430,6 @@ async fn close(session: Session) {
     }
 }
 
-/// An error with its causes: tokio-postgres shows only "db error" and hides the server's
-/// message in `source()`.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
-
-/// `name` as a quoted SQL identifier, so any channel spelling LISTENs on exactly that channel.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,21 +457,5 @@ mod tests {
     fn zero_initial_backoff_still_waits() {
         let wait = backoff(0, Duration::ZERO, Duration::from_secs(5));
         assert_eq!(wait, Duration::from_millis(1));
-    }
-
-    #[test]
-    fn channel_names_are_quoted() {
-        assert_eq!(quote_ident("rowsync_test"), "\"rowsync_test\"");
-        assert_eq!(quote_ident("Mixed Case"), "\"Mixed Case\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
-
-    #[test]
-    fn describe_includes_causes() {
-        #[derive(Debug, Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let error = Outer(std::io::Error::other("inner"));
-        assert_eq!(describe(&error), "outer: inner");
     }
 }

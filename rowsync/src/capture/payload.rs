@@ -14,8 +14,8 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::{Change, Op};
 use crate::capture::plan::{CapturePlan, TablePlan};
+use crate::change::{Change, Op};
 use crate::load::value_from_text;
 use crate::schema::{Key, Value};
 

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::SchemaError;
+use crate::graph::hops;
 use crate::graph::Graph;
-use crate::load::related_sql::hops;
-use crate::load::{PgType, PreloadTree};
+use crate::graph::PreloadTree;
+use crate::load::PgType;
 use crate::schema::{SchemaMeta, TableName};
 
 /// One watched table.

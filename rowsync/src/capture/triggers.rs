@@ -4,8 +4,9 @@
 //! why text first: [`install_sql`] and [`uninstall_sql`] are plain scripts, so users who
 //! manage migrations themselves can ship exactly what [`install`] would run.
 
-use thiserror::Error;
 use tokio_postgres::Client;
+
+pub use crate::error::TriggerError;
 
 use crate::capture::plan::{CapturePlan, TablePlan};
 use crate::schema::{quote_ident, TableName};
@@ -28,25 +29,6 @@ const NAME_LIMIT: usize = 63;
 /// NOTIFY rejects payloads of 8000 bytes or more, raising the error in the writer's
 /// transaction; anything larger is replaced by the overflow payload.
 const PAYLOAD_LIMIT: usize = 7999;
-
-/// Installing or removing capture triggers failed.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum TriggerError {
-    /// The NOTIFY channel name is not one rowsync can write into a function body.
-    #[error("invalid NOTIFY channel name `{0}`; use 1 to 63 ASCII letters, digits or underscores")]
-    InvalidChannel(String),
-    /// PostgreSQL rejected the script.
-    #[error(
-        "PostgreSQL rejected the capture trigger SQL; check that every watched table and column \
-         exists and that the role owns the tables and may create functions in their schemas"
-    )]
-    Database {
-        /// The server's error.
-        #[from]
-        source: tokio_postgres::Error,
-    },
-}
 
 /// The name of the trigger function of `table`: `rowsync_<schema>_<table>_notify`, shortened
 /// to fit 63 bytes (see [`trigger_name`]). It lives in the table's PostgreSQL schema.

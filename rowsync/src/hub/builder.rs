@@ -11,7 +11,8 @@ use crate::capture::listen::{Listener, ListenerConfig};
 use crate::capture::{triggers, CapturePlan};
 use crate::error::{ConnectError, HubError};
 use crate::graph::Graph;
-use crate::load::{Db, PreloadTree, Tls};
+use crate::graph::PreloadTree;
+use crate::load::{Db, Tls};
 use crate::route::router::Router;
 use crate::schema::{Schema, SchemaMeta};
 
@@ -190,7 +191,6 @@ impl HubBuilder {
                 loader: loader.clone(),
                 cache,
                 flights: crate::live::Flights::default(),
-                shapes: Default::default(),
                 counters,
                 running: tokio::sync::Mutex::new(Some((listener, pump))),
             }),

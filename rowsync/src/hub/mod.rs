@@ -17,11 +17,13 @@ use subscription::{sync_detached, Shape};
 
 use crate::cache::{Loader, RowCache};
 use crate::capture::listen::Listener;
-use crate::capture::{triggers, CapturePlan, Change, Op};
+use crate::capture::{triggers, CapturePlan};
+use crate::change::{Change, Op};
 use crate::error::HubError;
 use crate::error::SyncError;
 use crate::graph::Graph;
-use crate::load::{Db, PreloadTree, Query};
+use crate::graph::PreloadTree;
+use crate::load::{Db, Query};
 use crate::route::router::Router;
 use crate::route::{topics_for_rows, topics_for_table, Message, Ops, Selector, Topic};
 use crate::schema::Schema;
@@ -66,7 +68,6 @@ struct HubInner {
     cache: Arc<RowCache>,
     loader: Loader,
     flights: crate::live::Flights,
-    shapes: std::sync::Mutex<std::collections::HashMap<String, Arc<subscription::PathsByTable>>>,
     counters: Arc<pump::PumpCounters>,
     running: tokio::sync::Mutex<Option<(Listener, JoinHandle<()>)>>,
 }
@@ -173,23 +174,6 @@ impl Hub {
         let shape = Shape::new(self, S::meta(), tree, membership)?;
         let inbox = self.inner.router.subscribe(Vec::new(), Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
-    }
-
-    /// The paths of a shape, computed once per (schema, shape) and shared by every
-    /// subscription of that shape.
-    pub(crate) fn paths_for(
-        &self,
-        root: &'static crate::schema::SchemaMeta,
-        tree: &PreloadTree,
-    ) -> Result<Arc<subscription::PathsByTable>, crate::error::SchemaError> {
-        let key = format!("{}|{}", root.name, tree.paths().join(","));
-        let mut shapes = self.inner.shapes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(paths) = shapes.get(&key) {
-            return Ok(paths.clone());
-        }
-        let paths = Arc::new(subscription::compute_paths(&self.inner.plan, root, tree)?);
-        shapes.insert(key, paths.clone());
-        Ok(paths)
     }
 
     pub(crate) fn flights(&self) -> &crate::live::Flights {

@@ -11,7 +11,7 @@ use crate::cache::Loader;
 use crate::capture::listen::ListenEvent;
 use crate::capture::payload::{decode, Decoded, PayloadError};
 use crate::capture::CapturePlan;
-use crate::capture::{Change, Op};
+use crate::change::{Change, Op};
 use crate::route::router::Router;
 use crate::route::ResyncReason;
 use crate::schema::{Key, TableName};

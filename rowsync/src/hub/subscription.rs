@@ -6,38 +6,19 @@ use std::sync::Arc;
 use futures_util::Stream;
 
 use super::Hub;
-use crate::capture::Change;
+use crate::change::Change;
 use crate::error::SyncError;
-use crate::load::PreloadTree;
+use crate::graph::PreloadTree;
+use crate::graph::ShapePaths;
 use crate::route::{topics_for_rows, Inbox, Message, SubscriptionId, Topic};
-use crate::schema::{Filter, Key, Schema, SchemaMeta, TableName};
-use crate::sync::tree_paths::{paths_to, TreePath};
+use crate::schema::{Filter, Key, Schema, SchemaMeta};
 use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions};
-
-/// For each watched table, the paths of one shape that lead to it.
-pub(crate) type PathsByTable = HashMap<TableName, Vec<TreePath>>;
-
-/// The paths of `tree` under `root` to every table of `plan`.
-pub(crate) fn compute_paths(
-    plan: &crate::capture::CapturePlan,
-    root: &'static SchemaMeta,
-    tree: &PreloadTree,
-) -> Result<PathsByTable, crate::error::SchemaError> {
-    let mut paths = HashMap::new();
-    for table in plan.tables().map(|t| t.table) {
-        let found = paths_to(root, tree, table)?;
-        if !found.is_empty() {
-            paths.insert(table, found);
-        }
-    }
-    Ok(paths)
-}
 
 /// The data shape a subscription was made for, with its paths to every watched table.
 pub(crate) struct Shape {
     pub root: &'static SchemaMeta,
     pub tree: PreloadTree,
-    pub paths: Arc<PathsByTable>,
+    pub paths: Arc<ShapePaths>,
     /// Which root rows belong to the held data.
     pub membership: Membership,
 }
@@ -49,7 +30,7 @@ impl Shape {
         tree: PreloadTree,
         membership: Membership,
     ) -> Result<Shape, crate::error::SchemaError> {
-        let paths = hub.paths_for(root, &tree)?;
+        let paths = hub.graph().shape(root, &tree)?;
         Ok(Shape {
             root,
             tree,
@@ -187,11 +168,7 @@ impl Subscription {
                 if change.seq <= self.synced_through {
                     return Ok(Changes::default());
                 }
-                let paths = shape
-                    .paths
-                    .get(&change.table)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
+                let paths = shape.paths.to(&change.table);
                 let mut ctx = SyncCtx::new(change.clone(), self.hub.inner.loader.clone(), options);
                 ctx.membership = shape.membership.clone();
                 let changes = apply(&ctx, data, &shape.tree, paths).await?;
@@ -328,8 +305,9 @@ pub(crate) async fn sync_detached<S: Schema, H: Held<S>>(
     options: SyncOptions,
 ) -> Result<Changes, SyncError> {
     let tree = PreloadTree::of_rows(&data.rows());
-    let paths = paths_to(S::meta(), &tree, change.table)?;
+    let paths = hub.graph().shape(S::meta(), &tree)?;
+    let paths = paths.to(&change.table);
     let mut ctx = SyncCtx::new(change.clone(), hub.inner.loader.clone(), options);
     ctx.follow_topics = false;
-    apply(&ctx, data, &tree, &paths).await
+    apply(&ctx, data, &tree, paths).await
 }

@@ -9,7 +9,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -53,7 +55,7 @@ impl Flights {
         F: Future<Output = Result<T, LoadError>> + Send + 'static,
     {
         let mut rx = {
-            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let mut open = self.open.lock();
             match open.get(&key) {
                 Some(flight) => {
                     flight.joined.fetch_add(1, Ordering::Relaxed);
@@ -84,7 +86,7 @@ impl Flights {
                             seen = now;
                         }
                         {
-                            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut open = open.lock();
                             if open.get(&key).is_some_and(|f| f.id == id) {
                                 open.remove(&key);
                             }

@@ -17,8 +17,9 @@ pub use snapshot::{Snapshot, SnapshotParseError};
 use tokio_postgres::IsolationLevel;
 
 use crate::error::{DecodeError, HubError, LoadError, SyncError};
+use crate::graph::PreloadTree;
 use crate::hub::{Hub, Subscription};
-use crate::load::{query, Db, PreloadTree};
+use crate::load::{query, Db};
 use crate::route::{topics_for_rows, topics_for_table, Message, Selector, Topic};
 use crate::schema::{Filter, Key, OrderBy, Schema, SortOrder};
 use crate::sync::{Changes, Held, Membership, SyncOptions};

@@ -7,8 +7,9 @@ use postgres_types::ToSql;
 
 use super::pg_value::{read_value, QueryRow};
 use super::related_sql::related_query;
-use super::{Executor, PreloadTree};
+use super::Executor;
 use crate::error::{LoadError, SchemaError};
+use crate::graph::PreloadTree;
 use crate::schema::{Assoc, AssocDef, AssocField, AssocValue, AssocVisitor, Key, Schema, Value};
 
 /// Loads every association of `tree` into `rows`, level by level.

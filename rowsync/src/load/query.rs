@@ -3,15 +3,18 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use postgres_types::ToSql;
 
 use super::pg_value::QueryRow;
 use super::preload::preload;
 use super::related_sql::order_clause;
-use super::{Db, Executor, PreloadTree};
+use super::{Db, Executor};
 use crate::error::{LoadError, SchemaError};
+use crate::graph::PreloadTree;
 use crate::schema::{column_index, quote_ident, Filter, Key, OrderBy, Schema, SortOrder, Value};
 
 /// Where a query runs.
@@ -169,7 +172,7 @@ impl<'a, S: Schema> Query<'a, S> {
 fn select_from<S: Schema>() -> Arc<str> {
     static BUILT: OnceLock<Mutex<HashMap<TypeId, Arc<str>>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
-    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let mut built = built.lock();
     built
         .entry(TypeId::of::<S>())
         .or_insert_with(|| {

@@ -2,8 +2,8 @@
 
 use super::topic::{Selector, Topic};
 use crate::error::SchemaError;
-use crate::load::related_sql::hops;
-use crate::load::PreloadTree;
+use crate::graph::hops;
+use crate::graph::PreloadTree;
 use crate::schema::{
     AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Schema, SchemaMeta,
 };

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::topic::{Ops, Topic};
-use crate::capture::Change;
+use crate::change::Change;
 
 /// A subscription's id within a hub.
 pub type SubscriptionId = u64;
@@ -126,7 +126,7 @@ impl RouteIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::Op;
+    use crate::change::Op;
     use crate::route::Selector;
     use crate::schema::TableName;
 

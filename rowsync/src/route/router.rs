@@ -3,14 +3,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use tokio::sync::mpsc;
 
+use super::inbox::{Inbox, Message, Queue, QueueStats, ResyncReason};
 use super::index::{RouteIndex, SubscriptionId};
-use super::subscription::{Inbox, Message, Queue, QueueStats, ResyncReason};
 use super::topic::{touched, Ops, Topic};
-use crate::capture::Change;
+use crate::change::Change;
 use crate::schema::TableName;
 
 /// The subscriptions of a hub and their index.
@@ -21,8 +23,9 @@ pub(crate) struct Router {
     capacity: usize,
 }
 
-// why std RwLock: every critical section is a few map operations with no await inside, and
-// dispatch must never wait on a subscriber.
+// why parking_lot's blocking locks: every critical section is a few map operations with no
+// await inside, dispatch must never wait on a subscriber, and they cannot poison (a panic
+// elsewhere must not take routing down for everyone).
 impl Router {
     pub fn new(capacity: usize) -> Arc<Router> {
         Arc::new(Router {
@@ -41,7 +44,7 @@ impl Router {
             tx,
             stats: stats.clone(),
         });
-        write(&self.queues).insert(id, queue);
+        self.queues.write().insert(id, queue);
         self.add_topics(id, topics, ops);
         Inbox::new(id, rx, stats, Arc::downgrade(self))
     }
@@ -52,21 +55,21 @@ impl Router {
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
     ) {
-        let mut index = write(&self.index);
+        let mut index = self.index.write();
         for topic in topics {
             index.add(id, topic, ops);
         }
     }
 
     pub fn remove_topics(&self, id: SubscriptionId, topics: &[Topic]) {
-        let mut index = write(&self.index);
+        let mut index = self.index.write();
         for topic in topics {
             index.remove_topic(id, topic);
         }
     }
 
     pub fn set_topics(&self, id: SubscriptionId, topics: impl IntoIterator<Item = Topic>) {
-        let mut index = write(&self.index);
+        let mut index = self.index.write();
         index.remove(id);
         for topic in topics {
             index.add(id, topic, Ops::ALL);
@@ -74,12 +77,12 @@ impl Router {
     }
 
     pub fn unsubscribe(&self, id: SubscriptionId) {
-        write(&self.index).remove(id);
-        write(&self.queues).remove(&id);
+        self.index.write().remove(id);
+        self.queues.write().remove(&id);
     }
 
     pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
-        read(&self.index).topics_of(id)
+        self.index.read().topics_of(id)
     }
 
     /// Delivers a change to every subscriber it concerns; returns how many.
@@ -92,12 +95,12 @@ impl Router {
     /// The subscribers a change concerns, each once.
     pub fn matching(&self, change: &Change) -> HashSet<SubscriptionId> {
         let topics = touched(change);
-        read(&self.index).matching(change, &topics)
+        self.index.read().matching(change, &topics)
     }
 
     /// Delivers a change to `ids` (from [`Router::matching`]).
     pub fn deliver(&self, ids: &HashSet<SubscriptionId>, change: Arc<Change>) {
-        let queues = read(&self.queues);
+        let queues = self.queues.read();
         for id in ids {
             if let Some(queue) = queues.get(id) {
                 queue.offer(Message::Change(change.clone()));
@@ -107,7 +110,7 @@ impl Router {
 
     /// Whether some subscriber holds the row of `table` with `key`.
     pub fn holds_row(&self, table: TableName, key: &crate::schema::Key) -> bool {
-        read(&self.index).has_topic(&Topic {
+        self.index.read().has_topic(&Topic {
             table,
             selector: super::Selector::Row(key.clone()),
         })
@@ -115,15 +118,15 @@ impl Router {
 
     /// Tells every subscriber to resync.
     pub fn resync_all(&self, reason: ResyncReason) {
-        for queue in read(&self.queues).values() {
+        for queue in self.queues.read().values() {
             queue.offer(Message::Resync(reason.clone()));
         }
     }
 
     /// Tells the subscribers with a topic on `table` to resync.
     pub fn resync_table(&self, table: TableName) {
-        let ids = read(&self.index).on_table(&table);
-        let queues = read(&self.queues);
+        let ids = self.index.read().on_table(&table);
+        let queues = self.queues.read();
         for id in ids {
             if let Some(queue) = queues.get(&id) {
                 queue.offer(Message::Resync(ResyncReason::Overflow { table }));
@@ -133,26 +136,16 @@ impl Router {
 
     /// Ends every subscription: their queues close, so `next()` gives `None` once drained.
     pub fn close_all(&self) {
-        write(&self.queues).clear();
+        self.queues.write().clear();
     }
 
     /// Distinct topics indexed.
     pub fn topic_count(&self) -> usize {
-        read(&self.index).topic_count()
+        self.index.read().topic_count()
     }
 
     /// Live subscriptions.
     pub fn subscription_count(&self) -> usize {
-        read(&self.queues).len()
+        self.queues.read().len()
     }
-}
-
-// why recover from poisoning: a panic elsewhere must not take routing down for everyone;
-// the maps stay consistent because no code panics between their updates.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::capture::{Change, Op};
+use crate::change::{Change, Op};
 use crate::schema::{Key, TableName, Value};
 
 /// Which rows of a table a topic covers.

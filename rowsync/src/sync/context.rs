@@ -2,12 +2,14 @@
 //! topics its edits add and remove.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::cache::Loader;
-use crate::capture::Change;
+use crate::change::Change;
 use crate::error::{SchemaError, SyncError};
-use crate::load::PreloadTree;
+use crate::graph::PreloadTree;
 use crate::route::{topics_for_rows, Topic};
 use crate::schema::{Filter, Key, OrderBy, Schema};
 
@@ -140,12 +142,7 @@ impl SyncCtx {
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
         let memo_key = (std::any::TypeId::of::<C>(), key, tree.paths().join(","));
-        let hit = self
-            .memo
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&memo_key)
-            .cloned();
+        let hit = self.memo.lock().get(&memo_key).cloned();
         if let Some(row) = hit.and_then(|r| r.downcast::<Option<C>>().ok()) {
             return Ok(Option::clone(&row));
         }
@@ -153,10 +150,7 @@ impl SyncCtx {
             .loader
             .row::<C>(memo_key.1.clone(), self.change.seq, tree)
             .await?;
-        self.memo
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(memo_key, Arc::new(row.clone()));
+        self.memo.lock().insert(memo_key, Arc::new(row.clone()));
         Ok(row)
     }
 
@@ -175,7 +169,7 @@ impl SyncCtx {
             return Ok(());
         }
         let topics = topics_for_rows(&[row], tree)?;
-        let mut delta = self.delta.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delta = self.delta.lock();
         let list = if held {
             &mut delta.added
         } else {
@@ -187,20 +181,16 @@ impl SyncCtx {
 
     /// Records that the row of `S` with `key` is followed even while absent.
     pub fn track_key<S: Schema>(&self, key: &Key) {
-        self.delta
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .added
-            .push(Topic {
-                table: S::meta().table,
-                selector: crate::route::Selector::Row(key.clone()),
-            });
+        self.delta.lock().added.push(Topic {
+            table: S::meta().table,
+            selector: crate::route::Selector::Row(key.clone()),
+        });
     }
 
     /// The topics added and removed, with holds that were removed and added back (a row
     /// replaced by a row with the same keys) cancelled out.
     pub fn take_delta(&self) -> TopicDelta {
-        let delta = std::mem::take(&mut *self.delta.lock().unwrap_or_else(|e| e.into_inner()));
+        let delta = std::mem::take(&mut *self.delta.lock());
         if delta.added.is_empty() || delta.removed.is_empty() {
             return delta;
         }

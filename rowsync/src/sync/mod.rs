@@ -7,7 +7,6 @@ mod context;
 mod held;
 pub(crate) mod order;
 mod root;
-pub(crate) mod tree_paths;
 mod walk;
 
 use std::collections::{BTreeSet, HashSet};
@@ -17,9 +16,9 @@ pub(crate) use context::{Membership, SyncCtx};
 pub use held::Held;
 
 use crate::error::SyncError;
-use crate::load::PreloadTree;
+use crate::graph::PreloadTree;
+use crate::graph::TreePath;
 use crate::schema::{Key, Schema};
-use tree_paths::TreePath;
 
 /// What a sync changed at the top level of the held data, for a UI to patch only those rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

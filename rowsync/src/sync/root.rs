@@ -2,9 +2,9 @@
 
 use super::apply::replacement;
 use super::{Changes, Held, Membership, SyncCtx};
-use crate::capture::Op;
+use crate::change::Op;
 use crate::error::SyncError;
-use crate::load::PreloadTree;
+use crate::graph::PreloadTree;
 use crate::schema::Schema;
 
 pub(crate) async fn apply_root<S: Schema, H: Held<S>>(

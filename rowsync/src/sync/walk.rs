@@ -7,8 +7,8 @@ use futures_util::future::BoxFuture;
 use super::apply::last_step;
 use super::SyncCtx;
 use crate::error::SyncError;
+use crate::graph::PreloadTree;
 use crate::graph::Reached;
-use crate::load::PreloadTree;
 use crate::schema::{AssocDef, AssocField, AssocValue, AssocVisitor, Schema};
 
 /// Applies the change at the end of `path` under `rows`; returns the root indices changed.

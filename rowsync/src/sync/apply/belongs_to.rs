@@ -1,9 +1,9 @@
 //! belongs_to: the changed row is the parent the owner points at.
 
 use super::{Rows, Step};
-use crate::capture::Op;
+use crate::change::Op;
 use crate::error::SyncError;
-use crate::load::related_sql::hops;
+use crate::graph::hops;
 use crate::schema::{AssocValue, Schema, Value};
 
 impl<'a, P: Schema, T> Step<'a, P, T> {

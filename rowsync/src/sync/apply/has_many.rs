@@ -1,9 +1,9 @@
 //! has_many / has_one: the changed row is a child holding the foreign key.
 
 use super::{Rows, Step};
-use crate::capture::Op;
+use crate::change::Op;
 use crate::error::SyncError;
-use crate::load::related_sql::hops;
+use crate::graph::hops;
 use crate::schema::{column_index, AssocValue, Schema, Value};
 
 impl<'a, P: Schema, T> Step<'a, P, T> {

@@ -1,9 +1,9 @@
 //! many_to_many: the related row itself, or a link row of the join table, changed.
 
 use super::{Rows, Step};
-use crate::capture::Op;
+use crate::change::Op;
 use crate::error::SyncError;
-use crate::load::related_sql::hops;
+use crate::graph::hops;
 use crate::schema::Key;
 use crate::schema::{column_index, AssocValue, Schema, Value};
 

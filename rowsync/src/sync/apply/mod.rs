@@ -11,9 +11,9 @@ use futures_util::future::BoxFuture;
 use super::order::insert_ordered;
 use super::SyncCtx;
 use crate::error::SyncError;
+use crate::graph::hops;
+use crate::graph::PreloadTree;
 use crate::graph::Reached;
-use crate::load::related_sql::hops;
-use crate::load::PreloadTree;
 use crate::schema::{
     column_index, Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, Key, Schema,
     Value,

@@ -2,7 +2,7 @@
 
 use super::{Rows, Step};
 use crate::error::SyncError;
-use crate::load::PreloadTree;
+use crate::graph::PreloadTree;
 use crate::schema::{Assoc, Key};
 use crate::schema::{AssocValue, Schema};
 

@@ -1,52 +1,37 @@
-//! The schema graph: tables as nodes, associations as edges (join tables included), and for
-//! every (root schema, changed table) pair the association paths between them, computed once.
+//! The schema model computed once: the graph of schemas (tables as nodes, associations as
+//! edges, join tables included), every association as a chain of hops, preload trees, and
+//! for every shape of held data the paths that lead to each table.
 //!
 //! why precompute: sync must find, for a changed row of table X, where rows of X can sit
-//! inside a value of root schema R. Walking every association of every row for each change
-//! would cost the size of the data; walking only the paths from R to X costs what is relevant.
+//! inside a value held with a given shape. Walking every association of every row for each
+//! change would cost the size of the data; walking only the shape's paths to X costs what is
+//! relevant. Pure: this module imports nothing but the schema model and its errors.
+
+mod hops;
+mod paths;
+mod preload_tree;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub(crate) use hops::hops;
+pub use paths::{Path, Reached};
+pub(crate) use paths::{ShapePaths, TreePath};
+pub use preload_tree::{PreloadNode, PreloadTree};
 
 use crate::error::SchemaError;
-use crate::load::related_sql::hops;
 use crate::schema::{AssocKind, JoinThrough, Schema, SchemaMeta, TableName};
 
-/// How a path reaches the changed table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reached {
-    /// The table is the root schema's own table (the path is empty).
-    Root,
-    /// The table holds the rows of the path's last association.
-    Related,
-    /// The table is the join table of the path's last (many-to-many) association.
-    JoinTable,
-    /// The table is an intermediate step of the path's last (`through`) association.
-    Through,
-}
-
-/// A path of associations from a root schema to a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Path {
-    /// Association names from the root, e.g. `["posts", "tags"]`.
-    pub assocs: Vec<&'static str>,
-    /// How the last step reaches the table.
-    pub reached: Reached,
-}
-
-impl Path {
-    /// The dotted form, e.g. `posts.tags`.
-    pub fn dotted(&self) -> String {
-        self.assocs.join(".")
-    }
-}
-
-/// The registered schemas and the precomputed paths between them.
+/// The registered schemas, checked together, and the paths of every shape asked for.
 #[derive(Debug, Default)]
 pub struct Graph {
     schemas: BTreeMap<&'static str, &'static SchemaMeta>,
     by_table: HashMap<TableName, &'static SchemaMeta>,
     tables: Vec<TableName>,
-    paths: HashMap<(&'static str, TableName), Vec<Path>>,
+    /// The paths of each (root schema, shape), computed on first use.
+    shapes: Mutex<HashMap<(&'static str, PreloadTree), Arc<ShapePaths>>>,
 }
 
 /// Collects schemas for a [`Graph`].
@@ -102,25 +87,18 @@ impl GraphBuilder {
         if !errors.is_empty() {
             return Err(SchemaError::Invalid(errors));
         }
-        let metas: Vec<_> = graph.schemas.values().copied().collect();
-        for root in metas {
-            let mut found: Vec<(TableName, Path)> = vec![(
-                root.table,
-                Path {
-                    assocs: Vec::new(),
-                    reached: Reached::Root,
-                },
-            )];
-            walk(root, &mut vec![root.name], &mut Vec::new(), &mut found)?;
-            for (table, path) in found {
+        for meta in graph.schemas.values() {
+            let mut reached = vec![meta.table];
+            for def in meta.assocs {
+                reached.push((def.related)().table);
+                if let AssocKind::ManyToMany { join_through, .. } = &def.kind {
+                    reached.push(join_through.table());
+                }
+            }
+            for table in reached {
                 if !graph.tables.contains(&table) {
                     graph.tables.push(table);
                 }
-                graph
-                    .paths
-                    .entry((root.name, table))
-                    .or_default()
-                    .push(path);
             }
         }
         Ok(graph)
@@ -133,17 +111,38 @@ impl Graph {
         GraphBuilder::default()
     }
 
-    /// The paths from schema `S` to `table` (empty if the table cannot affect `S`).
-    pub fn paths<S: Schema>(&self, table: TableName) -> &[Path] {
-        self.paths_from(S::meta(), table)
+    /// The paths of data of schema `S` held with `tree` loaded that lead to `table`: where
+    /// rows of `table` (or the join and intermediate rows that decide them) sit in it.
+    /// These are the paths sync walks.
+    pub fn paths<S: Schema>(
+        &self,
+        tree: &PreloadTree,
+        table: TableName,
+    ) -> Result<Vec<Path>, SchemaError> {
+        Ok(self
+            .shape(S::meta(), tree)?
+            .to(&table)
+            .iter()
+            .map(|p| Path {
+                assocs: p.names.clone(),
+                reached: p.reached,
+            })
+            .collect())
     }
 
-    /// The paths from the schema `root` to `table`.
-    pub fn paths_from(&self, root: &SchemaMeta, table: TableName) -> &[Path] {
-        self.paths
-            .get(&(root.name, table))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+    /// The paths of one shape, computed once per (root, shape) and shared.
+    pub(crate) fn shape(
+        &self,
+        root: &'static SchemaMeta,
+        tree: &PreloadTree,
+    ) -> Result<Arc<ShapePaths>, SchemaError> {
+        let key = (root.name, tree.clone());
+        if let Some(paths) = self.shapes.lock().get(&key) {
+            return Ok(paths.clone());
+        }
+        let paths = Arc::new(ShapePaths::of(root, tree)?);
+        self.shapes.lock().insert(key, paths.clone());
+        Ok(paths)
     }
 
     /// Every table of the graph, join tables included.
@@ -160,45 +159,6 @@ impl Graph {
     pub fn schemas(&self) -> impl Iterator<Item = &'static SchemaMeta> + '_ {
         self.schemas.values().copied()
     }
-}
-
-/// Depth-first enumeration of simple paths (no schema twice on one path). A path may end
-/// at a schema already on it (self-reference), but does not continue from there.
-fn walk(
-    at: &'static SchemaMeta,
-    on_path: &mut Vec<&'static str>,
-    prefix: &mut Vec<&'static str>,
-    found: &mut Vec<(TableName, Path)>,
-) -> Result<(), SchemaError> {
-    for def in at.assocs {
-        let related = (def.related)();
-        prefix.push(def.name);
-        let path = |reached| Path {
-            assocs: prefix.clone(),
-            reached,
-        };
-        found.push((related.table, path(Reached::Related)));
-        match &def.kind {
-            AssocKind::ManyToMany { join_through, .. } => {
-                found.push((join_through.table(), path(Reached::JoinTable)));
-            }
-            AssocKind::Through { .. } => {
-                let chain = hops(at, def)?;
-                let steps = &chain.steps;
-                for step in &steps[..steps.len() - 1] {
-                    found.push((step.table, path(Reached::Through)));
-                }
-            }
-            _ => {}
-        }
-        if !on_path.contains(&related.name) {
-            on_path.push(related.name);
-            walk(related, on_path, prefix, found)?;
-            on_path.pop();
-        }
-        prefix.pop();
-    }
-    Ok(())
 }
 
 fn validate(meta: &'static SchemaMeta, errors: &mut Vec<String>) {

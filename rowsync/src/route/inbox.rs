@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::index::SubscriptionId;
 use super::router::Router;
 use super::topic::Topic;
-use crate::capture::Change;
+use crate::change::Change;
 use crate::schema::TableName;
 
 /// What a subscriber receives.

@@ -4,13 +4,13 @@ use crate::error::SchemaError;
 use crate::schema::{assoc_index, SchemaMeta};
 
 /// The associations to load under one schema, each with what to load under it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct PreloadTree {
     children: Vec<PreloadNode>,
 }
 
 /// One association in a [`PreloadTree`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PreloadNode {
     /// Position in the owner's [`SchemaMeta::assocs`].
     pub assoc: usize,
