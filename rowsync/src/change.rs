@@ -1,4 +1,5 @@
-//! The one change type every capture source yields.
+//! The one change type every capture source yields and sync reads, and why a holder must
+//! reload instead.
 
 use crate::schema::{Key, TableName, Value};
 
@@ -52,4 +53,23 @@ impl Change {
             .find(|(c, _)| *c == name)
             .map(|(_, v)| v)
     }
+}
+
+/// Why a subscriber must reload what it holds: changes were lost for it, or cannot be
+/// described to it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ResyncReason {
+    /// The capture connection was lost; changes committed in the gap are gone.
+    Reconnected,
+    /// The subscriber's queue was full; this many messages were dropped for it.
+    Lagged {
+        /// Messages dropped.
+        missed: u64,
+    },
+    /// A change of this table was too large to describe in a notification.
+    Overflow {
+        /// The table.
+        table: TableName,
+    },
 }

@@ -142,6 +142,9 @@ pub enum LoadError {
         /// What went wrong.
         cause: DecodeError,
     },
+    /// A load this one waited on failed; every caller that shared it gets its error.
+    #[error(transparent)]
+    Shared(std::sync::Arc<LoadError>),
     /// `one()` found more than one row.
     #[error("expected at most one row of `{table}`, found {count}; add a filter or use `all()`")]
     MultipleRows {

@@ -71,35 +71,45 @@
 //! # }
 //! ```
 //!
-//! The pieces, in the order a change travels through them: [`schema`] (what you declare),
-//! [`graph`] (the schema graph and its paths), [`load`] (queries and preloads), [`capture`]
-//! (triggers, payloads, the listener), [`cache`] (at most one read per change, shared), [`route`] (topics and
-//! subscriber queues), [`sync`] (applying a change to held data), and the [`Hub`] that wires
-//! them together.
+//! The pieces, in the order a change travels through them: schemas (what you declare), the
+//! schema [`Graph`] (paths computed once), queries ([`Db`], [`Query`]), capture (triggers and
+//! the listener, yielding [`Change`]s), a shared row cache (at most one read per change),
+//! routing ([`Topic`]s and per-subscriber queues), sync (applying a change to held data), and
+//! the [`Hub`] that wires them together; [`Live`] values sit on top.
 
-pub mod cache;
-pub mod capture;
+mod cache;
+mod capture;
 mod change;
-pub mod error;
-pub mod graph;
+mod error;
+mod graph;
 mod hub;
-pub mod live;
-pub mod load;
-pub mod route;
-pub mod schema;
-pub mod sync;
+mod live;
+mod load;
+mod route;
+mod schema;
+mod sync;
 
-pub use change::{Change, Op};
-pub use error::{ConnectError, DecodeError, HubError, LoadError, SchemaError, SyncError};
-pub use graph::{Graph, Path, PreloadTree, Reached};
-pub use hub::{Hub, HubBuilder, HubStats, Subscription};
-pub use live::{Live, LiveQuery, LiveStats, LiveValue};
-pub use load::{preload_into, query, Db, Executor, Query, Tls};
-pub use route::{Message, Ops, ResyncReason, Selector, Topic};
+pub use cache::CacheConfig;
+pub use capture::plan::{CapturePlan, TablePlan};
+pub use change::{Change, Op, ResyncReason};
+pub use error::{
+    ConnectError, DecodeError, HubError, ListenError, LoadError, SchemaError, SyncError,
+    TriggerError,
+};
+pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
+pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};
+pub use live::{Follow, Live, LiveQuery, LiveValue};
+pub use load::{
+    preload_into, query, Db, Executor, Fetch, PgType, Query, Snapshot, SnapshotParseError, Tls,
+};
+pub use route::{Inbox, Message, Ops, Selector, SubscriptionId, Topic};
 pub use rowsync_derive::{Schema, TextEnum};
 /// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.
 pub use rust_decimal::Decimal;
-pub use schema::{Assoc, AssocValue, FieldValue, Filter, Key, RowSource, Schema, Value};
+pub use schema::{
+    Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, ColumnDef, FieldValue,
+    Filter, JoinThrough, Key, OrderBy, RowSource, Schema, SchemaMeta, SortOrder, TableName, Value,
+};
 pub use sync::{Changes, Held, SyncOptions};
 
 /// No preloads, for APIs that take preload paths: `.watch::<Tag>(rowsync::NO_PRELOADS)`.
@@ -114,4 +124,18 @@ pub mod __private {
         AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, ColumnDef, FieldValue, Filter,
         JoinThrough, Key, OrderBy, RowSource, Schema, SchemaMeta, SortOrder, TableName, Value,
     };
+}
+
+/// Internals that the test suite and the benchmark reach into; not a public API, and not
+/// covered by semver.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::capture::triggers::listen::{ListenEvent, Listener, ListenerConfig};
+    pub use crate::capture::triggers::payload::{decode, Decoded, PayloadError};
+    pub use crate::capture::triggers::{
+        function_name, install, install_sql, trigger_name, uninstall, uninstall_sql, MARKER,
+    };
+    pub use crate::load::value_from_text;
+    pub use crate::route::{topics_for_rows, topics_for_table};
+    pub use crate::schema::quote_ident;
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use rowsync::capture::listen::{ListenError, ListenEvent, Listener, ListenerConfig};
+use rowsync::testing::{ListenEvent, Listener, ListenerConfig};
+use rowsync::ListenError;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 

@@ -5,16 +5,12 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rowsync::capture::payload::decode;
-use rowsync::capture::triggers::{
-    function_name, install, install_sql, trigger_name, uninstall, TriggerError,
+use rowsync::testing::{
+    decode, function_name, install, install_sql, quote_ident, trigger_name, uninstall, Decoded,
 };
-use rowsync::capture::{CapturePlan, Decoded, TablePlan};
-use rowsync::graph::Graph;
-use rowsync::load::PgType;
-use rowsync::schema::{quote_ident, TableName};
-use rowsync::PreloadTree;
-use rowsync::{Change, Op};
+use rowsync::{
+    CapturePlan, Change, Graph, Op, PgType, PreloadTree, TableName, TablePlan, TriggerError,
+};
 use rowsync::{Key, Schema, Value};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};

@@ -1,7 +1,6 @@
 //! The schema graph: paths computed once, and declarations checked all at once.
 
-use rowsync::schema::TableName;
-use rowsync::{Assoc, Graph, PreloadTree, Reached, Schema, SchemaError};
+use rowsync::{Assoc, Graph, PreloadTree, Reached, Schema, SchemaError, TableName};
 
 use crate::support::schemas::{Person, Post, Tag};
 

@@ -158,7 +158,7 @@ impl AnyLive {
         }
     }
 
-    fn stats(&self) -> rowsync::LiveStats {
+    fn stats(&self) -> rowsync::SyncStats {
         match self {
             AnyLive::People(l, ..) => l.stats(),
             AnyLive::Post(l, ..) => l.stats(),
@@ -431,7 +431,7 @@ async fn a_transaction_in_progress_during_the_load_is_applied_when_it_commits() 
     let mut posts = hub.live::<Post>().preload(["tags"]).all().await.unwrap();
     let xid: u64 = xid.parse().unwrap();
     assert!(
-        !posts.snapshot().sees(xid),
+        !posts.snapshot().expect("loaded").sees(xid),
         "the writer was in progress at the snapshot"
     );
     assert_eq!(

@@ -292,7 +292,7 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
             // (plus the followed root keys)
             let tree = rowsync::PreloadTree::parse(Person::meta(), shape.iter()).unwrap();
             let held: Vec<&Person> = data.iter().collect();
-            let mut want: Vec<String> = rowsync::route::topics_for_rows(&held, &tree)
+            let mut want: Vec<String> = rowsync::testing::topics_for_rows(&held, &tree)
                 .unwrap()
                 .into_iter()
                 .chain([1i64, 2].map(|id| rowsync::Topic {

@@ -1,10 +1,40 @@
-//! Where changes come from. Every source yields the same [`Change`]; today the generated
-//! triggers with LISTEN/NOTIFY, later logical replication.
+//! Where changes come from. Every source decodes its own bytes and yields the same
+//! [`CaptureEvent`]s, in commit order: row changes, and notices that some holders must
+//! reload. Today the source is the generated triggers with LISTEN/NOTIFY (`triggers/`).
 
-pub mod payload;
-pub mod plan;
+pub(crate) mod plan;
+pub(crate) mod triggers;
 
-pub use payload::{Decoded, PayloadError};
-pub use plan::{CapturePlan, TablePlan};
-pub mod listen;
-pub mod triggers;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::change::{Change, ResyncReason};
+use crate::schema::TableName;
+
+/// What a capture source tells the hub, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CaptureEvent {
+    /// One row change.
+    Change(Change),
+    /// The holders of `table` (of every table, for `None`) must reload: changes were lost,
+    /// or cannot be described.
+    Resync {
+        table: Option<TableName>,
+        reason: ResyncReason,
+    },
+}
+
+/// Counters a capture source keeps.
+#[derive(Debug, Default)]
+pub(crate) struct CaptureStats {
+    pub changes: AtomicU64,
+    pub malformed: AtomicU64,
+    pub unknown_table: AtomicU64,
+    pub overflows: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+impl CaptureStats {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,14 +1,18 @@
 //! `Hub::builder(url).watch::<Person>(["posts.tags"]).start().await`.
 
 use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{check, pump, Hub, HubInner};
-use crate::cache::{CacheConfig, Loader, RowCache};
-use crate::capture::listen::{Listener, ListenerConfig};
-use crate::capture::{triggers, CapturePlan};
+use super::pump::Pump;
+use super::{check, Hub, HubInner};
+use crate::cache::{CacheConfig, Loader, SingleFlight};
+use crate::capture::plan::CapturePlan;
+use crate::capture::triggers::listen::ListenerConfig;
+use crate::capture::triggers::{self, TriggerSource};
+use crate::capture::CaptureStats;
 use crate::error::{ConnectError, HubError};
 use crate::graph::Graph;
 use crate::graph::PreloadTree;
@@ -161,38 +165,38 @@ impl HubBuilder {
         installed?;
 
         let db = Db::connect_with(&self.url, &self.tls)?;
-        let cache = Arc::new(RowCache::new(self.cache));
+        let loader = Loader::new(self.cache, db.clone());
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
+        let schemas = plan
+            .tables()
+            .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
+            .collect();
         let (tx, rx) = mpsc::channel(16 * 1024);
         let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
         listen.tls = self.tls.clone();
-        let listener = Listener::start(listen, tx).await?;
-        let counters = Arc::new(pump::PumpCounters::default());
-        let loader = Loader {
-            cache: cache.clone(),
-            db: db.clone(),
-            prefetch: Default::default(),
+        let capture = Arc::new(CaptureStats::default());
+        let source = TriggerSource::start(listen, plan.clone(), tx, capture.clone()).await?;
+        let last_seq = Arc::new(AtomicU64::new(0));
+        let pump = Pump {
+            router: router.clone(),
+            loader: loader.clone(),
+            schemas,
+            last_seq: last_seq.clone(),
         };
-        let pump = tokio::spawn(pump::run(
-            rx,
-            plan.clone(),
-            router.clone(),
-            loader.clone(),
-            counters.clone(),
-        ));
+        let pump = tokio::spawn(pump.run(rx));
         Ok(Hub {
             inner: Arc::new(HubInner {
-                db: db.clone(),
+                db,
                 graph,
                 plan,
                 channel: self.channel,
                 router,
-                loader: loader.clone(),
-                cache,
-                flights: crate::live::Flights::default(),
-                counters,
-                running: tokio::sync::Mutex::new(Some((listener, pump))),
+                loader,
+                reloads: SingleFlight::default(),
+                capture,
+                last_seq,
+                running: tokio::sync::Mutex::new(Some((source, pump))),
             }),
         })
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::capture::CapturePlan;
+use crate::capture::plan::CapturePlan;
 use crate::error::HubError;
 use crate::load::PgType;
 use crate::schema::{SchemaMeta, TableName};

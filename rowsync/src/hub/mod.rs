@@ -4,29 +4,29 @@
 mod builder;
 mod check;
 mod pump;
+mod reload;
 mod subscription;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
 pub use builder::HubBuilder;
-pub use subscription::Subscription;
-use subscription::{sync_detached, Shape};
+pub(crate) use subscription::Shape;
+pub use subscription::{Subscription, SyncStats};
 
-use crate::cache::{Loader, RowCache};
-use crate::capture::listen::Listener;
-use crate::capture::{triggers, CapturePlan};
+use crate::cache::{Loader, SingleFlight};
+use crate::capture::plan::CapturePlan;
+use crate::capture::triggers::TriggerSource;
+use crate::capture::{triggers, CaptureStats};
 use crate::change::{Change, Op};
-use crate::error::HubError;
-use crate::error::SyncError;
-use crate::graph::Graph;
-use crate::graph::PreloadTree;
-use crate::load::{Db, Query};
+use crate::error::{HubError, SyncError};
+use crate::graph::{Graph, PreloadTree};
+use crate::load::{Db, Query, QuerySpec};
 use crate::route::router::Router;
 use crate::route::{topics_for_rows, topics_for_table, Message, Ops, Selector, Topic};
-use crate::schema::Schema;
+use crate::schema::{Schema, SchemaMeta};
 use crate::sync::{Changes, Held, Membership, SyncOptions};
 
 /// Counters of a hub, for tests and metrics.
@@ -65,11 +65,12 @@ struct HubInner {
     plan: Arc<CapturePlan>,
     channel: String,
     router: Arc<Router>,
-    cache: Arc<RowCache>,
     loader: Loader,
-    flights: crate::live::Flights,
-    counters: Arc<pump::PumpCounters>,
-    running: tokio::sync::Mutex<Option<(Listener, JoinHandle<()>)>>,
+    /// Reloads under a snapshot in flight, shared by identical ones (`reload.rs`).
+    reloads: SingleFlight<String, reload::Entry>,
+    capture: Arc<CaptureStats>,
+    last_seq: Arc<AtomicU64>,
+    running: tokio::sync::Mutex<Option<(TriggerSource, JoinHandle<()>)>>,
 }
 
 impl Hub {
@@ -96,6 +97,10 @@ impl Hub {
     /// What the hub captures.
     pub fn plan(&self) -> &CapturePlan {
         &self.inner.plan
+    }
+
+    pub(crate) fn loader(&self) -> &Loader {
+        &self.inner.loader
     }
 
     /// The SQL the hub installs (and would install), for migrations you manage yourself.
@@ -130,14 +135,18 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let topics = topics_for_table(S::meta(), &tree)?;
-        self.check_watched(&topics)?;
         let membership = Membership::Query {
             filter: None,
             order_by: Arc::from(Vec::new()),
         };
-        let shape = Shape::new(self, S::meta(), tree, membership)?;
-        let inbox = self.inner.router.subscribe(topics, Ops::ALL);
-        Ok(Subscription::new(inbox, self.clone(), Some(shape)))
+        self.subscribe_shape(
+            S::meta(),
+            tree,
+            membership,
+            QuerySpec::default(),
+            false,
+            topics,
+        )
     }
 
     /// Changes that touch `rows` held with `preloads` loaded: updates and deletes of those
@@ -151,38 +160,44 @@ impl Hub {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         let rows: Vec<&S> = rows.into_iter().collect();
         let topics = topics_for_rows(&rows, &tree)?;
-        self.check_watched(&topics_for_table(S::meta(), &tree)?)?;
         let keys = rows.iter().map(|r| r.primary_key()).collect();
-        let shape = Shape::new(self, S::meta(), tree, Membership::Keys(Arc::new(keys)))?;
+        let spec = QuerySpec {
+            preloads: tree.paths(),
+            ..QuerySpec::default()
+        };
+        let membership = Membership::Keys(Arc::new(keys));
+        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
+    }
+
+    /// The one way a subscription with a data shape is made: checks that the hub captures
+    /// every table the shape reads, then files the subscription under `topics`.
+    pub(crate) fn subscribe_shape(
+        &self,
+        root: &'static SchemaMeta,
+        tree: PreloadTree,
+        membership: Membership,
+        mut spec: QuerySpec,
+        single: bool,
+        topics: Vec<Topic>,
+    ) -> Result<Subscription, HubError> {
+        self.check_watched(&topics_for_table(root, &tree)?)?;
+        spec.preloads = tree.paths();
+        let shape = Shape {
+            root,
+            paths: self.graph().shape(root, &tree)?,
+            tree,
+            membership,
+            spec,
+            single,
+        };
         let inbox = self.inner.router.subscribe(topics, Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
 
-    /// A live query: loaded and subscribed with no gap, then kept in sync by
-    /// [`Live::next`](crate::live::Live::next).
-    pub fn live<S: Schema>(&self) -> crate::live::LiveQuery<S> {
-        crate::live::LiveQuery::new(self.clone())
-    }
-
-    /// A subscription with a shape and membership, and no topics yet (live queries set them).
-    pub(crate) fn subscribe_shape<S: Schema>(
-        &self,
-        tree: PreloadTree,
-        membership: Membership,
-    ) -> Result<Subscription, HubError> {
-        self.check_watched(&topics_for_table(S::meta(), &tree)?)?;
-        let shape = Shape::new(self, S::meta(), tree, membership)?;
-        let inbox = self.inner.router.subscribe(Vec::new(), Ops::ALL);
-        Ok(Subscription::new(inbox, self.clone(), Some(shape)))
-    }
-
-    pub(crate) fn flights(&self) -> &crate::live::Flights {
-        &self.inner.flights
-    }
-
-    /// Loads started by live queries (concurrent identical ones share one).
+    /// Reloads under a snapshot started (live queries and resyncs; concurrent identical ones
+    /// share one).
     pub fn live_loads(&self) -> u64 {
-        self.inner.flights.loads()
+        self.inner.reloads.started()
     }
 
     /// Changes of `S`'s table with operation `op` and rows chosen by `selector`, e.g.
@@ -221,14 +236,16 @@ impl Hub {
         options: SyncOptions,
     ) -> Result<Changes, SyncError> {
         match message {
-            Message::Change(change) => sync_detached(self, data, change, options).await,
+            Message::Change(change) => {
+                subscription::sync_detached(self, data, change, options).await
+            }
             Message::Resync(_) => Ok(Changes::default()),
         }
     }
 
-    /// The position of the last change received (changes are numbered in commit order).
+    /// The position of the last change routed (changes are numbered in commit order).
     pub fn current_seq(&self) -> u64 {
-        self.inner.counters.last_seq.load(Ordering::Acquire)
+        self.inner.last_seq.load(Ordering::Acquire)
     }
 
     /// The changed row as of this change, read once through the shared cache however many
@@ -253,15 +270,16 @@ impl Hub {
 
     /// Current counters.
     pub fn stats(&self) -> HubStats {
-        let c = &self.inner.counters;
+        let c = &self.inner.capture;
+        let n = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         HubStats {
-            changes_received: c.changes.load(Ordering::Relaxed),
-            rows_loaded: self.inner.cache.loads(),
-            cache_hits: self.inner.cache.hits(),
-            malformed_payloads: c.malformed.load(Ordering::Relaxed),
-            unknown_tables: c.unknown_table.load(Ordering::Relaxed),
-            overflows: c.overflows.load(Ordering::Relaxed),
-            reconnects: c.reconnects.load(Ordering::Relaxed),
+            changes_received: n(&c.changes),
+            rows_loaded: self.inner.loader.cache.loads(),
+            cache_hits: self.inner.loader.cache.hits(),
+            malformed_payloads: n(&c.malformed),
+            unknown_tables: n(&c.unknown_table),
+            overflows: n(&c.overflows),
+            reconnects: n(&c.reconnects),
             subscriptions: self.inner.router.subscription_count() as u64,
             topics: self.inner.router.topic_count() as u64,
         }
@@ -269,7 +287,7 @@ impl Hub {
 
     /// Entries in the shared row cache now (after pending evictions ran).
     pub async fn cache_entries(&self) -> u64 {
-        self.inner.cache.len().await
+        self.inner.loader.cache.len().await
     }
 
     /// The backend pid of the listener's connection (to observe or test reconnects).
@@ -279,15 +297,15 @@ impl Hub {
             .lock()
             .await
             .as_ref()
-            .and_then(|(l, _)| l.process_id())
+            .and_then(|(source, _)| source.process_id())
     }
 
     /// Stops the listener and the routing task; subscriptions then end (`next()` gives
     /// `None`). Installed triggers stay (other hubs may rely on them).
     pub async fn shutdown(&self) {
         let running = self.inner.running.lock().await.take();
-        if let Some((listener, pump)) = running {
-            listener.shutdown().await;
+        if let Some((source, pump)) = running {
+            source.shutdown().await;
             let _ = pump.await;
         }
         self.inner.router.close_all();

@@ -1,4 +1,5 @@
-//! The subscription users hold: a stream of messages, and `sync` to apply them to data.
+//! The subscription users hold: a stream of messages about the data they hold, and `sync`
+//! to apply each one to that data (reloading it, under a snapshot, when told to resync).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,37 +8,80 @@ use futures_util::Stream;
 
 use super::Hub;
 use crate::change::Change;
-use crate::error::SyncError;
-use crate::graph::PreloadTree;
-use crate::graph::ShapePaths;
-use crate::route::{topics_for_rows, Inbox, Message, SubscriptionId, Topic};
-use crate::schema::{Filter, Key, Schema, SchemaMeta};
+use crate::error::{HubError, SyncError};
+use crate::graph::{PreloadTree, ShapePaths};
+use crate::load::{rows_under_snapshot, QuerySpec, Selection, Snapshot};
+use crate::route::{
+    topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,
+};
+use crate::schema::{Key, Schema, SchemaMeta};
 use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions};
 
-/// The data shape a subscription was made for, with its paths to every watched table.
+/// The data shape a subscription was made for, with its paths to every table.
 pub(crate) struct Shape {
     pub root: &'static SchemaMeta,
     pub tree: PreloadTree,
     pub paths: Arc<ShapePaths>,
     /// Which root rows belong to the held data.
     pub membership: Membership,
+    /// What a reload reads (filters, order, preloads), for a query membership.
+    pub spec: QuerySpec,
+    /// Whether the data holds at most one row of a query (`one()`).
+    pub single: bool,
 }
 
 impl Shape {
-    pub fn new(
-        hub: &Hub,
-        root: &'static SchemaMeta,
-        tree: PreloadTree,
-        membership: Membership,
-    ) -> Result<Shape, crate::error::SchemaError> {
-        let paths = hub.graph().shape(root, &tree)?;
-        Ok(Shape {
-            root,
-            tree,
-            paths,
-            membership,
-        })
+    /// What a reload reads, and the key under which identical reloads share one load.
+    fn selection(&self) -> (Selection, String) {
+        let selection = match &self.membership {
+            Membership::Keys(keys) => {
+                let mut keys: Vec<Key> = keys.iter().cloned().collect();
+                keys.sort_by(crate::sync::order::compare_keys);
+                Selection::Keys {
+                    keys,
+                    preloads: self.spec.preloads.clone(),
+                }
+            }
+            Membership::Query { .. } | Membership::Any => Selection::Query {
+                spec: self.spec.clone(),
+                single: self.single,
+            },
+        };
+        let key = format!("{}|{selection:?}", self.root.name);
+        (selection, key)
     }
+
+    /// The topics of the rows held, and those the membership follows whatever is held.
+    fn topics<S: Schema>(&self, rows: &[&S]) -> Result<Vec<Topic>, crate::error::SchemaError> {
+        let mut topics = topics_for_rows(rows, &self.tree)?;
+        match &self.membership {
+            Membership::Keys(keys) => topics.extend(keys.iter().map(|k| Topic {
+                table: self.root.table,
+                selector: Selector::Row(k.clone()),
+            })),
+            Membership::Query { .. } => topics.push(Topic {
+                table: self.root.table,
+                selector: Selector::All,
+            }),
+            Membership::Any => {}
+        }
+        Ok(topics)
+    }
+}
+
+/// Counters of a subscription's syncs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStats {
+    /// Changes applied.
+    pub applied: u64,
+    /// Changes skipped because the data was loaded after they committed (visible in the
+    /// load's snapshot).
+    pub skipped_visible: u64,
+    /// Changes received a second time (never applied twice).
+    pub duplicates: u64,
+    /// Loads under a snapshot (a live query's first load, and one per resync).
+    pub loads: u64,
 }
 
 /// A stream of [`Message`]s about the data a subscriber holds, and the means to apply them:
@@ -63,17 +107,21 @@ impl Shape {
 ///
 /// Changes arrive in commit order, each at most once. The subscription follows the data:
 /// rows that sync inserts are subscribed, rows it removes are unsubscribed. On
-/// [`Message::Resync`], `sync` reloads the data (same shape) and re-derives the topics.
+/// [`Message::Resync`], `sync` reloads the data (same shape) under a snapshot, re-derives the
+/// topics, and from then on skips the changes that snapshot already saw.
 ///
 /// Gap rule for this manual path: subscribe right after loading, and expect that a change
-/// committed between the two is only seen by the next resync; `Hub::live` (to come) closes
-/// that gap by construction.
+/// committed between the two is only seen by the next resync; [`Hub::live`] closes that gap
+/// by construction.
 pub struct Subscription {
     inbox: Inbox,
     hub: Hub,
     shape: Option<Arc<Shape>>,
-    /// Changes with `seq` up to this are already reflected in the data (set by reloads).
-    synced_through: u64,
+    /// The snapshot of the last reload: changes it saw are in the data already.
+    snapshot: Option<Snapshot>,
+    /// The newest change applied.
+    last_seq: u64,
+    stats: SyncStats,
 }
 
 impl Subscription {
@@ -82,20 +130,10 @@ impl Subscription {
             inbox,
             hub,
             shape: shape.map(Arc::new),
-            synced_through: 0,
+            snapshot: None,
+            last_seq: 0,
+            stats: SyncStats::default(),
         }
-    }
-
-    pub(crate) fn shape(&self) -> Option<Arc<Shape>> {
-        self.shape.clone()
-    }
-
-    pub(crate) fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
-    pub(crate) fn set_topics(&self, topics: Vec<Topic>) {
-        self.inbox.set_topics(topics);
     }
 
     /// This subscription's id within its hub.
@@ -139,6 +177,16 @@ impl Subscription {
         self.inbox.dropped()
     }
 
+    /// Counters of the syncs through this subscription.
+    pub fn stats(&self) -> SyncStats {
+        self.stats
+    }
+
+    /// The snapshot of the last reload, if the data was loaded through the subscription.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
     /// Applies `message` to `data` (EctoSync's `sync/2`): the result equals what a fresh load
     /// with the same preloads would give. Returns what changed at the top level.
     pub async fn sync<S: Schema, H: Held<S>>(
@@ -156,6 +204,36 @@ impl Subscription {
         message: &Message,
         options: SyncOptions,
     ) -> Result<Changes, SyncError> {
+        let shape = self.shape_of::<S>()?;
+        match message {
+            Message::Change(change) => {
+                if self.snapshot.as_ref().is_some_and(|s| s.sees(change.xid)) {
+                    self.stats.skipped_visible += 1;
+                    return Ok(Changes::default());
+                }
+                if change.seq <= self.last_seq {
+                    self.stats.duplicates += 1;
+                    return Ok(Changes::default());
+                }
+                self.last_seq = change.seq;
+                self.stats.applied += 1;
+                self.apply(&shape, data, change, options).await
+            }
+            Message::Resync(_) => {
+                let rows = self
+                    .reload::<S>(&data.rows())
+                    .await
+                    .map_err(|e| SyncError::Reload(Box::new(e)))?;
+                data.replace_all(rows);
+                Ok(Changes {
+                    reloaded: true,
+                    ..Changes::default()
+                })
+            }
+        }
+    }
+
+    fn shape_of<S: Schema>(&self) -> Result<Arc<Shape>, SyncError> {
         let shape = self.shape.clone().ok_or(SyncError::NoShape)?;
         if !std::ptr::eq(shape.root, S::meta()) {
             return Err(SyncError::WrongSchema {
@@ -163,117 +241,79 @@ impl Subscription {
                 found: S::meta().name,
             });
         }
-        match message {
-            Message::Change(change) => {
-                if change.seq <= self.synced_through {
-                    return Ok(Changes::default());
-                }
-                let paths = shape.paths.to(&change.table);
-                let mut ctx = SyncCtx::new(change.clone(), self.hub.inner.loader.clone(), options);
-                ctx.membership = shape.membership.clone();
-                let changes = apply(&ctx, data, &shape.tree, paths).await?;
-                let delta = ctx.take_delta();
-                if !delta.added.is_empty() {
-                    self.inbox.add_topics(delta.added);
-                }
-                if !delta.removed.is_empty() {
-                    self.inbox.remove_topics(&delta.removed);
-                }
-                Ok(changes)
-            }
-            Message::Resync(_) => self.reload(data, &shape).await,
-        }
+        Ok(shape)
     }
 
-    async fn reload<S: Schema, H: Held<S>>(
+    async fn apply<S: Schema, H: Held<S>>(
         &mut self,
-        data: &mut H,
         shape: &Shape,
+        data: &mut H,
+        change: &Arc<Change>,
+        options: SyncOptions,
     ) -> Result<Changes, SyncError> {
-        // why read the position first: every change received so far committed before the
-        // reload's snapshot, so it is in the reloaded data and must not be applied again.
-        let watermark = self.hub.current_seq();
-        let paths = shape.tree.paths();
-        let fresh = match &shape.membership {
-            Membership::Keys(keys) => {
-                let keys = held_order(&data.rows(), keys.iter().cloned().collect());
-                reload_rows(&self.hub, keys, &paths).await
-            }
-            Membership::Query { filter, .. } => {
-                let mut query = self.hub.query::<S>().preload(&paths);
-                if let Some(filter) = filter {
-                    query = query.filter(Filter::clone(filter));
-                }
-                query.all().await
-            }
-            Membership::Any => {
-                let keys = data.rows().iter().map(|r| r.primary_key()).collect();
-                reload_rows(&self.hub, keys, &paths).await
-            }
+        let paths = shape.paths.to(&change.table);
+        let mut ctx = SyncCtx::new(change.clone(), self.hub.loader().clone(), options);
+        ctx.membership = shape.membership.clone();
+        let changes = apply(&ctx, data, &shape.tree, paths).await?;
+        let delta = ctx.take_delta();
+        if !delta.added.is_empty() {
+            self.inbox.add_topics(delta.added);
         }
-        .map_err(|e| SyncError::Load(Arc::new(e)))?;
-        data.replace_all(fresh);
-        if let Membership::Keys(keys) = &shape.membership {
-            let mut topics = topics_for_rows(&data.rows(), &shape.tree)?;
-            topics.extend(keys.iter().map(|k| Topic {
-                table: shape.root.table,
-                selector: crate::route::Selector::Row(k.clone()),
-            }));
-            self.inbox.set_topics(topics);
+        if !delta.removed.is_empty() {
+            self.inbox.remove_topics(&delta.removed);
         }
-        self.synced_through = watermark;
-        Ok(Changes {
-            reloaded: true,
-            ..Changes::default()
-        })
+        Ok(changes)
+    }
+
+    /// The rows the shape selects now, read under one snapshot (shared with identical
+    /// reloads that start together), ordered as `held` holds them; the topics follow them.
+    ///
+    /// The subscription first listens to every change of the tables the shape reads, so
+    /// nothing committed while the rows are read is missed; changes the snapshot saw are
+    /// skipped from then on.
+    pub(crate) async fn reload<S: Schema>(&mut self, held: &[&S]) -> Result<Vec<S>, HubError> {
+        let shape = self.shape_of::<S>().map_err(|_| HubError::Closed)?;
+        self.inbox
+            .set_topics(topics_for_table(shape.root, &shape.tree)?);
+        let (selection, key) = shape.selection();
+        let db = self.hub.db().clone();
+        let loaded = self
+            .hub
+            .shared_reload::<Vec<S>>(
+                key,
+                Box::pin(async move { rows_under_snapshot::<S>(&db, &selection).await }),
+            )
+            .await
+            .map_err(HubError::Load)?;
+        let (snapshot, mut rows) = (loaded.0.clone(), loaded.1.clone());
+        if let Membership::Keys(_) = shape.membership {
+            rows = in_held_order(held, rows);
+        }
+        let held: Vec<&S> = rows.iter().collect();
+        self.inbox.set_topics(shape.topics(&held)?);
+        self.snapshot = Some(snapshot);
+        self.stats.loads += 1;
+        Ok(rows)
     }
 }
 
-/// The followed keys, those held first in the order held, then the others.
-fn held_order<S: Schema>(held: &[&S], followed: Vec<Key>) -> Vec<Key> {
-    let mut keys: Vec<Key> = held.iter().map(|r| r.primary_key()).collect();
-    let mut rest: Vec<Key> = followed.into_iter().filter(|k| !keys.contains(k)).collect();
-    rest.sort_by(crate::sync::order::compare_keys);
-    keys.extend(rest);
-    keys
-}
-
-/// The rows with these keys, in the order given, with `paths` preloaded.
-async fn reload_rows<S: Schema>(
-    hub: &Hub,
-    keys: Vec<Key>,
-    paths: &[String],
-) -> Result<Vec<S>, crate::error::LoadError> {
-    let meta = S::meta();
-    let mut rows = match meta.single_key_column() {
-        Some(column) => {
-            let values: Vec<_> = keys.iter().map(|k| k.0[0].clone()).collect();
-            hub.query::<S>()
-                .filter(Filter::in_list(column, values))
-                .preload(paths)
-                .all()
-                .await?
-        }
-        None => {
-            let mut rows = Vec::new();
-            for key in &keys {
-                rows.extend(hub.query::<S>().preload(paths).get(key.clone()).await?);
-            }
-            rows
-        }
-    };
-    let position: HashMap<Key, usize> = keys
+/// `rows` with those held first, in the order held, then the others in key order.
+fn in_held_order<S: Schema>(held: &[&S], mut rows: Vec<S>) -> Vec<S> {
+    let position: HashMap<Key, usize> = held
         .iter()
         .enumerate()
-        .map(|(i, k)| (k.clone(), i))
+        .map(|(i, r)| (r.primary_key(), i))
         .collect();
-    rows.sort_by_key(|r| {
-        position
-            .get(&r.primary_key())
-            .copied()
-            .unwrap_or(usize::MAX)
+    rows.sort_by(|a, b| {
+        let (ka, kb) = (a.primary_key(), b.primary_key());
+        match (position.get(&ka), position.get(&kb)) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => crate::sync::order::compare_keys(&ka, &kb),
+        }
     });
-    Ok(rows)
+    rows
 }
 
 impl Stream for Subscription {
@@ -306,8 +346,7 @@ pub(crate) async fn sync_detached<S: Schema, H: Held<S>>(
 ) -> Result<Changes, SyncError> {
     let tree = PreloadTree::of_rows(&data.rows());
     let paths = hub.graph().shape(S::meta(), &tree)?;
-    let paths = paths.to(&change.table);
-    let mut ctx = SyncCtx::new(change.clone(), hub.inner.loader.clone(), options);
+    let mut ctx = SyncCtx::new(change.clone(), hub.loader().clone(), options);
     ctx.follow_topics = false;
-    apply(&ctx, data, &tree, paths).await
+    apply(&ctx, data, &tree, paths.to(&change.table)).await
 }

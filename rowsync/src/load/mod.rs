@@ -2,9 +2,12 @@
 
 mod db;
 mod executor;
+pub(crate) mod image;
 pub(crate) mod pg_text;
 pub(crate) mod pg_value;
 mod preload;
+pub(crate) mod snapshot;
+pub(crate) use preload::preload;
 pub(crate) mod query;
 pub(crate) mod related_sql;
 mod tls;
@@ -12,6 +15,9 @@ mod tls;
 pub use db::{query, Db};
 pub use executor::Executor;
 pub use pg_text::{value_from_text, PgType};
-pub use query::{preload_into, Query};
+pub(crate) use query::QuerySpec;
+pub use query::{preload_into, Fetch, Query};
+pub(crate) use snapshot::{rows_under_snapshot, Selection};
+pub use snapshot::{Snapshot, SnapshotParseError};
 pub(crate) use tls::DriveConnection;
 pub use tls::Tls;

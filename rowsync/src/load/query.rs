@@ -1,21 +1,17 @@
 //! The query builder: `db.query::<Person>().filter(..).preload([..]).all().await`.
 
-use std::any::TypeId;
-use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
-
-use parking_lot::Mutex;
 
 use postgres_types::ToSql;
 
+use super::image::select_list;
 use super::pg_value::QueryRow;
 use super::preload::preload;
 use super::related_sql::order_clause;
-use super::{Db, Executor};
+use super::Executor;
 use crate::error::{LoadError, SchemaError};
 use crate::graph::PreloadTree;
-use crate::schema::{column_index, quote_ident, Filter, Key, OrderBy, Schema, SortOrder, Value};
+use crate::schema::{column_index, Filter, Key, OrderBy, Schema, SchemaMeta, SortOrder, Value};
 
 /// Where a query runs.
 #[derive(Clone, Copy)]
@@ -24,37 +20,75 @@ pub(crate) enum Source<'a> {
     Executor(&'a dyn Executor),
 }
 
+/// What a query selects: filters, preloads, order and limit. One spec serves every way of
+/// running a query (once with [`Query::all`], or followed live).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QuerySpec {
+    pub filters: Vec<Filter>,
+    pub preloads: Vec<String>,
+    pub order_by: Vec<(String, SortOrder)>,
+    pub limit: Option<i64>,
+}
+
+impl QuerySpec {
+    /// The filters as one (`None` when there are none).
+    pub fn filter(&self) -> Option<Filter> {
+        match self.filters.len() {
+            0 => None,
+            1 => Some(self.filters[0].clone()),
+            _ => Some(Filter::and(self.filters.clone())),
+        }
+    }
+
+    /// The order terms, checked against `meta`.
+    pub fn order(&self, meta: &'static SchemaMeta) -> Result<Vec<OrderBy>, SchemaError> {
+        self.order_by
+            .iter()
+            .map(|(column, order)| {
+                let i = column_index(meta, column)?;
+                Ok(OrderBy {
+                    column: meta.columns[i].name,
+                    order: *order,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a query yields, for its type parameters alone (it holds no `S`).
+type RowsOf<'a, S> = (&'a (), fn() -> S);
+
+/// Runs a query once, on a pool or on a connection you hold (the default mode of
+/// [`Query`]).
+pub struct Fetch<'a>(Source<'a>);
+
 /// A query for rows of `S` with preloaded associations. Build it with
 /// [`Db::query`](crate::Db::query) or [`query`](crate::query), then run it with
-/// [`all`](Query::all), [`one`](Query::one) or [`get`](Query::get).
+/// [`all`](Query::all), [`one`](Query::one) or [`get`](Query::get); the same builder, in
+/// the mode a hub's `live()` gives it, is a [`LiveQuery`](crate::LiveQuery).
 ///
 /// Root rows are ordered by the given `order_by` terms, then by primary key; associations
 /// are loaded with one query per association level (like Ecto's preload).
-#[must_use = "a query does nothing until `all`, `one` or `get` is awaited"]
-pub struct Query<'a, S> {
-    source: Source<'a>,
-    filters: Vec<Filter>,
-    preloads: Vec<String>,
-    order_by: Vec<(String, SortOrder)>,
-    limit: Option<i64>,
-    _schema: PhantomData<fn() -> S>,
+#[must_use = "a query does nothing until it is run"]
+pub struct Query<'a, S, M = Fetch<'a>> {
+    pub(crate) mode: M,
+    pub(crate) spec: QuerySpec,
+    _schema: PhantomData<RowsOf<'a, S>>,
 }
 
-impl<'a, S: Schema> Query<'a, S> {
-    pub(crate) fn new(source: Source<'a>) -> Self {
+impl<'a, S: Schema, M> Query<'a, S, M> {
+    pub(crate) fn with_mode(mode: M) -> Self {
         Query {
-            source,
-            filters: Vec::new(),
-            preloads: Vec::new(),
-            order_by: Vec::new(),
-            limit: None,
+            mode,
+            spec: QuerySpec::default(),
             _schema: PhantomData,
         }
     }
 
-    /// Keeps rows matching `filter` (several calls combine with AND).
+    /// Keeps rows matching `filter` (several calls combine with AND). A followed query's
+    /// rows start and stop belonging as they start and stop matching it.
     pub fn filter(mut self, filter: Filter) -> Self {
-        self.filters.push(filter);
+        self.spec.filters.push(filter);
         self
     }
 
@@ -64,34 +98,42 @@ impl<'a, S: Schema> Query<'a, S> {
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        self.preloads
+        self.spec
+            .preloads
             .extend(paths.into_iter().map(|p| p.as_ref().to_owned()));
         self
     }
 
-    /// Orders by a column, ascending.
+    /// Orders by a column, ascending (then by primary key); a followed list keeps inserted
+    /// rows in this order.
     pub fn order_by(mut self, column: impl Into<String>) -> Self {
-        self.order_by.push((column.into(), SortOrder::Asc));
+        self.spec.order_by.push((column.into(), SortOrder::Asc));
         self
     }
 
     /// Orders by a column, descending.
     pub fn order_by_desc(mut self, column: impl Into<String>) -> Self {
-        self.order_by.push((column.into(), SortOrder::Desc));
+        self.spec.order_by.push((column.into(), SortOrder::Desc));
         self
+    }
+}
+
+impl<'a, S: Schema> Query<'a, S> {
+    pub(crate) fn new(source: Source<'a>) -> Self {
+        Query::with_mode(Fetch(source))
     }
 
     /// Returns at most `n` rows.
     pub fn limit(mut self, n: i64) -> Self {
-        self.limit = Some(n);
+        self.spec.limit = Some(n);
         self
     }
 
     /// All matching rows, with their preloads.
     pub async fn all(self) -> Result<Vec<S>, LoadError> {
-        let tree = PreloadTree::parse(S::meta(), &self.preloads)?;
-        let (sql, params) = self.root_sql()?;
-        match self.source {
+        let tree = PreloadTree::parse(S::meta(), &self.spec.preloads)?;
+        let (sql, params) = root_sql::<S>(&self.spec)?;
+        match self.mode.0 {
             Source::Executor(exec) => load_with(exec, &sql, &params, &tree).await,
             Source::Pool(pool) => {
                 let conn = pool.get().await.map_err(LoadError::Pool)?;
@@ -114,114 +156,58 @@ impl<'a, S: Schema> Query<'a, S> {
 
     /// The row with primary key `key`, if it exists (and matches the filters).
     pub async fn get(self, key: impl Into<Key>) -> Result<Option<S>, LoadError> {
-        let key = key.into();
-        let meta = S::meta();
-        if key.0.len() != meta.primary_key.len() {
-            return Err(SchemaError::KeyArity {
-                schema: meta.name,
-                expected: meta.primary_key.len(),
-                found: key.0.len(),
-            }
-            .into());
-        }
-        let mut query = self;
-        for (&i, value) in meta.primary_key.iter().zip(key.0) {
-            query = query.filter(Filter::eq(meta.columns[i].name, value));
-        }
-        query.one().await
-    }
-
-    fn root_sql(&self) -> Result<(String, Vec<Value>), SchemaError> {
-        let meta = S::meta();
-        let mut params = Vec::new();
-        let mut conditions = Vec::new();
-        for filter in &self.filters {
-            for column in filter.columns() {
-                column_index(meta, column)?;
-            }
-            conditions.push(format!("({})", filter.to_sql("t0", &mut params)));
-        }
-        let mut order_by = Vec::new();
-        for (column, order) in &self.order_by {
-            let i = column_index(meta, column)?;
-            order_by.push(OrderBy {
-                column: meta.columns[i].name,
-                order: *order,
-            });
-        }
-        let mut sql = select_from::<S>().to_string();
-        if !conditions.is_empty() {
-            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
-        }
-        sql.push_str(&format!(
-            " ORDER BY {}",
-            order_clause("t0", &order_by, meta)
-        ));
-        if let Some(n) = self.limit {
-            params.push(Value::I64(n));
-            sql.push_str(&format!(" LIMIT ${}", params.len()));
-        }
-        Ok((sql, params))
+        let filter = key_filter(S::meta(), key.into())?;
+        self.filter(filter).one().await
     }
 }
 
-/// `SELECT t0."col", .. FROM "table" AS t0` for `S`, built once per schema.
-///
-/// why: sync loads changed rows one by one, and formatting the column list was a tenth of
-/// the CPU of such a load.
-fn select_from<S: Schema>() -> Arc<str> {
-    static BUILT: OnceLock<Mutex<HashMap<TypeId, Arc<str>>>> = OnceLock::new();
-    let built = BUILT.get_or_init(Default::default);
-    let mut built = built.lock();
-    built
-        .entry(TypeId::of::<S>())
-        .or_insert_with(|| {
-            let meta = S::meta();
-            let columns: Vec<String> = meta
-                .columns
-                .iter()
-                .map(|c| format!("t0.{}", quote_ident(c.name)))
-                .collect();
-            Arc::from(format!(
-                "SELECT {} FROM {} AS t0",
-                columns.join(", "),
-                meta.table
-            ))
-        })
-        .clone()
-}
-
-/// The rows of `S` whose single-column primary key is one of `keys`, in one query.
-pub(crate) async fn by_keys<S: Schema>(db: &Db, keys: Vec<Value>) -> Result<Vec<S>, LoadError> {
-    let meta = S::meta();
-    let [pk] = meta.primary_key else {
+/// The filter selecting the row with `key`.
+pub(crate) fn key_filter(meta: &'static SchemaMeta, key: Key) -> Result<Filter, SchemaError> {
+    if key.0.len() != meta.primary_key.len() {
         return Err(SchemaError::KeyArity {
             schema: meta.name,
             expected: meta.primary_key.len(),
-            found: 1,
+            found: key.0.len(),
+        });
+    }
+    let mut terms: Vec<Filter> = meta
+        .primary_key
+        .iter()
+        .zip(key.0)
+        .map(|(&i, value)| Filter::eq(meta.columns[i].name, value))
+        .collect();
+    Ok(if terms.len() == 1 {
+        terms.remove(0)
+    } else {
+        Filter::and(terms)
+    })
+}
+
+/// The root query of `spec`: SQL and parameters.
+fn root_sql<S: Schema>(spec: &QuerySpec) -> Result<(String, Vec<Value>), SchemaError> {
+    let meta = S::meta();
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    for filter in &spec.filters {
+        for column in filter.columns() {
+            column_index(meta, column)?;
         }
-        .into());
-    };
-    let sql = format!(
-        "{} WHERE t0.{} = ANY($1)",
-        select_from::<S>(),
-        quote_ident(meta.columns[*pk].name)
-    );
-    let conn = db.pool().get().await.map_err(LoadError::Pool)?;
-    let rows = conn
-        .query_rows(&sql, &[&keys])
-        .await
-        .map_err(|source| LoadError::Database {
-            table: meta.table.to_string(),
-            source,
-        })?;
-    rows.iter()
-        .map(|row| S::from_row(&mut QueryRow(row)))
-        .collect::<Result<Vec<S>, _>>()
-        .map_err(|cause| LoadError::Decode {
-            table: meta.table.to_string(),
-            cause,
-        })
+        conditions.push(format!("({})", filter.to_sql("t0", &mut params)));
+    }
+    let order_by = spec.order(meta)?;
+    let mut sql = select_list(meta).to_string();
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    sql.push_str(&format!(
+        " ORDER BY {}",
+        order_clause("t0", &order_by, meta)
+    ));
+    if let Some(n) = spec.limit {
+        params.push(Value::I64(n));
+        sql.push_str(&format!(" LIMIT ${}", params.len()));
+    }
+    Ok((sql, params))
 }
 
 async fn load_with<S: Schema>(

@@ -13,8 +13,7 @@ use tokio::sync::mpsc;
 use super::index::SubscriptionId;
 use super::router::Router;
 use super::topic::Topic;
-use crate::change::Change;
-use crate::schema::TableName;
+use crate::change::{Change, ResyncReason};
 
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,24 +22,6 @@ pub enum Message {
     Change(Arc<Change>),
     /// Changes were lost for this subscriber: reload what it holds.
     Resync(ResyncReason),
-}
-
-/// Why a subscriber must resync.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ResyncReason {
-    /// The listener lost its connection; notifications sent in the gap are gone.
-    Reconnected,
-    /// The subscriber's queue was full; this many messages were dropped for it.
-    Lagged {
-        /// Messages dropped.
-        missed: u64,
-    },
-    /// A change of this table was too large to describe in a notification.
-    Overflow {
-        /// The table.
-        table: TableName,
-    },
 }
 
 /// Counters shared by a subscriber's queue and its subscription.

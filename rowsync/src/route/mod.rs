@@ -7,6 +7,6 @@ pub(crate) mod router;
 mod topic;
 
 pub use derive::{topics_for_rows, topics_for_table};
-pub use inbox::{Inbox, Message, ResyncReason};
+pub use inbox::{Inbox, Message};
 pub use index::SubscriptionId;
 pub use topic::{Ops, Selector, Topic};

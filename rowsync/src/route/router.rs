@@ -9,10 +9,11 @@ use parking_lot::RwLock;
 
 use tokio::sync::mpsc;
 
-use super::inbox::{Inbox, Message, Queue, QueueStats, ResyncReason};
+use super::inbox::{Inbox, Message, Queue, QueueStats};
 use super::index::{RouteIndex, SubscriptionId};
 use super::topic::{touched, Ops, Topic};
-use crate::change::Change;
+use crate::change::ResyncReason;
+use crate::change::{Change, Op};
 use crate::schema::TableName;
 
 /// The subscriptions of a hub and their index.
@@ -85,51 +86,62 @@ impl Router {
         self.index.read().topics_of(id)
     }
 
-    /// Delivers a change to every subscriber it concerns; returns how many.
-    pub fn dispatch(&self, change: Arc<Change>) -> usize {
-        let ids = self.matching(&change);
-        self.deliver(&ids, change);
-        ids.len()
+    /// Routes changes in one pass under the index lock: for each, the subscribers it
+    /// concerns (each once) and whether a sync of it will read the changed row (so that the
+    /// rows of a burst can be read together before anyone asks).
+    pub fn route(&self, changes: Vec<Arc<Change>>) -> Vec<Routed> {
+        let index = self.index.read();
+        changes
+            .into_iter()
+            .map(|change| {
+                let subscribers = index.matching(&change, &touched(&change));
+                let reads_row = match change.op {
+                    // an update is read by whoever holds the row
+                    Op::Updated => index.has_topic(&Topic {
+                        table: change.table,
+                        selector: super::Selector::Row(change.key.clone()),
+                    }),
+                    // an insert is read by a collection or list that may take it in
+                    Op::Inserted => !subscribers.is_empty(),
+                    Op::Deleted => false,
+                };
+                Routed {
+                    change,
+                    subscribers,
+                    reads_row,
+                }
+            })
+            .collect()
     }
 
-    /// The subscribers a change concerns, each once.
-    pub fn matching(&self, change: &Change) -> HashSet<SubscriptionId> {
-        let topics = touched(change);
-        self.index.read().matching(change, &topics)
-    }
-
-    /// Delivers a change to `ids` (from [`Router::matching`]).
-    pub fn deliver(&self, ids: &HashSet<SubscriptionId>, change: Arc<Change>) {
+    /// Queues each routed change for its subscribers, in order, without waiting.
+    pub fn deliver(&self, routed: Vec<Routed>) {
         let queues = self.queues.read();
-        for id in ids {
-            if let Some(queue) = queues.get(id) {
-                queue.offer(Message::Change(change.clone()));
+        for Routed {
+            change,
+            subscribers,
+            ..
+        } in routed
+        {
+            for id in subscribers {
+                if let Some(queue) = queues.get(&id) {
+                    queue.offer(Message::Change(change.clone()));
+                }
             }
         }
     }
 
-    /// Whether some subscriber holds the row of `table` with `key`.
-    pub fn holds_row(&self, table: TableName, key: &crate::schema::Key) -> bool {
-        self.index.read().has_topic(&Topic {
-            table,
-            selector: super::Selector::Row(key.clone()),
-        })
-    }
-
-    /// Tells every subscriber to resync.
-    pub fn resync_all(&self, reason: ResyncReason) {
-        for queue in self.queues.read().values() {
-            queue.offer(Message::Resync(reason.clone()));
-        }
-    }
-
-    /// Tells the subscribers with a topic on `table` to resync.
-    pub fn resync_table(&self, table: TableName) {
-        let ids = self.index.read().on_table(&table);
+    /// Tells the subscribers with a topic on `table` (every subscriber, for `None`) to
+    /// resync.
+    pub fn resync(&self, table: Option<TableName>, reason: ResyncReason) {
+        let ids: Vec<SubscriptionId> = match table {
+            Some(table) => self.index.read().on_table(&table).into_iter().collect(),
+            None => self.queues.read().keys().copied().collect(),
+        };
         let queues = self.queues.read();
         for id in ids {
             if let Some(queue) = queues.get(&id) {
-                queue.offer(Message::Resync(ResyncReason::Overflow { table }));
+                queue.offer(Message::Resync(reason.clone()));
             }
         }
     }
@@ -148,4 +160,12 @@ impl Router {
     pub fn subscription_count(&self) -> usize {
         self.queues.read().len()
     }
+}
+
+/// A change with the subscribers it concerns.
+pub(crate) struct Routed {
+    pub change: Arc<Change>,
+    pub subscribers: HashSet<SubscriptionId>,
+    /// Whether a sync of the change will read the changed row.
+    pub reads_row: bool,
 }

@@ -3,12 +3,14 @@
 
 mod assoc;
 mod filter;
+mod image;
 mod key;
 mod meta;
 pub(crate) mod value;
 
 pub use assoc::{Assoc, AssocField, AssocValue, AssocVisitor};
 pub use filter::Filter;
+pub(crate) use image::{RowImage, SharedImage};
 pub use key::Key;
 pub use meta::{
     quote_ident, AssocDef, AssocKind, ColumnDef, JoinThrough, OrderBy, SchemaMeta, SortOrder,

@@ -86,17 +86,11 @@ impl Membership {
     }
 }
 
-/// A row's type, key and preload shape (dotted paths joined).
-type MemoKey = (std::any::TypeId, Key, String);
-
 pub(crate) struct SyncCtx {
     pub change: Arc<Change>,
     /// Whether to compute the topics edits add and remove (not for data held outside a
     /// subscription, which has no topics to follow).
     pub follow_topics: bool,
-    /// Rows loaded during this sync, by (type, key, shape): a row held in many places is
-    /// fetched from the shared cache once per sync, not once per place.
-    memo: Mutex<HashMap<MemoKey, Arc<dyn std::any::Any + Send + Sync>>>,
     /// Which root rows belong.
     pub membership: Membership,
     pub loader: Loader,
@@ -109,7 +103,6 @@ impl SyncCtx {
         SyncCtx {
             change,
             follow_topics: true,
-            memo: Mutex::default(),
             membership: Membership::Any,
             loader,
             options,
@@ -135,23 +128,14 @@ impl SyncCtx {
         }
     }
 
-    /// The row of `C` with `key` now, loaded through the cache with `tree`.
+    /// The row of `C` with `key` as of this change, loaded through the shared cache with
+    /// `tree` (a row held in many places is read once).
     pub async fn load<C: Schema>(
         &self,
         key: Key,
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
-        let memo_key = (std::any::TypeId::of::<C>(), key, tree.paths().join(","));
-        let hit = self.memo.lock().get(&memo_key).cloned();
-        if let Some(row) = hit.and_then(|r| r.downcast::<Option<C>>().ok()) {
-            return Ok(Option::clone(&row));
-        }
-        let row = self
-            .loader
-            .row::<C>(memo_key.1.clone(), self.change.seq, tree)
-            .await?;
-        self.memo.lock().insert(memo_key, Arc::new(row.clone()));
-        Ok(row)
+        Ok(self.loader.row::<C>(key, self.change.seq, tree).await?)
     }
 
     /// Records that `row` (held with `tree`) is now held.

@@ -6,6 +6,12 @@
 
 use tokio_postgres::Client;
 
+pub(crate) mod listen;
+pub(crate) mod payload;
+mod source;
+
+pub(crate) use source::TriggerSource;
+
 pub use crate::error::TriggerError;
 
 use crate::capture::plan::{CapturePlan, TablePlan};

@@ -1,0 +1,174 @@
+//! Single flight: concurrent requests for one key share one load.
+//!
+//! One type, used twice: the row cache's map of recent loads (a thousand subscribers asking
+//! for the row one change touched wait on one read) and the shared loads of identical live
+//! queries. A load is a `Shared` future: whoever polls it drives it, a waiter that gives up
+//! does not cancel it for the others, and its error is shared as `Arc<LoadError>`.
+//!
+//! why not moka's `get_with`: waiting in moka costs every waiter a lock and an event listener
+//! (a quarter of broadcast sync CPU, measured); waiting on a `Shared` future is a waker in a
+//! list. And live loads need to leave the map when their snapshot is taken (a caller arriving
+//! later must not share an older snapshot), which moka's entries cannot express.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use parking_lot::Mutex;
+
+use crate::error::LoadError;
+
+/// The outcome of a load, shared by everyone who waited for it.
+pub(crate) type Loaded<V> = Result<V, Arc<LoadError>>;
+
+/// A load in flight, to be awaited by any number of callers.
+pub(crate) type Flight<V> = Shared<BoxFuture<'static, Loaded<V>>>;
+
+/// A load for one key, finished or in flight.
+pub(crate) enum Slot<V> {
+    Ready(V),
+    Loading(Flight<V>),
+}
+
+/// Loads by key, each key loaded once while it is in the map.
+pub(crate) struct SingleFlight<K, V> {
+    slots: Mutex<HashMap<K, Slot<V>>>,
+    started: AtomicU64,
+}
+
+impl<K, V> Default for SingleFlight<K, V> {
+    fn default() -> Self {
+        SingleFlight {
+            slots: Mutex::default(),
+            started: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What the map holds for a key.
+pub(crate) enum Found<V> {
+    /// A finished value.
+    Ready(V),
+    /// A load in flight to join.
+    Loading(Flight<V>),
+}
+
+impl<K, V> SingleFlight<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The value for `key` if it is known now, without waiting (a finished load counts).
+    pub fn peek(&self, key: &K) -> Option<Loaded<V>> {
+        match self.slots.lock().get(key)? {
+            Slot::Ready(value) => Some(Ok(value.clone())),
+            Slot::Loading(flight) => flight.peek().cloned(),
+        }
+    }
+
+    /// What the map holds for `key`.
+    pub fn find(&self, key: &K) -> Option<Found<V>> {
+        Some(match self.slots.lock().get(key)? {
+            Slot::Ready(value) => Found::Ready(value.clone()),
+            Slot::Loading(flight) => Found::Loading(flight.clone()),
+        })
+    }
+
+    /// The flight of `key`: the one in the map, or `load` started now and filed under it.
+    /// The flag says whether this call started it. `room` runs before a new entry is filed,
+    /// with the map locked, to bound its size.
+    pub fn join_or_start<F>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> F,
+        room: impl FnOnce(&mut HashMap<K, Slot<V>>),
+    ) -> (Flight<V>, bool)
+    where
+        F: Future<Output = Result<V, LoadError>> + Send + 'static,
+    {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(&key) {
+            return (slot.flight(), false);
+        }
+        self.started.fetch_add(1, Ordering::Relaxed);
+        let flight = load().map(|r| r.map_err(Arc::new)).boxed().shared();
+        room(&mut slots);
+        slots.insert(key, Slot::Loading(flight.clone()));
+        (flight, true)
+    }
+
+    /// Files `flight` as the load of `key` unless the key is known already (a batched read
+    /// offering its share of rows).
+    pub fn offer(&self, key: K, flight: Flight<V>, room: impl FnOnce(&mut HashMap<K, Slot<V>>)) {
+        let mut slots = self.slots.lock();
+        if !slots.contains_key(&key) {
+            room(&mut slots);
+            slots.insert(key, Slot::Loading(flight));
+        }
+    }
+
+    /// Files a finished value unless the key is known already.
+    pub fn insert_ready(&self, key: K, value: V, room: impl FnOnce(&mut HashMap<K, Slot<V>>)) {
+        let mut slots = self.slots.lock();
+        room(&mut slots);
+        slots.entry(key).or_insert(Slot::Ready(value));
+    }
+
+    /// Records how the load of `key` ended: a value is kept as ready, an error forgets the
+    /// key (the next caller tries again). Returns whether this call was the first to see it
+    /// end (so that exactly one caller stores the value elsewhere).
+    pub fn settle(&self, key: &K, loaded: &Loaded<V>) -> bool {
+        let mut slots = self.slots.lock();
+        if !matches!(slots.get(key), Some(Slot::Loading(_))) {
+            return false;
+        }
+        match loaded {
+            Ok(value) => {
+                slots.insert(key.clone(), Slot::Ready(value.clone()));
+            }
+            Err(_) => {
+                slots.remove(key);
+            }
+        }
+        true
+    }
+
+    /// Removes `key` if it still holds `flight` (a later load under the same key stays).
+    pub fn close(&self, key: &K, flight: &Flight<V>) {
+        let mut slots = self.slots.lock();
+        if let Some(Slot::Loading(current)) = slots.get(key) {
+            if current.ptr_eq(flight) {
+                slots.remove(key);
+            }
+        }
+    }
+
+    /// Loads started so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Slot<V> {
+    /// The slot as a future of its value.
+    fn flight(&self) -> Flight<V> {
+        match self {
+            Slot::Loading(flight) => flight.clone(),
+            Slot::Ready(value) => {
+                let value = value.clone();
+                async move { Ok(value) }.boxed().shared()
+            }
+        }
+    }
+
+    /// Whether a caller still waits for this slot (a finished value waits for no one).
+    pub fn awaited(&self) -> bool {
+        match self {
+            Slot::Loading(flight) => flight.strong_count().is_some_and(|n| n > 1),
+            Slot::Ready(_) => false,
+        }
+    }
+}
