@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rowsync::capture::payload::{decode, Decoded};
+use rowsync::testing::{decode, Decoded};
 use rowsync::{Change, Hub};
 use tokio::sync::broadcast;
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rowsync::capture::payload::{decode, Decoded};
+use rowsync::testing::{decode, Decoded};
 use rowsync::{Db, Hub, Schema};
 
 use super::listen::PlainListener;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rowsync::cache::CacheConfig;
+use rowsync::CacheConfig;
 use rowsync::{Change, Hub, Key, Op, Schema};
 use tokio::sync::broadcast;
 
