@@ -9,4 +9,5 @@ pub use change::{Change, Op};
 pub use payload::{Decoded, PayloadError};
 pub use plan::{CapturePlan, TablePlan};
 pub mod listen;
+pub mod replication;
 pub mod triggers;
