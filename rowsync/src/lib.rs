@@ -130,6 +130,7 @@ pub mod __private {
 /// covered by semver.
 #[doc(hidden)]
 pub mod testing {
+    pub use crate::capture::replication::pgoutput;
     pub use crate::capture::triggers::listen::{ListenEvent, Listener, ListenerConfig};
     pub use crate::capture::triggers::payload::{decode, Decoded, PayloadError};
     pub use crate::capture::triggers::{

@@ -10,6 +10,7 @@ mod hub;
 mod live;
 mod load;
 mod oracle;
+mod pgoutput;
 mod sync;
 mod tls;
 mod types;

@@ -3,6 +3,7 @@
 //! reload. Today the source is the generated triggers with LISTEN/NOTIFY (`triggers/`).
 
 pub(crate) mod plan;
+pub(crate) mod replication;
 pub(crate) mod triggers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
