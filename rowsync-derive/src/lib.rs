@@ -9,6 +9,7 @@
 mod ast;
 mod attr;
 mod case;
+mod column_type;
 mod ctxt;
 mod expand;
 mod text_enum;
