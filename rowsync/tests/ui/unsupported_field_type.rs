@@ -1,4 +1,4 @@
-use rowsync::Schema;
+use rowsync::{Assoc, Schema};
 
 #[derive(Schema, Clone)]
 #[rowsync(table = "posts")]
@@ -11,7 +11,16 @@ struct Post {
     title: String,
 }
 
+#[derive(Schema, Clone)]
+#[rowsync(table = "persons")]
+struct Person {
+    id: i64,
+    // an association without its attribute is not taken for a column
+    posts: Assoc<Vec<Post>>,
+}
+
 fn main() {
-    // one error per bad field, and none where the type is used
+    // one error per bad field, and none where the types are used
     let _ = Post::meta();
+    let _ = Person::meta();
 }
