@@ -95,7 +95,10 @@ pub use hub::{Hub, HubBuilder, HubStats, Subscription};
 pub use live::{Live, LiveQuery, LiveStats, LiveValue};
 pub use load::{preload_into, query, Db, Executor, PreloadTree, Query, Tls};
 pub use route::{Message, Ops, ResyncReason, Selector, Topic};
-pub use rowsync_derive::{Schema, TextEnum};
+#[doc = include_str!("schema/derive_schema.md")]
+pub use rowsync_derive::Schema;
+#[doc = include_str!("schema/derive_text_enum.md")]
+pub use rowsync_derive::TextEnum;
 /// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.
 pub use rust_decimal::Decimal;
 pub use schema::{Assoc, AssocValue, FieldValue, Filter, Key, RowSource, Schema, Value};
