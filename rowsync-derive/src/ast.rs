@@ -84,6 +84,13 @@ impl<'a> Container<'a> {
                         container.assocs.push(assoc);
                     }
                 }
+                // why `!f.unreadable`: an association attribute with a mistake in it was
+                // reported already
+                None if !f.unreadable && assoc_inner(&field.ty).is_some() => cx.error(
+                    &field.ty,
+                    "an `Assoc` field needs an association: add e.g. \
+                     `#[rowsync(has_many(Post))]` (belongs_to, has_one, has_many or many_to_many)",
+                ),
                 None => container.columns.push(Column {
                     ident,
                     ty: &field.ty,
@@ -144,6 +151,8 @@ struct FieldAttrs {
     column: Option<String>,
     column_span: Option<proc_macro2::Span>,
     assoc: Option<AssocAttr>,
+    /// An attribute could not be parsed (and its error was reported).
+    unreadable: bool,
 }
 
 fn field_attrs(cx: &Ctxt, field: &syn::Field) -> FieldAttrs {
@@ -176,6 +185,7 @@ fn field_attrs(cx: &Ctxt, field: &syn::Field) -> FieldAttrs {
         });
         if let Err(e) = result {
             cx.push(e);
+            out.unreadable = true;
         }
     }
     out

@@ -8,6 +8,7 @@ use syn::DeriveInput;
 use crate::ast::{Assoc, Container};
 use crate::attr::{Cond, FilterValue, JoinThrough, Kind};
 use crate::case::snake_case;
+use crate::column_type;
 use crate::ctxt::Ctxt;
 
 pub fn derive_schema(input: &DeriveInput) -> TokenStream {
@@ -53,13 +54,14 @@ fn expand(c: &Container) -> TokenStream {
         let column = &col.name;
         let field = col.ident.to_string();
         let ty = col.ty;
+        let check = column_type::trait_name(col);
         let rust_type = quote!(#ty).to_string().replace(' ', "");
         quote_spanned! {ty.span()=>
             rs::ColumnDef {
                 name: #column,
                 field: #field,
                 rust_type: #rust_type,
-                sql_types: <#ty as rs::FieldValue>::SQL_TYPES,
+                sql_types: <#ty as #check>::SQL_TYPES,
             }
         }
     });
@@ -72,16 +74,24 @@ fn expand(c: &Container) -> TokenStream {
 
     // the key columns compared in place, in key order: sync asks every held row whether it
     // is the changed one, so this is the hottest comparison there is
-    let key_fields: Vec<&syn::Ident> = c
+    let key_eqs: Vec<TokenStream> = c
         .columns
         .iter()
         .filter(|col| col.primary_key)
-        .map(|col| col.ident)
+        .enumerate()
+        .map(|(k, col)| {
+            let (field, ty, check) = (col.ident, col.ty, column_type::trait_name(col));
+            quote_spanned! {ty.span()=> <#ty as #check>::eq_value(&self.#field, &key.0[#k]) }
+        })
         .collect();
-    let key_len = key_fields.len();
-    let key_index = 0..key_len;
+    let key_len = key_eqs.len();
 
-    let mut helpers = Vec::new();
+    let mut helpers: Vec<TokenStream> = c
+        .columns
+        .iter()
+        .map(|col| column_type::define(ident, col))
+        .collect();
+
     let assoc_defs: Vec<TokenStream> = c
         .assocs
         .iter()
@@ -92,8 +102,9 @@ fn expand(c: &Container) -> TokenStream {
         let field = col.ident;
         let column = &col.name;
         let ty = col.ty;
+        let check = column_type::trait_name(col);
         quote_spanned! {ty.span()=>
-            #field: rs::decode_field::<#ty>(row, #i, #table, #column)?
+            #field: <#ty as #check>::decode(row, #i, #table, #column)?
         }
     });
     let default_fields = c
@@ -104,13 +115,13 @@ fn expand(c: &Container) -> TokenStream {
         .map(|field| quote! { #field: ::core::default::Default::default() });
 
     let value_arms = c.columns.iter().enumerate().map(|(i, col)| {
-        let field = col.ident;
-        quote_spanned! {col.ty.span()=> #i => rs::FieldValue::to_value(&self.#field) }
+        let (field, ty, check) = (col.ident, col.ty, column_type::trait_name(col));
+        quote_spanned! {ty.span()=> #i => <#ty as #check>::to_value(&self.#field) }
     });
 
     let eq_arms = c.columns.iter().enumerate().map(|(i, col)| {
-        let field = col.ident;
-        quote_spanned! {col.ty.span()=> #i => rs::FieldValue::eq_value(&self.#field, value) }
+        let (field, ty, check) = (col.ident, col.ty, column_type::trait_name(col));
+        quote_spanned! {ty.span()=> #i => <#ty as #check>::eq_value(&self.#field, value) }
     });
 
     let visit_arms = c.assocs.iter().enumerate().map(|(i, a)| {
@@ -164,8 +175,7 @@ fn expand(c: &Container) -> TokenStream {
 
                 #[inline]
                 fn has_key(&self, key: &rs::Key) -> bool {
-                    key.0.len() == #key_len
-                        #(&& rs::FieldValue::eq_value(&self.#key_fields, &key.0[#key_index]))*
+                    key.0.len() == #key_len #(&& #key_eqs)*
                 }
 
                 fn column_eq(&self, index: usize, value: &rs::Value) -> bool {

@@ -103,7 +103,10 @@ pub use load::{
     preload_into, query, Db, Executor, Fetch, PgType, Query, Snapshot, SnapshotParseError, Tls,
 };
 pub use route::{Inbox, Message, Ops, Selector, SubscriptionId, Topic};
-pub use rowsync_derive::{Schema, TextEnum};
+#[doc = include_str!("schema/derive_schema.md")]
+pub use rowsync_derive::Schema;
+#[doc = include_str!("schema/derive_text_enum.md")]
+pub use rowsync_derive::TextEnum;
 /// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.
 pub use rust_decimal::Decimal;
 pub use schema::{
