@@ -72,4 +72,25 @@ pub enum ResyncReason {
         /// The table.
         table: TableName,
     },
+    /// The table was truncated.
+    Truncated {
+        /// The table.
+        table: TableName,
+    },
+    /// The table, or the capture installed on it, changed in a way that may have lost or
+    /// hidden changes (a trigger dropped or disabled, a column renamed, dropped or retyped,
+    /// the table dropped and created again).
+    SchemaChanged {
+        /// The table.
+        table: TableName,
+        /// What was found.
+        detail: String,
+    },
+    /// A change of this table could not be read or decoded; the data is reloaded instead.
+    Unreadable {
+        /// The table.
+        table: TableName,
+        /// The error.
+        error: String,
+    },
 }

@@ -31,7 +31,7 @@ use flight::{Found, Slot};
 use crate::error::LoadError;
 use crate::graph::PreloadTree;
 use crate::load::Db;
-use crate::schema::{Key, Schema, SchemaMeta, SharedImage, TableName};
+use crate::schema::{Key, RowImage, Schema, SchemaMeta, SharedImage, TableName};
 
 /// Limits of the shared row cache.
 #[derive(Debug, Clone, Copy)]
@@ -381,6 +381,20 @@ impl Loader {
         let conn = self.db.pool().get().await.map_err(LoadError::Pool)?;
         crate::load::preload(&mut rows, tree, &conn).await?;
         Ok(rows.pop())
+    }
+
+    /// Files the row `change` left, as its capture source delivered it (`None`: deleted), so
+    /// that no sync of this change reads it.
+    pub fn file(&self, change: &crate::change::Change, row: Option<RowImage>) {
+        let key = RowKey {
+            table: change.table,
+            key: change.key.clone(),
+            seq: change.seq,
+        };
+        let images = &self.cache.images;
+        images
+            .front
+            .insert_ready(key, row.map(Arc::new), |slots| images.make_room(slots));
     }
 
     /// Offers one batched read of the rows of `meta`'s table that changes `wanted`

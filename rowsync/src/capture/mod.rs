@@ -9,19 +9,32 @@ pub(crate) mod triggers;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::change::{Change, ResyncReason};
-use crate::schema::TableName;
+use crate::schema::{RowImage, TableName};
 
 /// What a capture source tells the hub, in commit order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum CaptureEvent {
-    /// One row change.
-    Change(Change),
+    /// One row change, and the row it left when the source carries rows (a replication
+    /// stream does; triggers send keys only, and the row is read when needed).
+    Change { change: Change, row: Carried },
     /// The holders of `table` (of every table, for `None`) must reload: changes were lost,
     /// or cannot be described.
     Resync {
         table: Option<TableName>,
         reason: ResyncReason,
     },
+}
+
+/// The row a change left behind, as its source delivered it.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // `Row` and `Gone`: the replication source carries rows
+pub(crate) enum Carried {
+    /// The source sends no rows: whoever needs the row reads it.
+    Nothing,
+    /// The row as the change left it (its new image; an insert's or an update's).
+    Row(RowImage),
+    /// The row no longer exists (a delete).
+    Gone,
 }
 
 /// Counters a capture source keeps.

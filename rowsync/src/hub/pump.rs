@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::cache::Loader;
-use crate::capture::CaptureEvent;
+use crate::capture::{CaptureEvent, Carried};
 use crate::change::Change;
 use crate::route::router::Router;
 use crate::schema::{Key, SchemaMeta, TableName};
@@ -44,7 +44,15 @@ impl Pump {
             }
             for event in burst.drain(..) {
                 match event {
-                    CaptureEvent::Change(change) => changes.push(Arc::new(change)),
+                    CaptureEvent::Change { change, row } => {
+                        // a carried row is filed under this change, so no sync reads it
+                        match row {
+                            Carried::Nothing => {}
+                            Carried::Row(image) => self.loader.file(&change, Some(image)),
+                            Carried::Gone => self.loader.file(&change, None),
+                        }
+                        changes.push(Arc::new(change));
+                    }
                     CaptureEvent::Resync { table, reason } => {
                         // everything before it is routed before the resync it causes
                         self.route(&mut changes);

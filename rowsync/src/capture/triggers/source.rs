@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use super::listen::{ListenEvent, Listener, ListenerConfig};
 use super::payload::{decode, Decoded, PayloadError};
 use crate::capture::plan::CapturePlan;
-use crate::capture::{CaptureEvent, CaptureStats};
+use crate::capture::{CaptureEvent, CaptureStats, Carried};
 use crate::change::ResyncReason;
 use crate::error::ListenError;
 
@@ -94,7 +94,10 @@ fn decode_one(
     match decode(payload.as_bytes(), plan, seq) {
         Ok(Decoded::Change(change)) => {
             CaptureStats::count(&stats.changes);
-            Some(CaptureEvent::Change(change))
+            Some(CaptureEvent::Change {
+                change,
+                row: Carried::Nothing,
+            })
         }
         Ok(Decoded::Overflow { table, xid }) => {
             CaptureStats::count(&stats.overflows);
