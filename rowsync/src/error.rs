@@ -123,17 +123,16 @@ pub enum LoadError {
     #[error(transparent)]
     Schema(#[from] SchemaError),
     /// PostgreSQL returned an error or the connection failed.
-    #[error("database error while loading `{table}`")]
+    #[error("database error while loading `{table}`: {}", describe(error))]
     Database {
         /// The table being loaded.
         table: String,
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
+        /// The driver's error (its message is part of this error's).
+        error: tokio_postgres::Error,
     },
     /// No connection could be taken from the pool.
-    #[error("could not get a database connection from the pool")]
-    Pool(#[source] deadpool_postgres::PoolError),
+    #[error("could not get a database connection from the pool: {}", describe(.0))]
+    Pool(deadpool_postgres::PoolError),
     /// A row did not decode into the schema.
     #[error("could not decode a row of `{table}`: {cause}")]
     Decode {
@@ -163,8 +162,8 @@ pub enum ConnectError {
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
     /// The pool could not be built.
-    #[error("could not create the connection pool")]
-    Pool(#[source] deadpool_postgres::BuildError),
+    #[error("could not create the connection pool: {0}")]
+    Pool(deadpool_postgres::BuildError),
     /// The TLS configuration could not be built (unreadable roots, no certificate).
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -184,14 +183,14 @@ pub enum HubError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// A database operation at start failed.
-    #[error("{action} failed")]
+    #[error("{action} failed: {}", describe(error))]
     Database {
         /// What was being done.
         action: &'static str,
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
+        /// The driver's error (its message is part of this error's).
+        error: tokio_postgres::Error,
     },
+
     /// Installing the capture triggers failed.
     #[error(transparent)]
     Triggers(#[from] TriggerError),
@@ -199,8 +198,8 @@ pub enum HubError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     /// Loading rows failed (shared by every caller waiting on the same load).
-    #[error("loading rows failed")]
-    Load(#[source] std::sync::Arc<LoadError>),
+    #[error("loading rows failed: {0}")]
+    Load(std::sync::Arc<LoadError>),
     /// A subscription reads tables the hub does not capture, so it would never hear of them.
     #[error("the hub does not capture {}; add them with `Hub::builder(..).watch::<Schema>([..])`", .tables.join(", "))]
     NotWatched {
@@ -224,8 +223,8 @@ impl From<LoadError> for HubError {
 #[non_exhaustive]
 pub enum SyncError {
     /// Loading a changed row failed (shared by every caller waiting on the same load).
-    #[error("loading a changed row failed")]
-    Load(#[source] std::sync::Arc<LoadError>),
+    #[error("loading a changed row failed: {0}")]
+    Load(std::sync::Arc<LoadError>),
     /// Preload paths or declarations that do not fit the schemas.
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -238,8 +237,8 @@ pub enum SyncError {
         found: &'static str,
     },
     /// Reloading after a resync failed; the data is as it was, and the next resync retries.
-    #[error("reloading after a resync failed")]
-    Reload(#[source] Box<HubError>),
+    #[error("reloading after a resync failed (the next resync tries again): {0}")]
+    Reload(Box<HubError>),
     /// The subscription was made without held data (`subscribe_to`, `subscribe_topics`).
     #[error("this subscription has no data shape to sync; subscribe with `subscribe` or `subscribe_table`")]
     NoShape,
@@ -290,6 +289,87 @@ pub enum ListenError {
         #[source]
         source: tokio_postgres::Error,
     },
+}
+
+/// What to do about an error. Every error of rowsync is classified here, in one place, so
+/// that the hub, subscriptions and live values react to the same error the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// A passing fault (connection lost, pool exhausted, lock or statement timeout,
+    /// serialization failure, server shutting down): trying again may succeed.
+    Retry,
+    /// Held data may no longer match the database, and reloading it is the repair (a row
+    /// that no longer decodes, a column or table that changed under us).
+    Resync,
+    /// A mistake in the program or its declarations (an unknown association, a wrong
+    /// schema type): retrying or reloading changes nothing; fix the code.
+    Fatal,
+}
+
+/// The class of a driver error, by its SQLSTATE.
+fn classify_db(error: &tokio_postgres::Error) -> ErrorClass {
+    let Some(state) = error.code() else {
+        // no SQLSTATE: the connection failed or closed under the query
+        return ErrorClass::Retry;
+    };
+    match state.code() {
+        // connection exceptions, insufficient resources, operator intervention (cancel,
+        // shutdown, timeouts), serialization failures and deadlocks, lock not available
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+            ErrorClass::Retry
+        }
+        "40001" | "40P01" | "55P03" | "55006" => ErrorClass::Retry,
+        // undefined or changed columns, tables and types, data that no longer converts:
+        // the schema changed under the query; a reload shows it (or fails loudly)
+        c if c.starts_with("42") || c.starts_with("22") => ErrorClass::Resync,
+        _ => ErrorClass::Resync,
+    }
+}
+
+impl LoadError {
+    /// What to do about this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            LoadError::Schema(_) => ErrorClass::Fatal,
+            LoadError::Database { error, .. } => classify_db(error),
+            LoadError::Pool(_) => ErrorClass::Retry,
+            LoadError::Decode { .. } | LoadError::MultipleRows { .. } => ErrorClass::Resync,
+            LoadError::Shared(inner) => inner.class(),
+        }
+    }
+}
+
+impl HubError {
+    /// What to do about this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HubError::Database { error, .. } => classify_db(error),
+            HubError::Load(inner) => inner.class(),
+            HubError::Listen(_) => ErrorClass::Retry,
+            HubError::Triggers(TriggerError::Database { source }) => classify_db(source),
+            HubError::Schema(_)
+            | HubError::DatabaseMismatch(_)
+            | HubError::Connect(_)
+            | HubError::Triggers(_)
+            | HubError::NotWatched { .. }
+            | HubError::Closed => ErrorClass::Fatal,
+        }
+    }
+}
+
+impl SyncError {
+    /// What to do about this error: anything but [`ErrorClass::Fatal`] makes the subscription
+    /// resync (the change it could not apply is not lost).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SyncError::Load(inner) => inner.class(),
+            SyncError::Reload(inner) => inner.class(),
+            SyncError::Schema(_)
+            | SyncError::WrongSchema { .. }
+            | SyncError::NoShape => ErrorClass::Fatal,
+        }
+    }
 }
 
 /// An error with its causes: tokio-postgres shows only "db error" and hides the server's

@@ -93,7 +93,7 @@ pub use cache::CacheConfig;
 pub use capture::plan::{CapturePlan, TablePlan};
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
-    ConnectError, DecodeError, HubError, ListenError, LoadError, SchemaError, SyncError,
+    ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, SchemaError, SyncError,
     TriggerError,
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};

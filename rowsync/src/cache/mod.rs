@@ -30,8 +30,8 @@ use flight::{Found, Slot};
 
 use crate::error::LoadError;
 use crate::graph::PreloadTree;
-use crate::load::Db;
-use crate::schema::{Key, RowImage, Schema, SchemaMeta, SharedImage, TableName};
+use crate::load::{fetch_related_of, Db, Related};
+use crate::schema::{AssocDef, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value};
 
 /// Limits of the shared row cache.
 #[derive(Debug, Clone, Copy)]
@@ -350,16 +350,10 @@ impl Loader {
                 .await?
             }
         };
-        // why no unwrap: the key holds the TypeId, so a mismatch cannot happen; if it ever
-        // did, a clear error beats a panic in a subscriber's task
         entry
             .downcast::<Option<S>>()
             .map(|row| Option::clone(&row))
-            .map_err(|_| {
-                Arc::new(LoadError::Schema(crate::error::SchemaError::Invalid(vec![
-                    "row cache entry of an unexpected type".to_owned(),
-                ])))
-            })
+            .map_err(|_| unexpected_entry())
     }
 
     /// The row's image through the cache, decoded, with `tree` preloaded on a connection of
@@ -381,6 +375,55 @@ impl Loader {
         let conn = self.db.pool().get().await.map_err(LoadError::Pool)?;
         crate::load::preload(&mut rows, tree, &conn).await?;
         Ok(rows.pop())
+    }
+
+    /// The rows association `def` of `P` relates to the owners whose owner column holds one
+    /// of `owners`, as of `change`, with `tree` preloaded under them: one query for all of
+    /// them, shared by every sync of this change that asks for the same owners.
+    pub async fn related<P: Schema, C: Schema>(
+        &self,
+        def: &'static AssocDef,
+        mut owners: Vec<Value>,
+        change: &crate::change::Change,
+        tree: &PreloadTree,
+    ) -> Loaded<Arc<Related<C>>> {
+        owners.sort_by(crate::sync::order::compare_values);
+        owners.dedup();
+        let key = ShapedKey {
+            row: RowKey {
+                table: change.table,
+                key: change.key.clone(),
+                seq: change.seq,
+            },
+            shape: Arc::from(format!(
+                "{}.{} of {owners:?} with {}",
+                P::meta().name,
+                def.name,
+                tree.paths().join(",")
+            )),
+            type_id: TypeId::of::<Related<C>>(),
+        };
+        let entry = match self.cache.shaped.recent(&key, &self.cache.counts) {
+            Some(found) => found?,
+            None => {
+                let (db, cache, tree) = (self.db.clone(), self.cache.clone(), tree.clone());
+                Box::pin(self.cache.shaped.get_or_load(
+                    key,
+                    async move {
+                        cache.counts.load();
+                        let conn = db.pool().get().await.map_err(LoadError::Pool)?;
+                        let related = fetch_related_of::<P, C>(owners, def, &tree, &conn).await?;
+                        Ok(Arc::new(Arc::new(related)) as Entry)
+                    },
+                    &self.cache.counts,
+                ))
+                .await?
+            }
+        };
+        entry
+            .downcast::<Arc<Related<C>>>()
+            .map(|related| Arc::clone(&*related))
+            .map_err(|_| unexpected_entry())
     }
 
     /// Files the row `change` left, as its capture source delivered it (`None`: deleted), so
@@ -413,6 +456,15 @@ async fn read_image(
     let conn = db.pool().get().await.map_err(LoadError::Pool)?;
     let mut found = crate::load::image::images(&conn, meta, std::slice::from_ref(&key)).await?;
     Ok(found.pop().map(Arc::new))
+}
+
+/// A cache entry whose type is not the one its key names.
+// why no unwrap: the key holds the TypeId, so a mismatch cannot happen; if it ever did, a
+// clear error beats a panic in a subscriber's task
+fn unexpected_entry() -> Arc<LoadError> {
+    Arc::new(LoadError::Schema(crate::error::SchemaError::Invalid(vec![
+        "row cache entry of an unexpected type".to_owned(),
+    ])))
 }
 
 fn decode_error<S: Schema>(cause: crate::error::DecodeError) -> Arc<LoadError> {

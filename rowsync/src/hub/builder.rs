@@ -128,9 +128,9 @@ impl HubBuilder {
         self.tls
             .connect_spawned(&config)
             .await
-            .map_err(|source| HubError::Database {
+            .map_err(|error| HubError::Database {
                 action: "connecting to the database",
-                source,
+                error,
             })
     }
 

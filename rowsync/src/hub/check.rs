@@ -22,9 +22,9 @@ async fn live_columns(
     let exists = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
         .await
-        .map_err(|source| HubError::Database {
+        .map_err(|error| HubError::Database {
             action: "looking up a watched table",
-            source,
+            error,
         })?;
     if !exists.get::<_, bool>(0) {
         return Ok(None);
@@ -37,9 +37,9 @@ async fn live_columns(
             &[&table.to_string()],
         )
         .await
-        .map_err(|source| HubError::Database {
+        .map_err(|error| HubError::Database {
             action: "reading the columns of a watched table",
-            source,
+            error,
         })?;
     Ok(Some(
         rows.iter()

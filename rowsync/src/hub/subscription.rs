@@ -8,7 +8,8 @@ use futures_util::Stream;
 
 use super::Hub;
 use crate::change::Change;
-use crate::error::{HubError, SyncError};
+use crate::change::ResyncReason;
+use crate::error::{ErrorClass, HubError, SyncError};
 use crate::graph::{PreloadTree, ShapePaths};
 use crate::load::{rows_under_snapshot, QuerySpec, Selection, Snapshot};
 use crate::route::{
@@ -122,6 +123,8 @@ pub struct Subscription {
     /// The newest change applied.
     last_seq: u64,
     stats: SyncStats,
+    /// Reloads that failed in a row (the next one waits longer).
+    failed_reloads: u32,
 }
 
 impl Subscription {
@@ -133,6 +136,7 @@ impl Subscription {
             snapshot: None,
             last_seq: 0,
             stats: SyncStats::default(),
+            failed_reloads: 0,
         }
     }
 
@@ -217,13 +221,31 @@ impl Subscription {
                 }
                 self.last_seq = change.seq;
                 self.stats.applied += 1;
-                self.apply(&shape, data, change, options).await
+                let applied = self.apply(&shape, data, change, options).await;
+                if let Err(error) = &applied {
+                    // why: the change is not lost; the data is reloaded instead (a fatal
+                    // error, a mistake in the program, would fail the reload the same way)
+                    if error.class() != ErrorClass::Fatal {
+                        tracing::warn!(table = %change.table, key = %change.key, %error, "a change could not be applied; resyncing");
+                        self.inbox.resync_first(ResyncReason::Unreadable {
+                            table: change.table,
+                            error: error.to_string(),
+                        });
+                    }
+                }
+                applied
             }
-            Message::Resync(_) => {
-                let rows = self
-                    .reload::<S>(&data.rows())
-                    .await
-                    .map_err(|e| SyncError::Reload(Box::new(e)))?;
+            Message::Resync(reason) => {
+                let rows = match self.reload::<S>(&data.rows()).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        // why again: the data is stale until a reload succeeds
+                        if error.class() != ErrorClass::Fatal {
+                            self.inbox.resync_first(reason.clone());
+                        }
+                        return Err(SyncError::Reload(Box::new(error)));
+                    }
+                };
                 data.replace_all(rows);
                 Ok(Changes {
                     reloaded: true,
@@ -252,7 +274,9 @@ impl Subscription {
         options: SyncOptions,
     ) -> Result<Changes, SyncError> {
         let paths = shape.paths.to(&change.table);
-        let mut ctx = SyncCtx::new(change.clone(), self.hub.loader().clone(), options);
+        let meta = self.hub.graph().schema_of(change.table);
+        let mut ctx =
+            SyncCtx::new(change.clone(), meta, self.hub.loader().clone(), options).await?;
         ctx.membership = shape.membership.clone();
         let changes = apply(&ctx, data, &shape.tree, paths).await?;
         let delta = ctx.take_delta();
@@ -273,6 +297,29 @@ impl Subscription {
     /// skipped from then on.
     pub(crate) async fn reload<S: Schema>(&mut self, held: &[&S]) -> Result<Vec<S>, HubError> {
         let shape = self.shape_of::<S>().map_err(|_| HubError::Closed)?;
+        if self.failed_reloads > 0 {
+            // why wait: the last reload failed (the database is down or overloaded); a
+            // caller retrying at once would only add load
+            tokio::time::sleep(crate::capture::triggers::listen::backoff(
+                self.failed_reloads - 1,
+                std::time::Duration::from_millis(50),
+                std::time::Duration::from_secs(5),
+            ))
+            .await;
+        }
+        let reloaded = self.reload_now::<S>(&shape, held).await;
+        self.failed_reloads = match reloaded {
+            Ok(_) => 0,
+            Err(_) => self.failed_reloads.saturating_add(1),
+        };
+        reloaded
+    }
+
+    async fn reload_now<S: Schema>(
+        &mut self,
+        shape: &Shape,
+        held: &[&S],
+    ) -> Result<Vec<S>, HubError> {
         self.inbox
             .set_topics(topics_for_table(shape.root, &shape.tree)?);
         let (selection, key) = shape.selection();
@@ -346,7 +393,8 @@ pub(crate) async fn sync_detached<S: Schema, H: Held<S>>(
 ) -> Result<Changes, SyncError> {
     let tree = PreloadTree::of_rows(&data.rows());
     let paths = hub.graph().shape(S::meta(), &tree)?;
-    let mut ctx = SyncCtx::new(change.clone(), hub.loader().clone(), options);
+    let meta = hub.graph().schema_of(change.table);
+    let mut ctx = SyncCtx::new(change.clone(), meta, hub.loader().clone(), options).await?;
     ctx.follow_topics = false;
     apply(&ctx, data, &tree, paths.to(&change.table)).await
 }

@@ -10,7 +10,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::error::{HubError, SyncError};
+use crate::error::{ErrorClass, HubError, SyncError};
 use crate::graph::PreloadTree;
 use crate::hub::{Hub, Subscription, SyncStats};
 use crate::load::{Query, Snapshot};
@@ -126,6 +126,9 @@ impl<T: LiveValue> Live<T> {
             let message = self.sub.next().await?;
             match self.sub.sync(&mut self.data, &message).await {
                 Ok(changes) if changes.is_empty() => continue,
+                // a change that could not be applied: its resync is next (the change is not
+                // lost, the value is reloaded)
+                Err(SyncError::Load(error)) if error.class() != ErrorClass::Fatal => continue,
                 other => return Some(other),
             }
         }

@@ -61,9 +61,9 @@ pub(crate) async fn images(
         .iter()
         .map(|&i| format!("t0.{}", quote_ident(meta.columns[i].name)))
         .collect();
-    let database = |source| LoadError::Database {
+    let database = |error| LoadError::Database {
         table: meta.table.to_string(),
-        source,
+        error,
     };
     let rows = if width == 1 {
         let values: Vec<Value> = keys.iter().map(|k| k.0[0].clone()).collect();

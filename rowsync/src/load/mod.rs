@@ -7,7 +7,7 @@ pub(crate) mod pg_text;
 pub(crate) mod pg_value;
 mod preload;
 pub(crate) mod snapshot;
-pub(crate) use preload::preload;
+pub(crate) use preload::{fetch_related_of, owner_index, preload, Related};
 pub(crate) mod query;
 pub(crate) mod related_sql;
 mod tls;

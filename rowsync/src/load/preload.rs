@@ -112,14 +112,31 @@ pub(crate) async fn fetch_related<P: Schema, C: Schema>(
     tree: &PreloadTree,
     exec: &dyn Executor,
 ) -> Result<Related<C>, LoadError> {
+    let owner_index = owner_index::<P>(def)?;
+    let keys = owners.iter().map(|o| o.column_value(owner_index)).collect();
+    fetch_related_of::<P, C>(keys, def, tree, exec).await
+}
+
+/// The position of the owner column `def`'s first hop joins on.
+pub(crate) fn owner_index<P: Schema>(def: &'static AssocDef) -> Result<usize, SchemaError> {
+    let column = crate::graph::hops(P::meta(), def)?.steps[0].from_column;
+    P::meta()
+        .column_index(column)
+        .ok_or_else(|| unknown_owner_column::<P>(column))
+}
+
+/// Related rows of `def` for the owners whose owner column holds one of `keys`.
+pub(crate) async fn fetch_related_of<P: Schema, C: Schema>(
+    keys: Vec<Value>,
+    def: &'static AssocDef,
+    tree: &PreloadTree,
+    exec: &dyn Executor,
+) -> Result<Related<C>, LoadError> {
     let query = related_query(P::meta(), def)?;
-    let owner_index = P::meta()
-        .column_index(query.owner_column)
-        .ok_or_else(|| unknown_owner_column::<P>(query.owner_column))?;
+    let owner_index = owner_index::<P>(def)?;
     let mut seen = HashSet::new();
-    let keys: Vec<Value> = owners
-        .iter()
-        .map(|o| o.column_value(owner_index))
+    let keys: Vec<Value> = keys
+        .into_iter()
         .filter(|k| !k.is_null() && seen.insert(k.clone()))
         .collect();
     if keys.is_empty() {
@@ -136,9 +153,9 @@ pub(crate) async fn fetch_related<P: Schema, C: Schema>(
     let rows = exec
         .query_rows(&query.sql, &params)
         .await
-        .map_err(|source| LoadError::Database {
+        .map_err(|error| LoadError::Database {
             table: table.clone(),
-            source,
+            error,
         })?;
 
     let owner_at = query.related.columns.len();

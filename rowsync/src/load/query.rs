@@ -222,9 +222,9 @@ async fn load_with<S: Schema>(
     let rows = exec
         .query_rows(sql, &params)
         .await
-        .map_err(|source| LoadError::Database {
+        .map_err(|error| LoadError::Database {
             table: table(),
-            source,
+            error,
         })?;
     let mut out = rows
         .iter()

@@ -13,8 +13,6 @@ pub(crate) struct RelatedQuery {
     pub sql: String,
     /// Parameters after `$1`.
     pub params: Vec<Value>,
-    /// The owner's column whose values are the keys.
-    pub owner_column: &'static str,
     /// The schema of the rows returned.
     pub related: &'static SchemaMeta,
 }
@@ -66,7 +64,6 @@ pub(crate) fn related_query(
             conditions.join(" AND ")
         ),
         params,
-        owner_column: hops[0].from_column,
         related,
     })
 }

@@ -80,9 +80,9 @@ pub(crate) async fn rows_under_snapshot<S: Schema>(
     selection: &Selection,
 ) -> Result<(Snapshot, Vec<S>), LoadError> {
     let table = S::meta().table.to_string();
-    let database = |source| LoadError::Database {
+    let database = |error| LoadError::Database {
         table: table.clone(),
-        source,
+        error,
     };
     let mut conn = db.pool().get().await.map_err(LoadError::Pool)?;
     let tx = conn

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
@@ -31,6 +31,10 @@ pub(crate) struct QueueStats {
     pub missed: AtomicU64,
     pub delivered: AtomicU64,
     pub dropped_total: AtomicU64,
+    /// A resync is queued and not yet taken: another one would ask for the same reload.
+    pub resync_queued: AtomicBool,
+    /// Resyncs not queued because one already was.
+    pub coalesced: AtomicU64,
 }
 
 /// The hub's side of a subscriber's queue. Only the hub holds the sender, so the stream
@@ -42,12 +46,25 @@ pub(crate) struct Queue {
 
 impl Queue {
     /// Queues a message, or counts it as missed when the queue is full; never waits.
+    ///
+    /// A resync is not queued while another one waits to be taken: the reload that one
+    /// causes reads everything committed by then (a flood of resyncs costs one reload per
+    /// reload the subscriber has time for, not one per message).
     pub fn offer(&self, message: Message) {
+        let resync = matches!(message, Message::Resync(_));
+        if resync && self.stats.resync_queued.swap(true, Ordering::AcqRel) {
+            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.tx.try_send(message) {
             Ok(()) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                if resync {
+                    // the lag resync the full queue causes covers this one
+                    self.stats.resync_queued.store(false, Ordering::Release);
+                }
                 self.stats.missed.fetch_add(1, Ordering::Relaxed);
                 self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
@@ -99,13 +116,43 @@ impl Inbox {
     /// why not `next().now_or_never()`: tokio's cooperative budget makes a receive report
     /// "pending" after many in a row even with messages queued; `try_recv` does not.
     pub fn try_next(&mut self) -> Option<Message> {
-        let missed = self.queue.missed.swap(0, Ordering::Relaxed);
-        if missed > 0 {
-            self.pending.clear();
-            while self.rx.try_recv().is_ok() {}
-            return Some(Message::Resync(ResyncReason::Lagged { missed }));
+        if let Some(lagged) = self.take_lag() {
+            return Some(lagged);
         }
-        self.pending.pop_front().or_else(|| self.rx.try_recv().ok())
+        let message = self.pending.pop_front().or_else(|| self.rx.try_recv().ok())?;
+        Some(self.taken(message))
+    }
+
+    /// Asks for a resync before anything else queued (a change this subscriber could not
+    /// apply, a reload that failed and must be tried again).
+    pub fn resync_first(&mut self, reason: ResyncReason) {
+        self.pending.push_front(Message::Resync(reason));
+    }
+
+    /// Resyncs not queued because one was already waiting.
+    pub fn coalesced(&self) -> u64 {
+        self.queue.coalesced.load(Ordering::Relaxed)
+    }
+
+    /// The lag resync when messages were dropped for this subscriber: what is queued is
+    /// dropped too, as the reload it asks for reads the database after they committed.
+    fn take_lag(&mut self) -> Option<Message> {
+        let missed = self.queue.missed.swap(0, Ordering::Relaxed);
+        if missed == 0 {
+            return None;
+        }
+        self.pending.retain(|m| !matches!(m, Message::Change(_)));
+        while self.rx.try_recv().is_ok() {}
+        self.queue.resync_queued.store(false, Ordering::Release);
+        Some(Message::Resync(ResyncReason::Lagged { missed }))
+    }
+
+    /// Notes that a message is handed out: a resync taken lets the next one be queued.
+    fn taken(&self, message: Message) -> Message {
+        if matches!(message, Message::Resync(_)) {
+            self.queue.resync_queued.store(false, Ordering::Release);
+        }
+        message
     }
 
     /// The next message and every change of the same transaction already queued after it.
@@ -116,7 +163,11 @@ impl Inbox {
         };
         let xid = change.xid;
         let mut batch = vec![first];
-        while let Ok(message) = self.rx.try_recv() {
+        // why only with nothing pending: what is pending comes first
+        while self.pending.is_empty() {
+            let Ok(message) = self.rx.try_recv() else {
+                break;
+            };
             match &message {
                 Message::Change(c) if c.xid == xid => batch.push(message),
                 _ => {
@@ -171,18 +222,16 @@ impl Inbox {
     pub fn unsubscribe(self) {}
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let missed = self.queue.missed.swap(0, Ordering::Relaxed);
-        if missed > 0 {
-            // why drop what is queued: the reload the resync asks for reads the database
-            // after these changes committed, so it includes them.
-            self.pending.clear();
-            while self.rx.try_recv().is_ok() {}
-            return Poll::Ready(Some(Message::Resync(ResyncReason::Lagged { missed })));
+        if let Some(lagged) = self.take_lag() {
+            return Poll::Ready(Some(lagged));
         }
         if let Some(message) = self.pending.pop_front() {
-            return Poll::Ready(Some(message));
+            return Poll::Ready(Some(self.taken(message)));
         }
-        self.rx.poll_recv(cx)
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(message)) => Poll::Ready(Some(self.taken(message))),
+            other => other,
+        }
     }
 }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::cache::Loader;
-use crate::change::Change;
+use crate::change::{Change, Op};
 use crate::error::{SchemaError, SyncError};
 use crate::graph::PreloadTree;
 use crate::route::{topics_for_rows, Topic};
-use crate::schema::{Filter, Key, OrderBy, Schema};
+use crate::schema::{Filter, Key, OrderBy, Schema, SchemaMeta, SharedImage, Value};
 
 /// Options of a sync, e.g. the shape rows of a schema get when sync inserts them
 /// (EctoSync's `preloads: %{Tag => [:posts]}`).
@@ -88,6 +88,9 @@ impl Membership {
 
 pub(crate) struct SyncCtx {
     pub change: Arc<Change>,
+    /// The changed row as the database holds it as of this change (read once per change
+    /// through the shared cache): the truth the change is a hint about.
+    truth: Truth,
     /// Whether to compute the topics edits add and remove (not for data held outside a
     /// subscription, which has no topics to follow).
     pub follow_topics: bool,
@@ -98,15 +101,68 @@ pub(crate) struct SyncCtx {
     pub delta: Mutex<TopicDelta>,
 }
 
+/// What the database says of the changed row.
+enum Truth {
+    /// Its table has no schema here (a join table known by name): only the change says.
+    Unknown,
+    /// It does not exist (any more).
+    Gone,
+    /// It exists, as this image of `meta`'s columns.
+    Row {
+        image: SharedImage,
+        meta: &'static SchemaMeta,
+    },
+}
+
 impl SyncCtx {
-    pub fn new(change: Arc<Change>, loader: Loader, options: SyncOptions) -> SyncCtx {
-        SyncCtx {
+    /// The context of syncing `change`; the changed row is read first (through the cache)
+    /// when its table has a schema, so that every decision follows the database, not the
+    /// notification: a forged or replayed change costs a read, never a wrong value.
+    pub async fn new(
+        change: Arc<Change>,
+        meta: Option<&'static SchemaMeta>,
+        loader: Loader,
+        options: SyncOptions,
+    ) -> Result<SyncCtx, SyncError> {
+        let truth = match meta {
+            None => Truth::Unknown,
+            Some(meta) => match loader.image(meta, change.key.clone(), change.seq).await? {
+                Some(image) => Truth::Row { image, meta },
+                None => Truth::Gone,
+            },
+        };
+        Ok(SyncCtx {
             change,
+            truth,
             follow_topics: true,
             membership: Membership::Any,
             loader,
             options,
             delta: Mutex::new(TopicDelta::default()),
+        })
+    }
+
+    /// What happened to the changed row, as the database tells: gone is a delete whatever
+    /// the change said, present after a delete is an update (the row came back, or the
+    /// delete was not real).
+    pub fn op(&self) -> Op {
+        match (&self.truth, self.change.op) {
+            (Truth::Unknown, op) => op,
+            (Truth::Gone, _) => Op::Deleted,
+            (Truth::Row { .. }, Op::Inserted) => Op::Inserted,
+            (Truth::Row { .. }, _) => Op::Updated,
+        }
+    }
+
+    /// The value of a column of the changed row: as the database holds it when known, else
+    /// as the change carried it (a routing column); `None` for a row that is gone.
+    pub fn column(&self, name: &str) -> Option<Value> {
+        match &self.truth {
+            Truth::Row { image, meta } => meta
+                .column_index(name)
+                .and_then(|i| image.values.get(i).cloned()),
+            Truth::Gone => None,
+            Truth::Unknown => self.change.column(name).cloned(),
         }
     }
 

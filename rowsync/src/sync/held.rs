@@ -18,6 +18,11 @@ pub trait Held<S: Schema>: Send {
     fn add(&mut self, row: S) -> bool;
     /// Replaces everything held (after a reload), keeping what a plain `S` needs.
     fn replace_all(&mut self, rows: Vec<S>);
+    /// Moves the row with `key` to where a query ordered by `order_by` (then primary key)
+    /// would put it, after an update changed its key or an order column.
+    fn reposition(&mut self, key: &Key, order_by: &[crate::schema::OrderBy]) {
+        let _ = (key, order_by);
+    }
     /// Adds a row where a query ordered by `order_by` (then primary key) would put it.
     fn add_ordered(&mut self, row: S, order_by: &[crate::schema::OrderBy]) -> bool {
         let _ = order_by;
@@ -134,5 +139,10 @@ impl<S: Schema> Held<S> for Vec<S> {
         }
         super::order::insert_ordered(self, row, order_by);
         true
+    }
+    fn reposition(&mut self, key: &Key, order_by: &[crate::schema::OrderBy]) {
+        if let Some(at) = self.iter().position(|r| r.has_key(key)) {
+            super::order::reposition(self, at, order_by);
+        }
     }
 }

@@ -79,3 +79,16 @@ pub(crate) fn insert_ordered<C: Schema>(rows: &mut Vec<C>, row: C, order_by: &[O
     let at = rows.partition_point(|r| compare_rows(r, &row, order_by) != Ordering::Greater);
     rows.insert(at, row);
 }
+
+/// Moves the row at `at` to where a fresh load would put it, if it is out of place (an
+/// update changed its key or an order column); a row in place costs two comparisons.
+pub(crate) fn reposition<C: Schema>(rows: &mut Vec<C>, at: usize, order_by: &[OrderBy]) {
+    let after_previous = at == 0 || compare_rows(&rows[at - 1], &rows[at], order_by).is_le();
+    let before_next =
+        at + 1 >= rows.len() || compare_rows(&rows[at], &rows[at + 1], order_by).is_le();
+    if after_previous && before_next {
+        return;
+    }
+    let row = rows.remove(at);
+    insert_ordered(rows, row, order_by);
+}

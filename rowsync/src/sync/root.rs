@@ -14,7 +14,8 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     changes: &mut Changes,
 ) -> Result<(), SyncError> {
     let change = &ctx.change;
-    if change.op == Op::Deleted {
+    let op = ctx.op();
+    if op == Op::Deleted {
         return remove(ctx, data, tree, &change.key, changes);
     }
     // one pass over the held rows (cold memory when a thousand subscribers hold them)
@@ -24,10 +25,11 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
         .filter(|r| ctx.is_changed(&**r))
         .collect();
     let held = !changed.is_empty();
-    match change.op {
+    match op {
         Op::Deleted => {}
         Op::Updated if held => {
             let mut gone = Vec::new();
+            let mut moved = Vec::new();
             for row in changed {
                 match replacement(ctx, row, tree).await? {
                     Some(new) if ctx.admits(&new.row) => {
@@ -35,7 +37,9 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
                             ctx.track(&new.row, tree)?;
                         }
                         *row = new.row;
-                        changes.updated.push(row.primary_key());
+                        let key = row.primary_key();
+                        changes.updated.push(key.clone());
+                        moved.push(key);
                     }
                     // stopped matching: untracked below unless `replacement` already did
                     Some(dropped) => {
@@ -45,6 +49,13 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
                     }
                     // updated, then deleted before we read it: the delete follows
                     None => gone.push((row.primary_key(), true)),
+                }
+            }
+            // an update may move a row within the query's order (its key or an order
+            // column changed): it goes where a fresh load puts it
+            if let Membership::Query { order_by, .. } = &ctx.membership {
+                for key in &moved {
+                    data.reposition(key, order_by);
                 }
             }
             for (key, needs_untrack) in gone {
@@ -57,15 +68,16 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
             }
         }
         Op::Updated | Op::Inserted => {
-            // a row not held that may start to belong: inserted, or updated into a filter
-            let follows_updates = matches!(ctx.membership, Membership::Query { .. });
-            if held || !data.can_add() || (change.op == Op::Updated && !follows_updates) {
+            // a row not held that may start to belong: one the query selects (inserted, or
+            // updated into its filter), a followed key that exists, or (data held outside
+            // a subscription) an inserted row
+            let may_join = match &ctx.membership {
+                Membership::Query { .. } => true,
+                Membership::Keys(keys) => keys.contains(&change.key),
+                Membership::Any => op == Op::Inserted,
+            };
+            if held || !data.can_add() || !may_join {
                 return Ok(());
-            }
-            if let Membership::Keys(keys) = &ctx.membership {
-                if !keys.contains(&change.key) {
-                    return Ok(());
-                }
             }
             let shape = ctx.options.shape_for::<S>(tree)?;
             let Some(row) = ctx.load::<S>(change.key.clone(), &shape).await? else {

@@ -25,7 +25,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             let mut list = held.take_rows();
             let at = list.iter().position(|c| self.ctx.is_changed(c));
             let result = async {
-                match (change.op, at) {
+                match (self.ctx.op(), at) {
                     (Op::Deleted, Some(i)) => self.remove(&mut list, i).map(|_| true),
                     (Op::Updated, Some(i)) => {
                         let still = |new: &C| new.value_of(referenced).as_ref() == Some(&fk_value);
@@ -35,7 +35,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                     (Op::Inserted, None)
                         if list.is_empty()
                             && !fk_value.is_null()
-                            && change.column(referenced) == Some(&fk_value) =>
+                            && self.ctx.column(referenced).as_ref() == Some(&fk_value) =>
                     {
                         match self.inserted::<C>(change.key.clone()).await? {
                             Some(new) => self.add(&mut list, new).map(|_| true),

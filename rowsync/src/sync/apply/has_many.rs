@@ -17,12 +17,13 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let chain = hops(P::meta(), self.def)?;
         let steps = &chain.steps;
         let (owner_column, fk) = (steps[0].from_column, steps[0].to_column);
-        let new_fk = change.column(fk).cloned().unwrap_or(Value::Null);
+        let new_fk = self.ctx.column(fk).unwrap_or(Value::Null);
+        let op = self.ctx.op();
         let owner_index = column_index(P::meta(), owner_column)?;
         let mut touched = Vec::new();
         for (root, row) in rows {
             let belongs = !new_fk.is_null()
-                && change.op != Op::Deleted
+                && op != Op::Deleted
                 && row.column_eq(owner_index, &new_fk);
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;

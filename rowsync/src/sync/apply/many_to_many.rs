@@ -3,9 +3,8 @@
 use super::{Rows, Step};
 use crate::change::Op;
 use crate::error::SyncError;
-use crate::graph::hops;
-use crate::schema::Key;
-use crate::schema::{column_index, AssocValue, Schema, Value};
+use crate::load::owner_index;
+use crate::schema::{AssocValue, Key, Schema, Value};
 
 impl<'a, P: Schema, T> Step<'a, P, T> {
     /// many_to_many (or the end of a through): the related row updated or deleted, wherever
@@ -14,8 +13,8 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
     where
         T: AssocValue<C>,
     {
-        let change = &self.ctx.change;
-        if change.op == Op::Inserted {
+        let op = self.ctx.op();
+        if op == Op::Inserted {
             return Ok(Vec::new());
         }
         let mut touched = Vec::new();
@@ -29,7 +28,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             };
             let mut list = held.take_rows();
             let result = async {
-                if change.op == Op::Deleted {
+                if op == Op::Deleted {
                     self.remove(&mut list, i)?;
                     return Ok(true);
                 }
@@ -46,7 +45,9 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         Ok(touched)
     }
 
-    /// many_to_many: a link row inserted, deleted, or moved.
+    /// many_to_many: a link row inserted, deleted, or moved. The owners it names (before
+    /// and after) get their related rows read again, in one query shared by every sync of
+    /// the change: the database, not the notification, says which rows they link to now.
     pub(super) async fn link<C: Schema>(
         self,
         rows: Rows<'a, P>,
@@ -56,67 +57,58 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         T: AssocValue<C>,
     {
         let change = &self.ctx.change;
-        let chain = hops(P::meta(), self.def)?;
-        let steps = &chain.steps;
-        let owner_column = steps[0].from_column;
-        let related_column = steps[1].to_column;
-        let [owner_side, related_side] = *join_keys;
-        let value = |c: &str| change.column(c).cloned().unwrap_or(Value::Null);
-        let old = |c: &str| change.old_column(c).cloned().unwrap_or_else(|| value(c));
-        let (new_owner, new_related) = (value(owner_side), value(related_side));
-        let (old_owner, old_related) = (old(owner_side), old(related_side));
-        let owner_index = column_index(P::meta(), owner_column)?;
-        let related_index = column_index(C::meta(), related_column)?;
+        let owner_side = join_keys[0];
+        let mut owners: Vec<Value> = [
+            change.column(owner_side),
+            change.old_column(owner_side),
+            self.ctx.column(owner_side).as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|v| !v.is_null())
+        .cloned()
+        .collect();
+        owners.dedup();
+        let owner_index = owner_index::<P>(self.def)?;
+        let held: Vec<(usize, &'a mut P)> = rows
+            .into_iter()
+            .filter(|(_, row)| {
+                (self.field.get)(row).is_loaded()
+                    && owners.iter().any(|o| row.column_eq(owner_index, o))
+            })
+            .collect();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let related = self
+            .ctx
+            .loader
+            .related::<P, C>(self.def, owners, change, self.subtree)
+            .await?;
         let mut touched = Vec::new();
-        for (root, row) in rows {
-            // why compare in place first: a link row concerns one or two of the held owners
-            let is_new_owner = !new_owner.is_null() && row.column_eq(owner_index, &new_owner);
-            let is_old_owner = !old_owner.is_null() && row.column_eq(owner_index, &old_owner);
-            if !is_new_owner && !is_old_owner {
-                continue;
-            }
-            let owner = row.value_of(owner_column).unwrap_or(Value::Null);
-            let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
+        for (root, row) in held {
+            let now: Vec<C> = related
+                .by_owner
+                .get(&row.column_value(owner_index))
+                .map(|at| at.iter().map(|&i| related.children[i].clone()).collect())
+                .unwrap_or_default();
+            let Some(list) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };
-            let mut list = held.take_rows();
-            let result = async {
-                let position = |list: &Vec<C>, key: &Value| {
-                    list.iter().position(|c| c.column_eq(related_index, key))
-                };
-                let mut changed = false;
-                let unlink = match change.op {
-                    Op::Deleted => owner == new_owner,
-                    Op::Updated => {
-                        owner == old_owner && (old_owner != new_owner || old_related != new_related)
-                    }
-                    Op::Inserted => false,
-                };
-                if unlink {
-                    let gone = if change.op == Op::Deleted {
-                        &new_related
-                    } else {
-                        &old_related
-                    };
-                    if let Some(i) = position(&list, gone) {
-                        self.remove(&mut list, i)?;
-                        changed = true;
-                    }
-                }
-                let link = change.op != Op::Deleted && owner == new_owner && !new_related.is_null();
-                if link && position(&list, &new_related).is_none() {
-                    if let Some(new) = self.inserted::<C>(Key(vec![new_related.clone()])).await? {
-                        self.add(&mut list, new)?;
-                        changed = true;
-                    }
-                }
-                Ok::<bool, SyncError>(changed)
+            let before: Vec<Key> = list.rows().iter().map(|r| r.primary_key()).collect();
+            let after: Vec<Key> = now.iter().map(|r| r.primary_key()).collect();
+            // the same links: what they link to changes by changes of its own
+            if before == after {
+                continue;
             }
-            .await;
-            *held = T::from_rows(list);
-            if result? {
-                touched.push(root);
+            for old in list.rows() {
+                self.ctx.untrack(old, self.subtree)?;
             }
+            for new in &now {
+                self.ctx.track(new, self.subtree)?;
+            }
+            *list = T::from_rows(now);
+            touched.push(root);
         }
         Ok(touched)
     }

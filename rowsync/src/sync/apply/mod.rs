@@ -8,7 +8,7 @@ mod through;
 
 use futures_util::future::BoxFuture;
 
-use super::order::insert_ordered;
+use super::order::{insert_ordered, reposition};
 use super::SyncCtx;
 use crate::error::SyncError;
 use crate::graph::hops;
@@ -102,11 +102,9 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                     self.ctx.track(&new.row, self.subtree)?;
                 }
                 list[at] = new.row;
-                // an update may move it within the order
-                if !self.def.order_by.is_empty() {
-                    let row = list.remove(at);
-                    insert_ordered(list, row, self.def.order_by);
-                }
+                // an update may move it within the order (an order column or its key, which
+                // orders rows last, changed)
+                reposition(list, at, self.def.order_by);
             }
             Some(dropped) => {
                 if !dropped.routes_changed {
