@@ -316,9 +316,7 @@ fn classify_db(error: &tokio_postgres::Error) -> ErrorClass {
     match state.code() {
         // connection exceptions, insufficient resources, operator intervention (cancel,
         // shutdown, timeouts), serialization failures and deadlocks, lock not available
-        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
-            ErrorClass::Retry
-        }
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => ErrorClass::Retry,
         "40001" | "40P01" | "55P03" | "55006" => ErrorClass::Retry,
         // undefined or changed columns, tables and types, data that no longer converts:
         // the schema changed under the query; a reload shows it (or fails loudly)
@@ -365,9 +363,9 @@ impl SyncError {
         match self {
             SyncError::Load(inner) => inner.class(),
             SyncError::Reload(inner) => inner.class(),
-            SyncError::Schema(_)
-            | SyncError::WrongSchema { .. }
-            | SyncError::NoShape => ErrorClass::Fatal,
+            SyncError::Schema(_) | SyncError::WrongSchema { .. } | SyncError::NoShape => {
+                ErrorClass::Fatal
+            }
         }
     }
 }

@@ -93,8 +93,8 @@ pub use cache::CacheConfig;
 pub use capture::plan::{CapturePlan, TablePlan};
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
-    ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, SchemaError, SyncError,
-    TriggerError,
+    ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, SchemaError,
+    SyncError, TriggerError,
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};

@@ -5,25 +5,15 @@ use std::time::Duration;
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
-use rowsync::{Filter, Hub, Live, LiveValue, Op, Selector};
+use rowsync::{Filter, Hub, Live, LiveValue};
 use tokio::time::timeout;
 
 use crate::hub::start_hub;
 use crate::oracle::op;
 use crate::support::schemas::{Person, Post, Tag};
-use crate::support::{seeded, wait_for_xid, write_sentinel, Fixture};
+use crate::support::{seeded, settle, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Waits until every change committed so far has been routed (a witness hears the sentinel
-/// written after them), then applies what each live value has queued.
-async fn settle(f: &Fixture, hub: &Hub) {
-    let mut witness = hub
-        .subscribe_to::<Person>(Op::Updated, Selector::row(3i64))
-        .unwrap();
-    let xid = write_sentinel(&f.sql).await;
-    wait_for_xid(&mut witness, xid).await;
-}
 
 /// One live value of some shape, with the query that gives the oracle's view of it.
 enum AnyLive {

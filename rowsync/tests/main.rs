@@ -6,6 +6,7 @@ mod capture_listen;
 mod capture_triggers;
 mod compile_fail;
 mod graph;
+mod hints;
 mod hub;
 mod live;
 mod load;

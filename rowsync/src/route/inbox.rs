@@ -119,7 +119,10 @@ impl Inbox {
         if let Some(lagged) = self.take_lag() {
             return Some(lagged);
         }
-        let message = self.pending.pop_front().or_else(|| self.rx.try_recv().ok())?;
+        let message = self
+            .pending
+            .pop_front()
+            .or_else(|| self.rx.try_recv().ok())?;
         Some(self.taken(message))
     }
 

@@ -99,3 +99,13 @@ pub async fn wait_for_xid(sub: &mut rowsync::Subscription, xid: u64) {
         }
     }
 }
+
+/// Waits until every change committed so far has been routed to every subscriber: a
+/// witness hears the sentinel written after them (changes are routed in commit order).
+pub async fn settle(f: &Fixture, hub: &rowsync::Hub) {
+    let mut witness = hub
+        .subscribe_to::<schemas::Person>(rowsync::Op::Updated, rowsync::Selector::row(3i64))
+        .unwrap();
+    let xid = write_sentinel(&f.sql).await;
+    wait_for_xid(&mut witness, xid).await;
+}

@@ -22,9 +22,8 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let owner_index = column_index(P::meta(), owner_column)?;
         let mut touched = Vec::new();
         for (root, row) in rows {
-            let belongs = !new_fk.is_null()
-                && op != Op::Deleted
-                && row.column_eq(owner_index, &new_fk);
+            let belongs =
+                !new_fk.is_null() && op != Op::Deleted && row.column_eq(owner_index, &new_fk);
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };
