@@ -172,6 +172,31 @@ impl SyncCtx {
             || self.change.old_key.as_ref().is_some_and(|k| row.has_key(k))
     }
 
+    /// The position in `list` of the changed row. When the list holds it under its new key
+    /// already (the new row was taken in by an earlier change) and under its old key too,
+    /// the stale copy under the old key is removed (untracked with `tree`) first.
+    pub fn changed_position<C: Schema>(
+        &self,
+        list: &mut Vec<C>,
+        tree: &PreloadTree,
+    ) -> Result<Option<usize>, SyncError> {
+        let at_key = list.iter().position(|c| c.has_key(&self.change.key));
+        let at_old = self
+            .change
+            .old_key
+            .as_ref()
+            .filter(|old| **old != self.change.key)
+            .and_then(|old| list.iter().position(|c| c.has_key(old)));
+        Ok(match (at_key, at_old) {
+            (Some(key), Some(old)) => {
+                let stale = list.remove(old);
+                self.untrack(&stale, tree)?;
+                Some(if old < key { key - 1 } else { key })
+            }
+            (key, old) => key.or(old),
+        })
+    }
+
     /// Whether a root row (as loaded now) belongs to the held data.
     pub fn admits<S: Schema>(&self, row: &S) -> bool {
         match &self.membership {

@@ -16,7 +16,22 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     let change = &ctx.change;
     let op = ctx.op();
     if op == Op::Deleted {
+        // held under its key before the change too, if the change moved it
+        if let Some(old) = &change.old_key {
+            remove(ctx, data, tree, old, changes)?;
+        }
         return remove(ctx, data, tree, &change.key, changes);
+    }
+    // a copy under the old key is stale when the row is held under its new key already
+    if let Some(old) = change.old_key.as_ref().filter(|old| **old != change.key) {
+        let both = data.rows().iter().any(|r| r.has_key(&change.key))
+            && data.rows().iter().any(|r| r.has_key(old));
+        if both {
+            for stale in data.remove_key(old) {
+                ctx.untrack(&stale, tree)?;
+                changes.deleted.push(old.clone());
+            }
+        }
     }
     // one pass over the held rows (cold memory when a thousand subscribers hold them)
     let changed: Vec<&mut S> = data

@@ -23,7 +23,13 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             let mut list = held.take_rows();
-            let at = list.iter().position(|c| self.ctx.is_changed(c));
+            let at = match self.ctx.changed_position(&mut list, self.subtree) {
+                Ok(at) => at,
+                Err(e) => {
+                    *held = T::from_rows(list);
+                    return Err(e);
+                }
+            };
             let result = async {
                 match (self.ctx.op(), at) {
                     (Op::Deleted, Some(i)) => self.remove(&mut list, i).map(|_| true),

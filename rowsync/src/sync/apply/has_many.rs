@@ -33,6 +33,13 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             }
             let mut list = held.take_rows();
+            let at = match self.ctx.changed_position(&mut list, self.subtree) {
+                Ok(at) => at,
+                Err(e) => {
+                    *held = T::from_rows(list);
+                    return Err(e);
+                }
+            };
             let mut changed = false;
             let result = async {
                 match (at, belongs) {

@@ -23,10 +23,18 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             // why look before taking: most held lists do not hold the changed row
-            let Some(i) = held.position(|c| self.ctx.is_changed(c)) else {
+            if held.position(|c| self.ctx.is_changed(c)).is_none() {
                 continue;
-            };
+            }
             let mut list = held.take_rows();
+            let i = match self.ctx.changed_position(&mut list, self.subtree) {
+                Ok(Some(i)) => i,
+                other => {
+                    *held = T::from_rows(list);
+                    other?;
+                    continue;
+                }
+            };
             let result = async {
                 if op == Op::Deleted {
                     self.remove(&mut list, i)?;
