@@ -8,6 +8,7 @@ mod compile_fail;
 mod graph;
 mod hints;
 mod hub;
+mod imports;
 mod live;
 mod load;
 mod oracle;

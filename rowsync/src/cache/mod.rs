@@ -387,7 +387,7 @@ impl Loader {
         change: &crate::change::Change,
         tree: &PreloadTree,
     ) -> Loaded<Arc<Related<C>>> {
-        owners.sort_by(crate::sync::order::compare_values);
+        owners.sort_by(crate::schema::compare_values);
         owners.dedup();
         let key = ShapedKey {
             row: RowKey {

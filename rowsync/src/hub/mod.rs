@@ -25,7 +25,7 @@ use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
 use crate::load::{Db, Query, QuerySpec};
 use crate::route::router::Router;
-use crate::route::{topics_for_rows, topics_for_table, Message, Ops, Selector, Topic};
+use crate::route::{topics_for_rows, topics_for_table, Inbox, Message, Ops, Selector, Topic};
 use crate::schema::{Schema, SchemaMeta};
 use crate::sync::{Changes, Held, Membership, SyncOptions};
 
@@ -190,7 +190,7 @@ impl Hub {
             spec,
             single,
         };
-        let inbox = self.inner.router.subscribe(topics, Ops::ALL);
+        let inbox = Inbox::open(&self.inner.router, topics, Ops::ALL);
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
 
@@ -222,7 +222,7 @@ impl Hub {
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
     ) -> Result<Subscription, HubError> {
-        let inbox = self.inner.router.subscribe(topics, ops);
+        let inbox = Inbox::open(&self.inner.router, topics, ops);
         Ok(Subscription::new(inbox, self.clone(), None))
     }
 

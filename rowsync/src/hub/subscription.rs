@@ -37,7 +37,7 @@ impl Shape {
         let selection = match &self.membership {
             Membership::Keys(keys) => {
                 let mut keys: Vec<Key> = keys.iter().cloned().collect();
-                keys.sort_by(crate::sync::order::compare_keys);
+                keys.sort_by(crate::schema::compare_keys);
                 Selection::Keys {
                     keys,
                     preloads: self.spec.preloads.clone(),
@@ -357,7 +357,7 @@ fn in_held_order<S: Schema>(held: &[&S], mut rows: Vec<S>) -> Vec<S> {
             (Some(x), Some(y)) => x.cmp(y),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => crate::sync::order::compare_keys(&ka, &kb),
+            (None, None) => crate::schema::compare_keys(&ka, &kb),
         }
     });
     rows

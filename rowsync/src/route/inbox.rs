@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
@@ -11,67 +11,10 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 
 use super::index::SubscriptionId;
+use super::queue::{Message, QueueStats};
 use super::router::Router;
-use super::topic::Topic;
-use crate::change::{Change, ResyncReason};
-
-/// What a subscriber receives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Message {
-    /// A change that touches the subscriber's data.
-    Change(Arc<Change>),
-    /// Changes were lost for this subscriber: reload what it holds.
-    Resync(ResyncReason),
-}
-
-/// Counters shared by a subscriber's queue and its subscription.
-#[derive(Default)]
-pub(crate) struct QueueStats {
-    /// Messages dropped since the subscriber last looked (queue full).
-    pub missed: AtomicU64,
-    pub delivered: AtomicU64,
-    pub dropped_total: AtomicU64,
-    /// A resync is queued and not yet taken: another one would ask for the same reload.
-    pub resync_queued: AtomicBool,
-    /// Resyncs not queued because one already was.
-    pub coalesced: AtomicU64,
-}
-
-/// The hub's side of a subscriber's queue. Only the hub holds the sender, so the stream
-/// ends when the hub shuts down.
-pub(crate) struct Queue {
-    pub tx: mpsc::Sender<Message>,
-    pub stats: Arc<QueueStats>,
-}
-
-impl Queue {
-    /// Queues a message, or counts it as missed when the queue is full; never waits.
-    ///
-    /// A resync is not queued while another one waits to be taken: the reload that one
-    /// causes reads everything committed by then (a flood of resyncs costs one reload per
-    /// reload the subscriber has time for, not one per message).
-    pub fn offer(&self, message: Message) {
-        let resync = matches!(message, Message::Resync(_));
-        if resync && self.stats.resync_queued.swap(true, Ordering::AcqRel) {
-            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        match self.tx.try_send(message) {
-            Ok(()) => {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if resync {
-                    // the lag resync the full queue causes covers this one
-                    self.stats.resync_queued.store(false, Ordering::Release);
-                }
-                self.stats.missed.fetch_add(1, Ordering::Relaxed);
-                self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-}
+use super::topic::{Ops, Topic};
+use crate::change::ResyncReason;
 
 /// The receiving end of a subscriber's queue: [`Message`]s in commit order, each at most
 /// once. The queue is bounded: a subscriber that falls behind gets [`Message::Resync`] (and
@@ -86,17 +29,18 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new(
-        id: SubscriptionId,
-        rx: mpsc::Receiver<Message>,
-        queue: Arc<QueueStats>,
-        router: Weak<Router>,
-    ) -> Self {
+    /// Files a new subscriber with `router` under `topics`, and returns its end.
+    pub(crate) fn open(
+        router: &Arc<Router>,
+        topics: impl IntoIterator<Item = Topic>,
+        ops: Ops,
+    ) -> Inbox {
+        let (id, rx, queue) = router.subscribe(topics, ops);
         Inbox {
             id,
             rx,
             queue,
-            router,
+            router: Arc::downgrade(router),
             pending: VecDeque::new(),
         }
     }

@@ -3,10 +3,12 @@
 mod derive;
 mod inbox;
 mod index;
+mod queue;
 pub(crate) mod router;
 mod topic;
 
 pub use derive::{topics_for_rows, topics_for_table};
-pub use inbox::{Inbox, Message};
+pub use inbox::Inbox;
 pub use index::SubscriptionId;
+pub use queue::Message;
 pub use topic::{Ops, Selector, Topic};

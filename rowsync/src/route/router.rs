@@ -9,8 +9,8 @@ use parking_lot::RwLock;
 
 use tokio::sync::mpsc;
 
-use super::inbox::{Inbox, Message, Queue, QueueStats};
 use super::index::{RouteIndex, SubscriptionId};
+use super::queue::{Message, Queue, QueueStats};
 use super::topic::{touched, Ops, Topic};
 use crate::change::ResyncReason;
 use crate::change::{Change, Op};
@@ -37,7 +37,13 @@ impl Router {
         })
     }
 
-    pub fn subscribe(self: &Arc<Self>, topics: impl IntoIterator<Item = Topic>, ops: Ops) -> Inbox {
+    /// Files a new subscriber under `topics`: its id, the receiving end of its queue and the
+    /// queue's counters (see `Inbox::open`).
+    pub fn subscribe(
+        &self,
+        topics: impl IntoIterator<Item = Topic>,
+        ops: Ops,
+    ) -> (SubscriptionId, mpsc::Receiver<Message>, Arc<QueueStats>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.capacity);
         let stats = Arc::new(QueueStats::default());
@@ -47,7 +53,7 @@ impl Router {
         });
         self.queues.write().insert(id, queue);
         self.add_topics(id, topics, ops);
-        Inbox::new(id, rx, stats, Arc::downgrade(self))
+        (id, rx, stats)
     }
 
     pub fn add_topics(

@@ -6,6 +6,7 @@ mod filter;
 mod image;
 mod key;
 mod meta;
+mod ordering;
 pub(crate) mod value;
 
 pub use assoc::{Assoc, AssocField, AssocValue, AssocVisitor};
@@ -16,6 +17,7 @@ pub use meta::{
     quote_ident, AssocDef, AssocKind, ColumnDef, JoinThrough, OrderBy, SchemaMeta, SortOrder,
     TableName,
 };
+pub(crate) use ordering::{compare_keys, compare_values};
 pub use value::{FieldValue, Value};
 
 use crate::error::{DecodeError, SchemaError};

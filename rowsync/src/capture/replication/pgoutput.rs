@@ -59,10 +59,12 @@
 //! to hold it.
 
 mod error;
+mod ids;
 mod message;
 mod parse;
 mod reader;
 mod relation;
+mod relation_cache;
 mod tuple;
 
 #[cfg(test)]
@@ -74,7 +76,8 @@ pub use message::{
     OldTuple, Origin, PgOutputMessage, PgTimestamp, Prepare, RollbackPrepared, StreamAbort,
     StreamCommit, StreamStart, Truncate, Type, Update, Xid,
 };
-pub use relation::{Column, Relation, RelationCache, ReplicaIdentity};
+pub use relation::{Column, Relation, ReplicaIdentity};
+pub use relation_cache::RelationCache;
 pub use tuple::{ColumnValue, TupleData};
 
 /// Decodes one message that is not inside a Stream Start … Stream Stop block: every message of
