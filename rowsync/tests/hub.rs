@@ -609,3 +609,19 @@ async fn shutdown_ends_subscriptions() {
     hub.shutdown().await;
     assert_eq!(timeout(WAIT, sub.next()).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_connection_error_says_what_the_server_said() {
+    let f = seeded().await;
+    let url = f.db.url().replace(f.db.name(), "no_such_database_here");
+    let error = Hub::builder(url)
+        .watch::<Tag>(rowsync::NO_PRELOADS)
+        .start()
+        .await
+        .expect_err("the database does not exist");
+    let text = error.to_string();
+    assert!(
+        text.contains("no_such_database_here") && text.contains("does not exist"),
+        "the server's message is lost: {text}"
+    );
+}

@@ -22,7 +22,8 @@ pub use value::{FieldValue, Value};
 
 use crate::error::{DecodeError, SchemaError};
 
-/// Where a row's column values come from: a query result, or (later) a replication tuple.
+/// Where a row's column values come from: a query result, a row image (the shared row cache, a
+/// replication tuple).
 ///
 /// `index` is the position of the column in [`SchemaMeta::columns`].
 pub trait RowSource {
