@@ -86,6 +86,9 @@ pub enum ResyncReason {
         /// What was found.
         detail: String,
     },
+    /// A change arrived out of order, older than what the subscription still remembers of
+    /// its row's versions: only a reload can tell whether it is old news.
+    OutOfOrder,
     /// A change of this table could not be read or decoded; the data is reloaded instead.
     Unreadable {
         /// The table.

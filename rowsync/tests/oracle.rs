@@ -10,7 +10,7 @@ use std::fmt;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rowsync::{Hub, Schema, Subscription};
+use rowsync::{Hub, Message, Schema, Subscription};
 
 use crate::hub::start_hub;
 use crate::support::schemas::{Person, Post, Tag};
@@ -162,9 +162,17 @@ impl Op {
     }
 }
 
-/// Transactions, printed as the SQL that replays them.
+/// Transactions, printed as the SQL that replays them, and how the holders apply their
+/// messages: in order, or (with a seed) each transaction's messages in a random order with
+/// some applied twice, as a caller that buffers or a relay that redelivers would.
 #[derive(Clone)]
-struct Script(Vec<Vec<Op>>);
+struct Script {
+    txs: Vec<Vec<Op>>,
+    shuffle: Option<u64>,
+}
+
+/// The line of a replay file that gives the shuffle seed.
+const SHUFFLE_LINE: &str = "-- shuffle seed:";
 
 impl fmt::Debug for Script {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -172,7 +180,10 @@ impl fmt::Debug for Script {
             f,
             "-- replay on a fresh fixture database after support::SEED:"
         )?;
-        for tx in &self.0 {
+        if let Some(seed) = self.shuffle {
+            writeln!(f, "{SHUFFLE_LINE} {seed}")?;
+        }
+        for tx in &self.txs {
             writeln!(f, "BEGIN;")?;
             for op in tx {
                 writeln!(f, "  {};", op.sql())?;
@@ -181,6 +192,70 @@ impl fmt::Debug for Script {
         }
         Ok(())
     }
+}
+
+impl Script {
+    fn transactions(&self) -> Vec<String> {
+        self.txs
+            .iter()
+            .map(|tx| tx.iter().map(Op::sql).collect::<Vec<_>>().join("; "))
+            .collect()
+    }
+}
+
+/// A replay file (as a failing case prints it): its transactions and shuffle seed.
+fn parse_replay(text: &str) -> (Vec<String>, Option<u64>) {
+    let mut txs = Vec::new();
+    let mut shuffle = None;
+    let mut current: Option<Vec<String>> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(seed) = line.strip_prefix(SHUFFLE_LINE) {
+            shuffle = seed.trim().parse().ok();
+        } else if line == "BEGIN;" {
+            current = Some(Vec::new());
+        } else if line == "COMMIT;" {
+            txs.extend(current.take().map(|stmts| stmts.join("; ")));
+        } else if let Some(stmts) = current.as_mut() {
+            if !line.is_empty() && !line.starts_with("--") {
+                stmts.push(line.trim_end_matches(';').to_owned());
+            }
+        }
+    }
+    (txs, shuffle)
+}
+
+/// The order in which a buffering caller applies `messages`: the changes between two
+/// resyncs permuted, and some applied twice, by a small generator seeded with `seed`.
+fn shuffled(messages: Vec<Message>, seed: u64) -> Vec<Message> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::new();
+    let mut batch: Vec<Message> = Vec::new();
+    let mut flush = |batch: &mut Vec<Message>, out: &mut Vec<Message>| {
+        for i in (1..batch.len()).rev() {
+            batch.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        let repeats: Vec<Message> = batch.iter().filter(|_| next() % 3 == 0).cloned().collect();
+        out.append(batch);
+        out.extend(repeats);
+    };
+    for message in messages {
+        match message {
+            Message::Change(_) => batch.push(message),
+            resync => {
+                flush(&mut batch, &mut out);
+                out.push(resync);
+            }
+        }
+    }
+    flush(&mut batch, &mut out);
+    out
 }
 
 pub fn op() -> impl Strategy<Value = Op> {
@@ -217,7 +292,11 @@ pub fn op() -> impl Strategy<Value = Op> {
 }
 
 fn script() -> impl Strategy<Value = Script> {
-    prop::collection::vec(prop::collection::vec(op(), 1..=4), 1..=8).prop_map(Script)
+    (
+        prop::collection::vec(prop::collection::vec(op(), 1..=4), 1..=8),
+        prop_oneof![Just(None), any::<u64>().prop_map(Some)],
+    )
+        .prop_map(|(txs, shuffle)| Script { txs, shuffle })
 }
 
 /// A subscriber: its data, its subscription, and how to load the oracle's view of it.
@@ -297,20 +376,30 @@ async fn holders(f: &Fixture, hub: &Hub) -> Vec<Holder> {
     out
 }
 
-async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result<(), String> {
+async fn settle_and_check(
+    f: &Fixture,
+    hub: &Hub,
+    holder: &mut Holder,
+    shuffle: Option<u64>,
+) -> Result<(), String> {
     async fn drain<S: Schema, H: rowsync::Held<S>>(
         f: &Fixture,
         hub: &Hub,
         sub: &mut Subscription,
         data: &mut H,
+        shuffle: Option<u64>,
     ) {
-        for message in pending(f, hub, sub).await {
+        let mut messages = pending(f, hub, sub).await;
+        if let Some(seed) = shuffle {
+            messages = shuffled(messages, seed);
+        }
+        for message in messages {
             sub.sync(data, &message).await.unwrap();
         }
     }
     match holder {
         Holder::People { data, shape, sub } => {
-            drain(f, hub, sub, data).await;
+            drain(f, hub, sub, data, shuffle).await;
             // the subscription follows the data: its topics are those of what it holds now
             // (plus the followed root keys)
             let tree = rowsync::PreloadTree::parse(Person::meta(), shape.iter()).unwrap();
@@ -347,7 +436,7 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
             }
         }
         Holder::Post { data, shape, sub } => {
-            drain(f, hub, sub, data).await;
+            drain(f, hub, sub, data, shuffle).await;
             let expected = f
                 .rowsync
                 .query::<Post>()
@@ -362,7 +451,7 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
             }
         }
         Holder::Tags { data, shape, sub } => {
-            drain(f, hub, sub, data).await;
+            drain(f, hub, sub, data, shuffle).await;
             let expected = f
                 .rowsync
                 .query::<Tag>()
@@ -380,23 +469,49 @@ async fn settle_and_check(f: &Fixture, hub: &Hub, holder: &mut Holder) -> Result
     Ok(())
 }
 
-async fn run(script: Script) -> Result<(), String> {
+/// Runs the transactions, then checks every holder against a fresh load. With a shuffle
+/// seed, a second set of holders of the same shapes buffers every message and applies them
+/// at the end in a shuffled order with repeats, while the first set syncs after each
+/// transaction (so the shared row cache holds reads older than the latest state, as it does
+/// for a late or redelivered message).
+async fn run(transactions: Vec<String>, shuffle: Option<u64>) -> Result<(), String> {
     let f = seeded().await;
     let hub = start_hub(&f).await;
-    let mut holders = holders(&f, &hub).await;
-    for tx in &script.0 {
-        let body: Vec<String> = tx.iter().map(Op::sql).collect();
-        let sql = format!("BEGIN; {}; COMMIT;", body.join("; "));
+    let mut in_order = holders(&f, &hub).await;
+    let mut buffered = match shuffle {
+        Some(_) => holders(&f, &hub).await,
+        None => Vec::new(),
+    };
+    let mut result = Ok(());
+    'run: for body in &transactions {
+        let sql = format!("BEGIN; {body}; COMMIT;");
         f.sql
             .batch_execute(&sql)
             .await
             .map_err(|e| format!("{sql}: {e}"))?;
+        if shuffle.is_some() {
+            for holder in &mut in_order {
+                if let Err(e) = settle_and_check(&f, &hub, holder, None).await {
+                    result = Err(format!("after {sql}\n{e}"));
+                    break 'run;
+                }
+            }
+        }
     }
-    let mut result = Ok(());
-    for holder in &mut holders {
-        if let Err(e) = settle_and_check(&f, &hub, holder).await {
-            result = Err(e);
-            break;
+    if result.is_ok() {
+        let sets = [(&mut in_order, None), (&mut buffered, shuffle)];
+        'check: for (set, order) in sets {
+            for holder in set.iter_mut() {
+                if let Err(e) = settle_and_check(&f, &hub, holder, order).await {
+                    let how = if order.is_some() {
+                        "shuffled"
+                    } else {
+                        "in order"
+                    };
+                    result = Err(format!("applied {how}: {e}"));
+                    break 'check;
+                }
+            }
         }
     }
     hub.shutdown().await;
@@ -415,10 +530,24 @@ fn synced_data_equals_a_fresh_load_after_random_transactions() {
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner = TestRunner::new(config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    if let Ok(file) = std::env::var("ROWSYNC_ORACLE_REPLAY") {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (transactions, shuffle) = parse_replay(&text);
+        assert!(
+            !transactions.is_empty(),
+            "{file} holds no BEGIN; .. COMMIT; block"
+        );
+        if let Err(e) = runtime.block_on(run(transactions, shuffle)) {
+            panic!("{e}");
+        }
+        return;
+    }
+    let mut runner = TestRunner::new(config);
     let outcome = runner.run(&script(), |script| {
-        runtime.block_on(run(script)).map_err(TestCaseError::fail)
+        runtime
+            .block_on(run(script.transactions(), script.shuffle))
+            .map_err(TestCaseError::fail)
     });
     if let Err(failure) = outcome {
         panic!("{failure}");

@@ -385,6 +385,7 @@ impl Loader {
         def: &'static AssocDef,
         mut owners: Vec<Value>,
         change: &crate::change::Change,
+        seq: u64,
         tree: &PreloadTree,
     ) -> Loaded<Arc<Related<C>>> {
         owners.sort_by(crate::schema::compare_values);
@@ -393,7 +394,7 @@ impl Loader {
             row: RowKey {
                 table: change.table,
                 key: change.key.clone(),
-                seq: change.seq,
+                seq,
             },
             shape: Arc::from(format!(
                 "{}.{} of {owners:?} with {}",

@@ -50,12 +50,39 @@ impl PreloadTree {
                 owner = (def.related)();
             }
         }
-        Ok(tree)
+        Ok(tree.union(&PreloadTree::default()))
     }
 
     /// The associations directly under this level.
     pub fn children(&self) -> &[PreloadNode] {
         &self.children
+    }
+
+    /// Everything either tree loads: each association loaded by one of them, with the union
+    /// of what they load under it (children in association order, so equal shapes compare
+    /// equal however they were written).
+    pub fn union(&self, other: &PreloadTree) -> PreloadTree {
+        let mut children: Vec<PreloadNode> = Vec::new();
+        for node in self.children.iter().chain(&other.children) {
+            match children.iter_mut().find(|c| c.assoc == node.assoc) {
+                Some(ours) => ours.tree = ours.tree.union(&node.tree),
+                None => children.push(PreloadNode {
+                    tree: node.tree.union(&PreloadTree::default()),
+                    ..node.clone()
+                }),
+            }
+        }
+        children.sort_by_key(|c| c.assoc);
+        PreloadTree { children }
+    }
+
+    /// Whether this tree loads everything `other` loads.
+    pub fn covers(&self, other: &PreloadTree) -> bool {
+        other.children.iter().all(|theirs| {
+            self.children
+                .iter()
+                .any(|ours| ours.assoc == theirs.assoc && ours.tree.covers(&theirs.tree))
+        })
     }
 
     /// Whether nothing is preloaded.

@@ -16,7 +16,7 @@ use crate::route::{
     topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,
 };
 use crate::schema::{Key, Schema, SchemaMeta};
-use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions};
+use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions, Verdict, Versions};
 
 /// The data shape a subscription was made for, with its paths to every table.
 pub(crate) struct Shape {
@@ -81,6 +81,9 @@ pub struct SyncStats {
     pub skipped_visible: u64,
     /// Changes received a second time (never applied twice).
     pub duplicates: u64,
+    /// Changes older than what the data held of their row already (applied out of order);
+    /// skipped, so old news never overwrites newer data.
+    pub stale: u64,
     /// Loads under a snapshot (a live query's first load, and one per resync).
     pub loads: u64,
 }
@@ -120,8 +123,8 @@ pub struct Subscription {
     shape: Option<Arc<Shape>>,
     /// The snapshot of the last reload: changes it saw are in the data already.
     snapshot: Option<Snapshot>,
-    /// The newest change applied.
-    last_seq: u64,
+    /// The version of each row changed since the last load.
+    versions: Versions,
     stats: SyncStats,
     /// Reloads that failed in a row (the next one waits longer).
     failed_reloads: u32,
@@ -134,7 +137,7 @@ impl Subscription {
             hub,
             shape: shape.map(Arc::new),
             snapshot: None,
-            last_seq: 0,
+            versions: Versions::default(),
             stats: SyncStats::default(),
             failed_reloads: 0,
         }
@@ -215,11 +218,21 @@ impl Subscription {
                     self.stats.skipped_visible += 1;
                     return Ok(Changes::default());
                 }
-                if change.seq <= self.last_seq {
-                    self.stats.duplicates += 1;
-                    return Ok(Changes::default());
+                let verdict = self.versions.judge(change);
+                match verdict {
+                    Verdict::Apply => {}
+                    Verdict::Duplicate => {
+                        self.stats.duplicates += 1;
+                        return Ok(Changes::default());
+                    }
+                    Verdict::Stale => {
+                        self.stats.stale += 1;
+                        return Ok(Changes::default());
+                    }
+                    // old news or not, only a reload can tell
+                    Verdict::Unknown => return self.resync(data, &ResyncReason::OutOfOrder).await,
                 }
-                self.last_seq = change.seq;
+                self.versions.record(change);
                 self.stats.applied += 1;
                 let applied = self.apply(&shape, data, change, options).await;
                 if let Err(error) = &applied {
@@ -235,24 +248,31 @@ impl Subscription {
                 }
                 applied
             }
-            Message::Resync(reason) => {
-                let rows = match self.reload::<S>(&data.rows()).await {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        // why again: the data is stale until a reload succeeds
-                        if error.class() != ErrorClass::Fatal {
-                            self.inbox.resync_first(reason.clone());
-                        }
-                        return Err(SyncError::Reload(Box::new(error)));
-                    }
-                };
-                data.replace_all(rows);
-                Ok(Changes {
-                    reloaded: true,
-                    ..Changes::default()
-                })
-            }
+            Message::Resync(reason) => self.resync(data, reason).await,
         }
+    }
+
+    /// Reloads `data`; when the reload fails, the resync is asked for again (the data is
+    /// stale until a reload succeeds).
+    async fn resync<S: Schema, H: Held<S>>(
+        &mut self,
+        data: &mut H,
+        reason: &ResyncReason,
+    ) -> Result<Changes, SyncError> {
+        let rows = match self.reload::<S>(&data.rows()).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                if error.class() != ErrorClass::Fatal {
+                    self.inbox.resync_first(reason.clone());
+                }
+                return Err(SyncError::Reload(Box::new(error)));
+            }
+        };
+        data.replace_all(rows);
+        Ok(Changes {
+            reloaded: true,
+            ..Changes::default()
+        })
     }
 
     fn shape_of<S: Schema>(&self) -> Result<Arc<Shape>, SyncError> {
@@ -275,9 +295,17 @@ impl Subscription {
     ) -> Result<Changes, SyncError> {
         let paths = shape.paths.to(&change.table);
         let meta = self.hub.graph().schema_of(change.table);
-        let mut ctx =
-            SyncCtx::new(change.clone(), meta, self.hub.loader().clone(), options).await?;
+        let read_seq = self.versions.read_position(change);
+        let mut ctx = SyncCtx::new(
+            change.clone(),
+            meta,
+            self.hub.loader().clone(),
+            options,
+            read_seq,
+        )
+        .await?;
         ctx.membership = shape.membership.clone();
+
         let changes = apply(&ctx, data, &shape.tree, paths).await?;
         let delta = ctx.take_delta();
         if !delta.added.is_empty() {
@@ -339,6 +367,7 @@ impl Subscription {
         let held: Vec<&S> = rows.iter().collect();
         self.inbox.set_topics(shape.topics(&held)?);
         self.snapshot = Some(snapshot);
+        self.versions.reset();
         self.stats.loads += 1;
         Ok(rows)
     }
@@ -394,7 +423,14 @@ pub(crate) async fn sync_detached<S: Schema, H: Held<S>>(
     let tree = PreloadTree::of_rows(&data.rows());
     let paths = hub.graph().shape(S::meta(), &tree)?;
     let meta = hub.graph().schema_of(change.table);
-    let mut ctx = SyncCtx::new(change.clone(), meta, hub.loader().clone(), options).await?;
+    let mut ctx = SyncCtx::new(
+        change.clone(),
+        meta,
+        hub.loader().clone(),
+        options,
+        change.seq,
+    )
+    .await?;
     ctx.follow_topics = false;
     apply(&ctx, data, &tree, paths.to(&change.table)).await
 }

@@ -99,6 +99,9 @@ pub(crate) struct SyncCtx {
     pub loader: Loader,
     pub options: SyncOptions,
     pub delta: Mutex<TopicDelta>,
+    /// The position rows are read at: the change's own, or a newer one when the holder
+    /// applied a newer change already (see `Versions::read_position`).
+    pub read_seq: u64,
 }
 
 /// What the database says of the changed row.
@@ -123,10 +126,11 @@ impl SyncCtx {
         meta: Option<&'static SchemaMeta>,
         loader: Loader,
         options: SyncOptions,
+        read_seq: u64,
     ) -> Result<SyncCtx, SyncError> {
         let truth = match meta {
             None => Truth::Unknown,
-            Some(meta) => match loader.image(meta, change.key.clone(), change.seq).await? {
+            Some(meta) => match loader.image(meta, change.key.clone(), read_seq).await? {
                 Some(image) => Truth::Row { image, meta },
                 None => Truth::Gone,
             },
@@ -139,6 +143,7 @@ impl SyncCtx {
             loader,
             options,
             delta: Mutex::new(TopicDelta::default()),
+            read_seq,
         })
     }
 
@@ -216,7 +221,7 @@ impl SyncCtx {
         key: Key,
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
-        Ok(self.loader.row::<C>(key, self.change.seq, tree).await?)
+        Ok(self.loader.row::<C>(key, self.read_seq, tree).await?)
     }
 
     /// Records that `row` (held with `tree`) is now held.

@@ -7,6 +7,7 @@ mod context;
 mod held;
 pub(crate) mod order;
 mod root;
+mod versions;
 mod walk;
 
 use std::collections::{BTreeSet, HashSet};
@@ -14,6 +15,7 @@ use std::collections::{BTreeSet, HashSet};
 pub use context::SyncOptions;
 pub(crate) use context::{Membership, SyncCtx};
 pub use held::Held;
+pub(crate) use versions::{Verdict, Versions};
 
 use crate::error::SyncError;
 use crate::graph::PreloadTree;

@@ -91,7 +91,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let related = self
             .ctx
             .loader
-            .related::<P, C>(self.def, owners, change, self.subtree)
+            .related::<P, C>(self.def, owners, change, self.ctx.read_seq, self.subtree)
             .await?;
         let mut touched = Vec::new();
         for (root, row) in held {

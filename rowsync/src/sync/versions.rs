@@ -1,0 +1,157 @@
+//! Which version of each row a holder's data reflects, so that old news never overwrites
+//! newer data: messages applied out of order or twice (a caller that buffers, a retry, a
+//! relay that redelivers) end as if applied in order once.
+//!
+//! A change's position (`seq`, commit order) is the version of the row it read: a sync reads
+//! the row as of that change or later. A change at or below the version recorded for its row
+//! is old news and skipped; a delete is recorded like any change, so an older update cannot
+//! bring the row back.
+
+use std::collections::HashMap;
+
+use crate::change::Change;
+use crate::schema::{Key, TableName};
+
+/// Rows remembered at most; past it the memory is emptied and its newest position becomes
+/// the floor (see [`Verdict::Unknown`]).
+const REMEMBERED: usize = 65_536;
+
+/// What to do with a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Newer than what is held of its row: apply it.
+    Apply,
+    /// Exactly what is held already (received twice).
+    Duplicate,
+    /// Older than what is held of its row.
+    Stale,
+    /// At or below the floor of a memory that was emptied, for a row not remembered since:
+    /// it may be old news or not; only a reload can tell.
+    Unknown,
+}
+
+/// The version of each row changed since the data was loaded.
+///
+/// Reads for a change applied after a newer one are taken as of the newer one
+/// ([`Versions::newest`]): a read kept in the shared cache from the older change's time
+/// would put older rows back, in lists read whole (links, `through`) as much as in rows.
+#[derive(Debug, Default)]
+pub(crate) struct Versions {
+    rows: HashMap<(TableName, Key), u64>,
+    /// Changes at or below this were applied before the memory was emptied.
+    floor: u64,
+    /// The newest change applied.
+    newest: u64,
+}
+
+impl Versions {
+    /// Whether `change` is news for the rows it names.
+    pub fn judge(&self, change: &Change) -> Verdict {
+        let held = |key: &Key| self.rows.get(&(change.table, key.clone())).copied();
+        let version = held(&change.key).max(change.old_key.as_ref().and_then(held));
+        match version {
+            Some(v) if change.seq == v => Verdict::Duplicate,
+            Some(v) if change.seq < v => Verdict::Stale,
+            Some(_) => Verdict::Apply,
+            None if change.seq <= self.floor => Verdict::Unknown,
+            None => Verdict::Apply,
+        }
+    }
+
+    /// Records that the data reflects `change` (its row, and the key it had before).
+    pub fn record(&mut self, change: &Change) {
+        if self.rows.len() >= REMEMBERED {
+            self.rows.clear();
+            self.floor = self.newest;
+        }
+        self.newest = self.newest.max(change.seq);
+        for key in std::iter::once(&change.key).chain(&change.old_key) {
+            let version = self.rows.entry((change.table, key.clone())).or_default();
+            *version = (*version).max(change.seq);
+        }
+    }
+
+    /// The position to read rows at for `change`: its own, or the newest change applied
+    /// when that is newer (the data must not go back to an older state).
+    pub fn read_position(&self, change: &Change) -> u64 {
+        change.seq.max(self.newest)
+    }
+
+    /// Forgets everything: the data was just reloaded (its snapshot says what it reflects).
+    pub fn reset(&mut self) {
+        self.rows.clear();
+        self.floor = 0;
+        self.newest = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Op;
+
+    fn change(seq: u64, key: i64, op: Op) -> Change {
+        Change {
+            op,
+            table: TableName {
+                schema: None,
+                name: "posts",
+            },
+            key: Key::from(key),
+            old_key: None,
+            columns: Vec::new(),
+            old_columns: Vec::new(),
+            xid: seq,
+            seq,
+        }
+    }
+
+    #[test]
+    fn old_news_and_repeats_are_recognised() {
+        let mut v = Versions::default();
+        assert_eq!(v.judge(&change(7, 1, Op::Updated)), Verdict::Apply);
+        v.record(&change(7, 1, Op::Updated));
+        assert_eq!(v.judge(&change(7, 1, Op::Updated)), Verdict::Duplicate);
+        assert_eq!(v.judge(&change(5, 1, Op::Updated)), Verdict::Stale);
+        assert_eq!(
+            v.judge(&change(5, 2, Op::Updated)),
+            Verdict::Apply,
+            "another row"
+        );
+        assert_eq!(v.judge(&change(9, 1, Op::Updated)), Verdict::Apply);
+    }
+
+    #[test]
+    fn a_delete_is_not_undone_by_an_older_update() {
+        let mut v = Versions::default();
+        v.record(&change(8, 1, Op::Deleted));
+        assert_eq!(v.judge(&change(6, 1, Op::Updated)), Verdict::Stale);
+        assert_eq!(v.judge(&change(9, 1, Op::Inserted)), Verdict::Apply);
+    }
+
+    #[test]
+    fn a_key_change_covers_the_old_key_too() {
+        let mut v = Versions::default();
+        let mut moved = change(5, 2, Op::Updated);
+        moved.old_key = Some(Key::from(1i64));
+        v.record(&moved);
+        assert_eq!(v.judge(&change(4, 1, Op::Updated)), Verdict::Stale);
+    }
+
+    #[test]
+    fn an_emptied_memory_leaves_a_floor() {
+        let mut v = Versions::default();
+        for i in 0..REMEMBERED as i64 + 1 {
+            v.record(&change(i as u64 + 1, i, Op::Updated));
+        }
+        assert_eq!(
+            v.judge(&change(3, 999_999, Op::Updated)),
+            Verdict::Unknown,
+            "below the floor, not remembered"
+        );
+        assert_eq!(
+            v.judge(&change(REMEMBERED as u64 + 10, 999_999, Op::Updated)),
+            Verdict::Apply
+        );
+    }
+}
