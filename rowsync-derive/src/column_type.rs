@@ -20,7 +20,8 @@ use crate::ast::Column;
 /// What the error lists; keep it in step with the `FieldValue` impls in `rowsync`.
 const SUPPORTED: &str = "a column field's type must be one of: i16, i32, i64, f32, f64, bool, \
     String, Vec<u8>, uuid::Uuid, chrono::NaiveDate, chrono::NaiveTime, chrono::NaiveDateTime, \
-    chrono::DateTime<Utc>, serde_json::Value, rowsync::Decimal, an enum deriving \
+    chrono::DateTime<Utc>, serde_json::Value, rowsync::Decimal (the last seven with rowsync's \
+    cargo features `uuid`, `chrono`, `json`, `decimal`, on by default), an enum deriving \
     rowsync::TextEnum, a type of your own implementing rowsync::FieldValue, or Option<T> of \
     one of them";
 

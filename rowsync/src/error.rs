@@ -26,7 +26,7 @@ pub enum DecodeError {
         value: String,
     },
     /// A PostgreSQL type rowsync does not decode.
-    #[error("PostgreSQL type `{type_name}` is not supported; cast the column to a supported type in a view")]
+    #[error("PostgreSQL type `{type_name}` is not supported; cast the column to a supported type in a view (`uuid`, `json`, the date/time types and `numeric` need rowsync's cargo features `uuid`, `json`, `chrono`, `decimal`)")]
     UnsupportedType {
         /// The type's name.
         type_name: String,
@@ -165,6 +165,7 @@ pub enum ConnectError {
     #[error("could not create the connection pool: {0}")]
     Pool(deadpool_postgres::BuildError),
     /// The TLS configuration could not be built (unreadable roots, no certificate).
+    #[cfg(feature = "tls")]
     #[error("TLS configuration: {0}")]
     Tls(String),
 }

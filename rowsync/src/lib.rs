@@ -76,6 +76,20 @@
 //! the listener, yielding [`Change`]s), a shared row cache (at most one read per change),
 //! routing ([`Topic`]s and per-subscriber queues), sync (applying a change to held data), and
 //! the [`Hub`] that wires them together; [`Live`] values sit on top.
+//!
+//! # Cargo features
+//!
+//! All on by default; with `default-features = false` rowsync keeps integers, floats, `bool`,
+//! text, `bytea` and text enums over plain TCP, and you turn back on what your schemas use:
+//!
+//! - `chrono`: `date`, `time`, `timestamp`, `timestamptz` as chrono's `NaiveDate`,
+//!   `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`.
+//! - `uuid`: `uuid` as `uuid::Uuid`.
+//! - `decimal`: `numeric` as `Decimal` (rust_decimal, re-exported here).
+//! - `json`: `json` / `jsonb` as `serde_json::Value`.
+//! - `tls`: TLS connections with rustls (`Tls::rustls`, `Tls::with_root_pem`).
+//!
+//! A column of a type whose feature is off is reported as unsupported.
 
 mod cache;
 mod capture;
@@ -108,6 +122,7 @@ pub use rowsync_derive::Schema;
 #[doc = include_str!("schema/derive_text_enum.md")]
 pub use rowsync_derive::TextEnum;
 /// `numeric` columns decode into `rust_decimal`'s `Decimal`, re-exported so the versions match.
+#[cfg(feature = "decimal")]
 pub use rust_decimal::Decimal;
 pub use schema::{
     Assoc, AssocDef, AssocField, AssocKind, AssocValue, AssocVisitor, ColumnDef, FieldValue,

@@ -1,7 +1,7 @@
 //! What a query runs on: a client, a transaction, or a pooled connection.
 
 use futures_util::future::BoxFuture;
-use postgres_types::ToSql;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 /// Something that runs a query and returns its rows.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use postgres_types::ToSql;
+use tokio_postgres::types::ToSql;
 
 use super::pg_value::read_value;
 use super::Executor;

@@ -4,12 +4,16 @@
 //! tuples later). Both go through this one function, so a value decodes the same whatever
 //! the source; the field types then decode from `Value` as they do for query results.
 
+#[cfg(feature = "chrono")]
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 use crate::error::DecodeError;
 use crate::schema::Value;
 
 /// A column type as the capture layer knows it (from `pg_type` at start-up).
+///
+/// A type whose cargo feature is off (`uuid`, `json`, `chrono`, `decimal`) is
+/// [`PgType::Other`]: it cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PgType {
@@ -30,18 +34,25 @@ pub enum PgType {
     /// `bytea`.
     Bytea,
     /// `uuid`.
+    #[cfg(feature = "uuid")]
     Uuid,
     /// `json` / `jsonb`.
+    #[cfg(feature = "json")]
     Json,
     /// `date`.
+    #[cfg(feature = "chrono")]
     Date,
     /// `time`.
+    #[cfg(feature = "chrono")]
     Time,
     /// `timestamp`.
+    #[cfg(feature = "chrono")]
     Timestamp,
     /// `timestamptz`.
+    #[cfg(feature = "chrono")]
     Timestamptz,
     /// `numeric`.
+    #[cfg(feature = "decimal")]
     Numeric,
     /// A PostgreSQL enum (decoded as its label).
     Enum,
@@ -64,12 +75,19 @@ impl PgType {
             "float8" => PgType::Float8,
             "text" | "varchar" | "bpchar" | "name" => PgType::Text,
             "bytea" => PgType::Bytea,
+            #[cfg(feature = "uuid")]
             "uuid" => PgType::Uuid,
+            #[cfg(feature = "json")]
             "json" | "jsonb" => PgType::Json,
+            #[cfg(feature = "chrono")]
             "date" => PgType::Date,
+            #[cfg(feature = "chrono")]
             "time" => PgType::Time,
+            #[cfg(feature = "chrono")]
             "timestamp" => PgType::Timestamp,
+            #[cfg(feature = "chrono")]
             "timestamptz" => PgType::Timestamptz,
+            #[cfg(feature = "decimal")]
             "numeric" => PgType::Numeric,
             other => PgType::Other(other.to_owned()),
         }
@@ -102,22 +120,29 @@ pub fn value_from_text(ty: &PgType, text: Option<&str>) -> Result<Value, DecodeE
         PgType::Float8 => Value::F64(parse_float(text).ok_or_else(bad)?),
         PgType::Text | PgType::Enum => Value::Text(text.to_owned()),
         PgType::Bytea => Value::Bytes(parse_bytea(text).ok_or_else(bad)?),
+        #[cfg(feature = "uuid")]
         PgType::Uuid => Value::Uuid(text.parse().map_err(|_| bad())?),
+        #[cfg(feature = "json")]
         PgType::Json => Value::Json(serde_json::from_str(text).map_err(|_| bad())?),
+        #[cfg(feature = "chrono")]
         PgType::Date => {
             Value::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?)
         }
+        #[cfg(feature = "chrono")]
         PgType::Time => {
             Value::Time(NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad())?)
         }
+        #[cfg(feature = "chrono")]
         PgType::Timestamp => Value::Timestamp(
             NaiveDateTime::parse_from_str(&iso_space(text), "%Y-%m-%d %H:%M:%S%.f")
                 .map_err(|_| bad())?,
         ),
+        #[cfg(feature = "chrono")]
         PgType::Timestamptz => {
             Value::TimestampTz(parse_timestamptz(&iso_space(text)).ok_or_else(bad)?)
         }
         // exact: more digits than `Decimal` holds is an error, never a rounded key
+        #[cfg(feature = "decimal")]
         PgType::Numeric => {
             Value::Numeric(rust_decimal::Decimal::from_str_exact(text).map_err(|_| bad())?)
         }
@@ -131,6 +156,7 @@ pub fn value_from_text(ty: &PgType, text: Option<&str>) -> Result<Value, DecodeE
 
 /// `2024-01-02T03:04:05` (JSON's rendering, used by trigger payloads) as PostgreSQL's text
 /// output writes it, `2024-01-02 03:04:05`.
+#[cfg(feature = "chrono")]
 fn iso_space(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() > 10 && text.as_bytes()[10] == b'T' {
         let mut owned = text.to_owned();
@@ -163,6 +189,7 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
 }
 
 /// PostgreSQL prints offsets as `+00`, `+05:30` or `-03`; chrono wants `+hh:mm`.
+#[cfg(feature = "chrono")]
 fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
     let split = text.rfind(['+', '-'])?;
     let (stamp, offset) = text.split_at(split);
@@ -198,6 +225,13 @@ mod tests {
             v(PgType::Bytea, "\\x00ff10"),
             Value::Bytes(vec![0, 255, 16])
         );
+        assert_eq!(value_from_text(&PgType::Int4, None).unwrap(), Value::Null);
+    }
+
+    #[cfg(feature = "chrono")]
+    #[test]
+    fn parses_postgres_date_time_output() {
+        let v = |ty, s| value_from_text(&ty, Some(s)).unwrap();
         assert_eq!(
             v(PgType::Timestamptz, "2024-01-02 03:04:05.25+05:30"),
             Value::TimestampTz("2024-01-01T21:34:05.25Z".parse().unwrap())
@@ -214,9 +248,9 @@ mod tests {
             v(PgType::Timestamptz, "2024-01-02 03:04:05+00"),
             Value::TimestampTz("2024-01-02T03:04:05Z".parse().unwrap())
         );
-        assert_eq!(value_from_text(&PgType::Int4, None).unwrap(), Value::Null);
     }
 
+    #[cfg(feature = "decimal")]
     #[test]
     fn numeric_text_is_exact_or_an_error() {
         let v = |s| value_from_text(&PgType::Numeric, Some(s));
@@ -238,9 +272,13 @@ mod tests {
         for ty in [
             PgType::Int4,
             PgType::Bytea,
+            #[cfg(feature = "uuid")]
             PgType::Uuid,
+            #[cfg(feature = "chrono")]
             PgType::Timestamptz,
+            #[cfg(feature = "chrono")]
             PgType::Date,
+            #[cfg(feature = "decimal")]
             PgType::Numeric,
         ] {
             for text in ["", "x", "\\x0", "\\xzz", "2024-13-45", "+", "é-"] {
@@ -251,5 +289,28 @@ mod tests {
             value_from_text(&PgType::Other("point".into()), Some("(1,2)")),
             Err(DecodeError::UnsupportedType { .. })
         ));
+    }
+
+    /// Without its cargo feature a type is not known, and its values are an error.
+    #[test]
+    fn types_behind_an_off_feature_are_unsupported() {
+        let off = [
+            #[cfg(not(feature = "uuid"))]
+            "uuid",
+            #[cfg(not(feature = "json"))]
+            "jsonb",
+            #[cfg(not(feature = "chrono"))]
+            "timestamptz",
+            #[cfg(not(feature = "decimal"))]
+            "numeric",
+        ];
+        for name in off {
+            let ty = PgType::from_catalog(name, false);
+            assert_eq!(ty, PgType::Other(name.to_owned()));
+            assert!(matches!(
+                value_from_text(&ty, Some("1")),
+                Err(DecodeError::UnsupportedType { .. })
+            ));
+        }
     }
 }

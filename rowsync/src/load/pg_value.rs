@@ -4,7 +4,7 @@
 use std::error::Error;
 
 use bytes::{BufMut, BytesMut};
-use postgres_types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
 use tokio_postgres::Row;
 
 use crate::error::DecodeError;
@@ -12,31 +12,31 @@ use crate::schema::{RowSource, Value};
 
 type BoxError = Box<dyn Error + Sync + Send>;
 
-/// Whether rowsync can decode a column of this type.
+/// Whether rowsync can decode a column of this type (with the cargo features it was built with).
 fn decodable(ty: &Type) -> bool {
-    matches!(
-        *ty,
+    match *ty {
         Type::BOOL
-            | Type::INT2
-            | Type::INT4
-            | Type::INT8
-            | Type::OID
-            | Type::FLOAT4
-            | Type::FLOAT8
-            | Type::TEXT
-            | Type::VARCHAR
-            | Type::BPCHAR
-            | Type::NAME
-            | Type::BYTEA
-            | Type::UUID
-            | Type::JSON
-            | Type::JSONB
-            | Type::DATE
-            | Type::TIME
-            | Type::TIMESTAMP
-            | Type::TIMESTAMPTZ
-            | Type::NUMERIC
-    ) || matches!(ty.kind(), Kind::Enum(_))
+        | Type::INT2
+        | Type::INT4
+        | Type::INT8
+        | Type::OID
+        | Type::FLOAT4
+        | Type::FLOAT8
+        | Type::TEXT
+        | Type::VARCHAR
+        | Type::BPCHAR
+        | Type::NAME
+        | Type::BYTEA => true,
+        #[cfg(feature = "uuid")]
+        Type::UUID => true,
+        #[cfg(feature = "json")]
+        Type::JSON | Type::JSONB => true,
+        #[cfg(feature = "chrono")]
+        Type::DATE | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => true,
+        #[cfg(feature = "decimal")]
+        Type::NUMERIC => true,
+        _ => matches!(ty.kind(), Kind::Enum(_)),
+    }
 }
 
 fn is_textual(ty: &Type) -> bool {
@@ -60,14 +60,21 @@ impl<'a> FromSql<'a> for PgValue {
             Type::FLOAT4 => Value::F32(f32::from_sql(ty, raw)?),
             Type::FLOAT8 => Value::F64(f64::from_sql(ty, raw)?),
             Type::BYTEA => Value::Bytes(Vec::<u8>::from_sql(ty, raw)?),
+            #[cfg(feature = "uuid")]
             Type::UUID => Value::Uuid(uuid::Uuid::from_sql(ty, raw)?),
+            #[cfg(feature = "json")]
             Type::JSON | Type::JSONB => Value::Json(serde_json::Value::from_sql(ty, raw)?),
+            #[cfg(feature = "chrono")]
             Type::DATE => Value::Date(chrono::NaiveDate::from_sql(ty, raw)?),
+            #[cfg(feature = "chrono")]
             Type::TIME => Value::Time(chrono::NaiveTime::from_sql(ty, raw)?),
+            #[cfg(feature = "chrono")]
             Type::TIMESTAMP => Value::Timestamp(chrono::NaiveDateTime::from_sql(ty, raw)?),
+            #[cfg(feature = "chrono")]
             Type::TIMESTAMPTZ => Value::TimestampTz(chrono::DateTime::from_sql(ty, raw)?),
             // why rust_decimal's decoder: it refuses NaN and values past 28 digits with an
             // error rather than rounding them
+            #[cfg(feature = "decimal")]
             Type::NUMERIC => Value::Numeric(rust_decimal::Decimal::from_sql(ty, raw)?),
             // why: enums arrive in binary as their label's UTF-8 bytes, same as text.
             _ if is_textual(ty) => Value::Text(std::str::from_utf8(raw)?.to_owned()),
@@ -145,12 +152,19 @@ impl ToSql for Value {
             }
             Value::Text(_) => Err(format!("cannot send text as {}", ty.name()).into()),
             Value::Bytes(v) => v.to_sql(ty, out),
+            #[cfg(feature = "uuid")]
             Value::Uuid(v) => v.to_sql(ty, out),
+            #[cfg(feature = "json")]
             Value::Json(v) => v.to_sql(ty, out),
+            #[cfg(feature = "chrono")]
             Value::Date(v) => v.to_sql(ty, out),
+            #[cfg(feature = "chrono")]
             Value::Time(v) => v.to_sql(ty, out),
+            #[cfg(feature = "chrono")]
             Value::Timestamp(v) => v.to_sql(ty, out),
+            #[cfg(feature = "chrono")]
             Value::TimestampTz(v) => v.to_sql(ty, out),
+            #[cfg(feature = "decimal")]
             Value::Numeric(v) => v.to_sql(ty, out),
         }
     }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures_util::future::BoxFuture;
-use postgres_types::ToSql;
+use tokio_postgres::types::ToSql;
 
 use super::pg_value::{read_value, QueryRow};
 use super::related_sql::related_query;

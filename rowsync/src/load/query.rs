@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use postgres_types::ToSql;
+use tokio_postgres::types::ToSql;
 
 use super::image::select_list;
 use super::pg_value::QueryRow;

@@ -1,40 +1,41 @@
-//! How connections to PostgreSQL are encrypted: not at all, or TLS with rustls.
+//! How connections to PostgreSQL are encrypted: not at all, or (with the `tls` cargo
+//! feature) TLS with rustls.
 //!
 //! One [`Tls`] value is used by every connection a hub opens (the pool, the listener, the
 //! start-up check), so a managed database that requires TLS works end to end.
 
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+#[cfg(feature = "tls")]
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls};
+#[cfg(feature = "tls")]
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+#[cfg(feature = "tls")]
 use crate::error::ConnectError;
 
-/// The encryption of connections to PostgreSQL.
+/// The encryption of connections to PostgreSQL: [`Tls::Disabled`] (the default), or, with the
+/// `tls` cargo feature (on by default), TLS with rustls from `Tls::rustls` or
+/// `Tls::with_root_pem` (which has an example).
 ///
-/// With [`Tls::rustls`] the connection string's `sslmode` decides: `prefer` (the default)
-/// uses TLS when the server offers it, `require` refuses a server that does not, `disable`
-/// never uses it. Server certificates are always verified against the configured roots.
-///
-/// ```
-/// # fn main() -> Result<(), rowsync::ConnectError> {
-/// // the CA that signed your server's certificate, e.g. your provider's bundle
-/// # let ca_pem = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap().cert.pem();
-/// let tls = rowsync::Tls::with_root_pem(ca_pem.as_bytes())?;
-/// // Hub::builder("postgres://app@db.example.com/app?sslmode=require").tls(tls) ...
-/// # let _ = tls;
-/// # Ok(())
-/// # }
-/// ```
+/// With TLS the connection string's `sslmode` decides: `prefer` (the default) uses TLS when
+/// the server offers it, `require` refuses a server that does not, `disable` never uses it.
+/// Server certificates are always verified against the configured roots.
 #[derive(Clone, Default)]
+// why non_exhaustive: `Rustls` exists only with the `tls` feature, and cargo features must
+// be additive; a `match` written where the feature is off must still compile when another
+// crate in the build turns it on.
+#[non_exhaustive]
 pub enum Tls {
     /// Plain TCP (`NoTls`): for a local server, or a network you trust.
     #[default]
     Disabled,
     /// TLS with this rustls client configuration.
+    #[cfg(feature = "tls")]
     Rustls(Arc<rustls::ClientConfig>),
 }
 
@@ -42,11 +43,13 @@ impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Tls::Disabled => f.write_str("Tls::Disabled"),
+            #[cfg(feature = "tls")]
             Tls::Rustls(_) => f.write_str("Tls::Rustls(..)"),
         }
     }
 }
 
+#[cfg(feature = "tls")]
 impl Tls {
     /// TLS with a rustls configuration you built (roots, client certificates, ...).
     pub fn rustls(config: rustls::ClientConfig) -> Tls {
@@ -54,6 +57,17 @@ impl Tls {
     }
 
     /// TLS trusting exactly the PEM-encoded root certificates in `pem`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), rowsync::ConnectError> {
+    /// // the CA that signed your server's certificate, e.g. your provider's bundle
+    /// # let ca_pem = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap().cert.pem();
+    /// let tls = rowsync::Tls::with_root_pem(ca_pem.as_bytes())?;
+    /// // Hub::builder("postgres://app@db.example.com/app?sslmode=require").tls(tls) ...
+    /// # let _ = tls;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_root_pem(pem: &[u8]) -> Result<Tls, ConnectError> {
         let mut roots = rustls::RootCertStore::empty();
         let mut found = 0;
@@ -80,7 +94,9 @@ impl Tls {
         .with_no_client_auth();
         Ok(Tls::rustls(config))
     }
+}
 
+impl Tls {
     /// A pool manager for `config` with this encryption.
     pub(crate) fn manager(
         &self,
@@ -89,6 +105,7 @@ impl Tls {
     ) -> deadpool_postgres::Manager {
         match self {
             Tls::Disabled => deadpool_postgres::Manager::from_config(config, NoTls, manager_config),
+            #[cfg(feature = "tls")]
             Tls::Rustls(tls) => deadpool_postgres::Manager::from_config(
                 config,
                 MakeRustlsConnect::new(ClientConfig::clone(tls)),
@@ -107,6 +124,7 @@ impl Tls {
                 let (client, connection) = config.connect(NoTls).await?;
                 (client, Box::new(connection))
             }
+            #[cfg(feature = "tls")]
             Tls::Rustls(tls) => {
                 let (client, connection) = config
                     .connect(MakeRustlsConnect::new(ClientConfig::clone(tls)))

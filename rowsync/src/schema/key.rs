@@ -23,7 +23,9 @@ macro_rules! key_from_one {
     )*};
 }
 
-key_from_one!(i16, i32, i64, String, &str, uuid::Uuid, Value);
+key_from_one!(i16, i32, i64, String, &str, Value);
+#[cfg(feature = "uuid")]
+key_from_one!(uuid::Uuid);
 
 impl<A: Into<Value>, B: Into<Value>> From<(A, B)> for Key {
     fn from((a, b): (A, B)) -> Key {

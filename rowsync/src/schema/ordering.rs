@@ -17,12 +17,19 @@ pub(crate) fn compare_values(a: &Value, b: &Value) -> Ordering {
         (F32(_) | F64(_), F32(_) | F64(_)) => as_f64(a).total_cmp(&as_f64(b)),
         (Text(x), Text(y)) => x.cmp(y),
         (Bytes(x), Bytes(y)) => x.cmp(y),
+        #[cfg(feature = "uuid")]
         (Uuid(x), Uuid(y)) => x.cmp(y),
+        #[cfg(feature = "chrono")]
         (Date(x), Date(y)) => x.cmp(y),
+        #[cfg(feature = "chrono")]
         (Time(x), Time(y)) => x.cmp(y),
+        #[cfg(feature = "chrono")]
         (Timestamp(x), Timestamp(y)) => x.cmp(y),
+        #[cfg(feature = "chrono")]
         (TimestampTz(x), TimestampTz(y)) => x.cmp(y),
+        #[cfg(feature = "decimal")]
         (Numeric(x), Numeric(y)) => x.cmp(y),
+        #[cfg(feature = "json")]
         (Json(x), Json(y)) => x.to_string().cmp(&y.to_string()),
         _ => a.kind().cmp(b.kind()),
     }

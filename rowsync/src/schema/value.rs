@@ -6,8 +6,11 @@
 
 use std::hash::{Hash, Hasher};
 
+#[cfg(feature = "chrono")]
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+#[cfg(feature = "decimal")]
 use rust_decimal::Decimal;
+#[cfg(feature = "uuid")]
 use uuid::Uuid;
 
 use crate::error::DecodeError;
@@ -16,6 +19,9 @@ use crate::error::DecodeError;
 ///
 /// Equality and hashing treat all integer widths as one (an `int4` foreign key equals the
 /// `int8` primary key it points at), and likewise `float4`/`float8`.
+///
+/// The variants for `uuid`, `json`, the date and time types and `numeric` exist with the
+/// cargo features `uuid`, `json`, `chrono` and `decimal` (all on by default).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Value {
@@ -38,18 +44,25 @@ pub enum Value {
     /// `bytea`.
     Bytes(Vec<u8>),
     /// `uuid`.
+    #[cfg(feature = "uuid")]
     Uuid(Uuid),
     /// `json` / `jsonb`.
+    #[cfg(feature = "json")]
     Json(serde_json::Value),
     /// `date`.
+    #[cfg(feature = "chrono")]
     Date(NaiveDate),
     /// `time`.
+    #[cfg(feature = "chrono")]
     Time(NaiveTime),
     /// `timestamp` (without time zone).
+    #[cfg(feature = "chrono")]
     Timestamp(NaiveDateTime),
     /// `timestamptz`.
+    #[cfg(feature = "chrono")]
     TimestampTz(DateTime<Utc>),
     /// `numeric` (up to 28 significant digits; more is a decode error, never a rounding).
+    #[cfg(feature = "decimal")]
     Numeric(Decimal),
 }
 
@@ -71,12 +84,19 @@ impl Value {
             Value::F64(_) => "float8",
             Value::Text(_) => "text",
             Value::Bytes(_) => "bytea",
+            #[cfg(feature = "uuid")]
             Value::Uuid(_) => "uuid",
+            #[cfg(feature = "json")]
             Value::Json(_) => "json",
+            #[cfg(feature = "chrono")]
             Value::Date(_) => "date",
+            #[cfg(feature = "chrono")]
             Value::Time(_) => "time",
+            #[cfg(feature = "chrono")]
             Value::Timestamp(_) => "timestamp",
+            #[cfg(feature = "chrono")]
             Value::TimestampTz(_) => "timestamptz",
+            #[cfg(feature = "decimal")]
             Value::Numeric(_) => "numeric",
         }
     }
@@ -112,13 +132,20 @@ impl PartialEq for Value {
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Text(a), Value::Text(b)) => a == b,
             (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            #[cfg(feature = "uuid")]
             (Value::Uuid(a), Value::Uuid(b)) => a == b,
+            #[cfg(feature = "json")]
             (Value::Json(a), Value::Json(b)) => a == b,
+            #[cfg(feature = "chrono")]
             (Value::Date(a), Value::Date(b)) => a == b,
+            #[cfg(feature = "chrono")]
             (Value::Time(a), Value::Time(b)) => a == b,
+            #[cfg(feature = "chrono")]
             (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
+            #[cfg(feature = "chrono")]
             (Value::TimestampTz(a), Value::TimestampTz(b)) => a == b,
             // `Decimal`'s equality ignores the scale (1.0 = 1.00), as PostgreSQL's does
+            #[cfg(feature = "decimal")]
             (Value::Numeric(a), Value::Numeric(b)) => a == b,
             _ => false,
         }
@@ -144,12 +171,19 @@ impl Hash for Value {
             Value::Bool(v) => v.hash(state),
             Value::Text(v) => v.hash(state),
             Value::Bytes(v) => v.hash(state),
+            #[cfg(feature = "uuid")]
             Value::Uuid(v) => v.hash(state),
+            #[cfg(feature = "json")]
             Value::Json(v) => v.to_string().hash(state),
+            #[cfg(feature = "chrono")]
             Value::Date(v) => v.hash(state),
+            #[cfg(feature = "chrono")]
             Value::Time(v) => v.hash(state),
+            #[cfg(feature = "chrono")]
             Value::Timestamp(v) => v.hash(state),
+            #[cfg(feature = "chrono")]
             Value::TimestampTz(v) => v.hash(state),
+            #[cfg(feature = "decimal")]
             Value::Numeric(v) => v.normalize().hash(state),
             _ => {}
         }
@@ -173,12 +207,19 @@ impl std::fmt::Display for Value {
                 v.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
                 f.write_str("'")
             }
+            #[cfg(feature = "uuid")]
             Value::Uuid(v) => write!(f, "{v}"),
+            #[cfg(feature = "json")]
             Value::Json(v) => write!(f, "{v}"),
+            #[cfg(feature = "chrono")]
             Value::Date(v) => write!(f, "{v}"),
+            #[cfg(feature = "chrono")]
             Value::Time(v) => write!(f, "{v}"),
+            #[cfg(feature = "chrono")]
             Value::Timestamp(v) => write!(f, "{v}"),
+            #[cfg(feature = "chrono")]
             Value::TimestampTz(v) => write!(f, "{v}"),
+            #[cfg(feature = "decimal")]
             Value::Numeric(v) => write!(f, "{v}"),
         }
     }
@@ -186,10 +227,11 @@ impl std::fmt::Display for Value {
 
 /// A Rust type that a column can be decoded into and encoded from.
 ///
-/// Implemented for the integer and float types, `bool`, `String`, `Vec<u8>`, `Uuid`,
-/// `serde_json::Value`, chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`,
-/// [`Decimal`](crate::Decimal) for `numeric`,
-/// and `Option<T>` of any of them. Text-backed enums get it from `#[derive(TextEnum)]`.
+/// Implemented for the integer and float types, `bool`, `String`, `Vec<u8>`, and with their
+/// cargo features (all on by default) for `Uuid` (`uuid`), `serde_json::Value` (`json`),
+/// chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>` (`chrono`) and
+/// `Decimal` for `numeric` (`decimal`); and for `Option<T>` of any of them. Text-backed
+/// enums get it from `#[derive(TextEnum)]`.
 pub trait FieldValue: Sized {
     /// PostgreSQL type names (`pg_type.typname`) a column may have for this field; `"enum"`
     /// stands for any PostgreSQL enum. Checked against the live database when a hub starts.
@@ -298,17 +340,24 @@ plain_field!(
     &["text", "varchar", "bpchar", "name", "enum"]
 );
 plain_field!(Vec<u8>, Bytes, "bytea (Vec<u8>)", &["bytea"]);
+#[cfg(feature = "uuid")]
 plain_field!(Uuid, Uuid, "uuid", &["uuid"]);
+#[cfg(feature = "json")]
 plain_field!(
     serde_json::Value,
     Json,
     "jsonb (serde_json::Value)",
     &["json", "jsonb"]
 );
+#[cfg(feature = "chrono")]
 plain_field!(NaiveDate, Date, "date", &["date"]);
+#[cfg(feature = "chrono")]
 plain_field!(NaiveTime, Time, "time", &["time"]);
+#[cfg(feature = "chrono")]
 plain_field!(NaiveDateTime, Timestamp, "timestamp", &["timestamp"]);
+#[cfg(feature = "chrono")]
 plain_field!(DateTime<Utc>, TimestampTz, "timestamptz", &["timestamptz"]);
+#[cfg(feature = "decimal")]
 plain_field!(Decimal, Numeric, "numeric (Decimal)", &["numeric"]);
 
 impl<T: FieldValue> FieldValue for Option<T> {
@@ -345,10 +394,19 @@ macro_rules! value_from {
 
 value_from!(
     bool => Bool, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64,
-    String => Text, &str => Text, Vec<u8> => Bytes, Uuid => Uuid,
-    serde_json::Value => Json, NaiveDate => Date, NaiveTime => Time,
-    NaiveDateTime => Timestamp, DateTime<Utc> => TimestampTz, Decimal => Numeric,
+    String => Text, &str => Text, Vec<u8> => Bytes,
 );
+#[cfg(feature = "uuid")]
+value_from!(Uuid => Uuid);
+#[cfg(feature = "json")]
+value_from!(serde_json::Value => Json);
+#[cfg(feature = "chrono")]
+value_from!(
+    NaiveDate => Date, NaiveTime => Time, NaiveDateTime => Timestamp,
+    DateTime<Utc> => TimestampTz,
+);
+#[cfg(feature = "decimal")]
+value_from!(Decimal => Numeric);
 
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Value {
@@ -400,6 +458,7 @@ mod tests {
             Value::F64(7.0),
             Value::Text("7".into()),
             Value::Text("a".into()),
+            #[cfg(feature = "uuid")]
             Value::Uuid(Uuid::nil()),
             Value::Bytes(vec![7]),
         ];
@@ -417,10 +476,14 @@ mod tests {
         check(true, &values);
         check(String::from("a"), &values);
         check(Some(String::from("7")), &values);
+        #[cfg(feature = "uuid")]
         check(Uuid::nil(), &values);
         check(vec![7u8], &values);
-        check(Decimal::new(70, 1), &values);
-        check(Decimal::new(7, 0), &[Value::Numeric(Decimal::new(700, 2))]);
+        #[cfg(feature = "decimal")]
+        {
+            check(Decimal::new(70, 1), &values);
+            check(Decimal::new(7, 0), &[Value::Numeric(Decimal::new(700, 2))]);
+        }
     }
 
     #[test]

@@ -23,11 +23,12 @@ impl fmt::Display for Lsn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PgTimestamp(pub i64);
 
+#[cfg(feature = "chrono")]
 impl PgTimestamp {
     /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
     const UNIX_TO_PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-    /// The instant in UTC, or `None` when it is outside chrono's range.
+    /// The instant in UTC, or `None` when it is outside chrono's range (`chrono` feature).
     pub fn to_chrono(self) -> Option<chrono::DateTime<chrono::Utc>> {
         let micros = self.0.checked_add(Self::UNIX_TO_PG_EPOCH_MICROS)?;
         chrono::DateTime::from_timestamp_micros(micros)

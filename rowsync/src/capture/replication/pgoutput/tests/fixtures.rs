@@ -310,6 +310,11 @@ fn the_test_encoder_writes_the_fixture_bytes() {
 fn lsn_and_timestamp() {
     assert_eq!(Lsn(LSN).to_string(), "16/B374D848");
     assert_eq!(Lsn(0).to_string(), "0/0");
+}
+
+#[cfg(feature = "chrono")]
+#[test]
+fn timestamps_convert_to_chrono() {
     assert_eq!(
         PgTimestamp(0).to_chrono().unwrap().to_rfc3339(),
         "2000-01-01T00:00:00+00:00"
