@@ -1,7 +1,7 @@
 //! The subscription users hold: a stream of messages about the data they hold, and `sync`
 //! to apply each one to that data (reloading it, under a snapshot, when told to resync).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::Stream;
@@ -309,7 +309,14 @@ impl Subscription {
         let changes = apply(&ctx, data, &shape.tree, paths).await?;
         let delta = ctx.take_delta();
         if !delta.added.is_empty() {
+            let added: HashSet<Topic> = delta.added.iter().cloned().collect();
             self.inbox.add_topics(delta.added);
+            // why: the rows this sync took in were read as of `read_seq`; changes of them
+            // committed since were routed before they were held, so not to us
+            match self.inbox.touching_since(ctx.read_seq, &added) {
+                Some(missed) => self.inbox.catch_up(missed),
+                None => self.inbox.resync_first(ResyncReason::Lagged { missed: 0 }),
+            }
         }
         if !delta.removed.is_empty() {
             self.inbox.remove_topics(&delta.removed);

@@ -14,7 +14,7 @@ use super::index::SubscriptionId;
 use super::queue::{Message, QueueStats};
 use super::router::Router;
 use super::topic::{Ops, Topic};
-use crate::change::ResyncReason;
+use crate::change::{Change, ResyncReason};
 
 /// The receiving end of a subscriber's queue: [`Message`]s in commit order, each at most
 /// once. The queue is bounded: a subscriber that falls behind gets [`Message::Resync`] (and
@@ -74,6 +74,24 @@ impl Inbox {
     /// apply, a reload that failed and must be tried again).
     pub fn resync_first(&mut self, reason: ResyncReason) {
         self.pending.push_front(Message::Resync(reason));
+    }
+
+    /// Puts `changes` (oldest first) before anything queued: changes of rows this
+    /// subscriber started to hold that were routed before it held them.
+    pub fn catch_up(&mut self, changes: Vec<Arc<Change>>) {
+        for change in changes.into_iter().rev() {
+            self.pending.push_front(Message::Change(change));
+        }
+    }
+
+    /// Changes after `seq` that touch one of `topics`, from the router's memory of recent
+    /// changes (`None`: they left it).
+    pub fn touching_since(
+        &self,
+        seq: u64,
+        topics: &std::collections::HashSet<Topic>,
+    ) -> Option<Vec<Arc<Change>>> {
+        self.router.upgrade()?.touching_since(seq, topics)
     }
 
     /// Resyncs not queued because one was already waiting.

@@ -1,11 +1,11 @@
 //! Fan-out: a change goes to the subscribers its topics match, each once, without waiting
 //! on any of them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
@@ -22,7 +22,13 @@ pub(crate) struct Router {
     queues: RwLock<HashMap<SubscriptionId, Arc<Queue>>>,
     next_id: AtomicU64,
     capacity: usize,
+    /// The changes routed most recently, oldest first: a subscriber that starts to hold a
+    /// row after reading it catches up on the changes of that row it was not routed yet.
+    recent: Mutex<VecDeque<Arc<Change>>>,
 }
+
+/// Changes [`Router::recent`] keeps.
+const RECENT: usize = 16 * 1024;
 
 // why parking_lot's blocking locks: every critical section is a few map operations with no
 // await inside, dispatch must never wait on a subscriber, and they cannot poison (a panic
@@ -34,6 +40,7 @@ impl Router {
             queues: RwLock::default(),
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
+            recent: Mutex::default(),
         })
     }
 
@@ -96,6 +103,15 @@ impl Router {
     /// concerns (each once) and whether a sync of it will read the changed row (so that the
     /// rows of a burst can be read together before anyone asks).
     pub fn route(&self, changes: Vec<Arc<Change>>) -> Vec<Routed> {
+        {
+            let mut recent = self.recent.lock();
+            for change in &changes {
+                if recent.len() == RECENT {
+                    recent.pop_front();
+                }
+                recent.push_back(change.clone());
+            }
+        }
         let index = self.index.read();
         changes
             .into_iter()
@@ -118,6 +134,24 @@ impl Router {
                 }
             })
             .collect()
+    }
+
+    /// The changes after position `seq` that touch one of `topics`, oldest first; `None`
+    /// when changes after `seq` have left the memory already (only a reload can tell what
+    /// they did).
+    pub fn touching_since(&self, seq: u64, topics: &HashSet<Topic>) -> Option<Vec<Arc<Change>>> {
+        let recent = self.recent.lock();
+        if recent.front().is_some_and(|oldest| oldest.seq > seq + 1) {
+            return None;
+        }
+        let after = recent.partition_point(|c| c.seq <= seq);
+        Some(
+            recent
+                .range(after..)
+                .filter(|c| touched(c).iter().any(|t| topics.contains(t)))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Queues each routed change for its subscribers, in order, without waiting.

@@ -42,7 +42,9 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     let held = !changed.is_empty();
     match op {
         Op::Deleted => {}
-        Op::Updated if held => {
+        // held already: an insert means the row came back (a delete and an insert, the
+        // delete not applied yet) and is refreshed like an update
+        Op::Updated | Op::Inserted if held => {
             let mut gone = Vec::new();
             let mut moved = Vec::new();
             for row in changed {

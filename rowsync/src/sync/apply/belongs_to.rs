@@ -33,7 +33,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             let result = async {
                 match (self.ctx.op(), at) {
                     (Op::Deleted, Some(i)) => self.remove(&mut list, i).map(|_| true),
-                    (Op::Updated, Some(i)) => {
+                    (Op::Updated | Op::Inserted, Some(i)) => {
                         let still = |new: &C| new.value_of(referenced).as_ref() == Some(&fk_value);
                         self.refresh(&mut list, i, still).await?;
                         Ok(true)
