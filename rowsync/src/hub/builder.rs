@@ -3,9 +3,11 @@
 use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
+use super::health::{CaptureCheck, DEFAULT_INTERVAL};
 use super::pump::Pump;
 use super::{check, Hub, HubInner};
 use crate::cache::{CacheConfig, Loader, SingleFlight};
@@ -29,6 +31,7 @@ pub struct HubBuilder {
     queue_capacity: usize,
     cache: CacheConfig,
     install: bool,
+    check_interval: Duration,
     tls: Tls,
 }
 
@@ -41,6 +44,7 @@ impl HubBuilder {
             queue_capacity: 1024,
             cache: CacheConfig::default(),
             install: true,
+            check_interval: DEFAULT_INTERVAL,
             tls: Tls::Disabled,
         }
     }
@@ -91,6 +95,15 @@ impl HubBuilder {
         self
     }
 
+    /// How often the hub checks that the installed capture still serves it (default 10 s;
+    /// zero: only at start, after a reconnect, and on hints). A check is two catalog queries.
+    /// What it finds is reinstalled (with [`install_triggers`](Self::install_triggers)) and
+    /// the holders of the tables concerned resync; see [`Hub::capture_health`].
+    pub fn capture_check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval;
+        self
+    }
+
     /// The capture plan for the watched schemas, without connecting.
     pub fn plan(&self) -> Result<(Graph, CapturePlan), HubError> {
         let mut graph = Graph::builder();
@@ -116,7 +129,7 @@ impl HubBuilder {
     /// The SQL that removes what `start` installs.
     pub fn uninstall_sql(&self) -> Result<String, HubError> {
         let (_, plan) = self.plan()?;
-        Ok(triggers::uninstall_sql(&plan))
+        Ok(triggers::uninstall_sql(&plan, &self.channel)?)
     }
 
     /// One connection for setup, driven on a task of its own (abort it when done).
@@ -138,7 +151,7 @@ impl HubBuilder {
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;
-        let result = triggers::uninstall(&mut client, &plan).await;
+        let result = triggers::uninstall(&mut client, &plan, &self.channel).await;
         drop(client);
         driver.abort();
         Ok(result?)
@@ -153,22 +166,27 @@ impl HubBuilder {
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
             .collect();
-        let checked = check::check_and_type(&client, &mut plan, &schemas).await;
-        let installed = match checked {
-            Ok(()) if self.install => triggers::install(&mut client, &plan, &self.channel)
-                .await
-                .map_err(HubError::from),
+        let installed = match check::check_and_type(&client, &mut plan, &schemas).await {
+            Ok(oids) if self.install => {
+                match triggers::install(&mut client, &plan, &self.channel).await {
+                    Ok(_) => {
+                        install_ddl_hint(&mut client).await;
+                        Ok(oids)
+                    }
+                    Err(error) => Err(HubError::from(error)),
+                }
+            }
             other => other,
         };
         drop(client);
         driver.abort();
-        installed?;
+        let oids = installed?;
 
         let db = Db::connect_with(&self.url, &self.tls)?;
         let loader = Loader::new(self.cache, db.clone());
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
-        let schemas = plan
+        let schemas: std::collections::HashMap<_, _> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
             .collect();
@@ -176,7 +194,29 @@ impl HubBuilder {
         let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
         listen.tls = self.tls.clone();
         let capture = Arc::new(CaptureStats::default());
-        let source = TriggerSource::start(listen, plan.clone(), tx, capture.clone()).await?;
+        let hint = Arc::new(Notify::new());
+        let source = TriggerSource::start(
+            listen,
+            plan.clone(),
+            tx.clone(),
+            capture.clone(),
+            hint.clone(),
+        )
+        .await?;
+        let check = Arc::new(CaptureCheck::new(
+            db.clone(),
+            plan.clone(),
+            self.channel.clone(),
+            self.install,
+            schemas.clone(),
+            oids,
+            tx,
+            capture.clone(),
+        ));
+        if let Err(error) = check.run().await {
+            tracing::warn!(error = %crate::error::describe(&error), "the first capture check failed");
+        }
+        check.watch(hint, self.check_interval);
         let last_seq = Arc::new(AtomicU64::new(0));
         let pump = Pump {
             router: router.clone(),
@@ -195,9 +235,25 @@ impl HubBuilder {
                 loader,
                 reloads: SingleFlight::default(),
                 capture,
+                check,
                 last_seq,
                 running: tokio::sync::Mutex::new(Some((source, pump))),
             }),
         })
+    }
+}
+
+/// Installs the shared DDL event trigger when the role may (a superuser); without it the
+/// periodic check is what notices schema changes, so a failure is only logged.
+async fn install_ddl_hint(client: &mut tokio_postgres::Client) {
+    match triggers::ddl::install(client).await {
+        Ok(true) => tracing::debug!("DDL hint event trigger in place"),
+        Ok(false) => tracing::debug!(
+            "not a superuser: no DDL hint; schema changes are noticed by the periodic check"
+        ),
+        Err(error) => tracing::warn!(
+            error = %crate::error::describe(&error),
+            "could not install the DDL hint event trigger; the periodic check remains"
+        ),
     }
 }
