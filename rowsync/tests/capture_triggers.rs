@@ -902,6 +902,46 @@ async fn a_renamed_or_dropped_column_never_fails_a_writer() {
     }
 }
 
+/// A column retyped under a session that already ran the trigger: functions that read
+/// `NEW.column` keep a plan typed for the old type and fail the writer; ours read by name.
+#[tokio::test]
+async fn a_retyped_column_never_fails_a_writer_that_already_fired_the_trigger() {
+    let mut f = fixture().await;
+    f.sql
+        .batch_execute("CREATE TABLE gauges (id bigint PRIMARY KEY, owner bigint)")
+        .await
+        .unwrap();
+    let mut plan = plan_of(TablePlan::new(
+        TableName {
+            schema: None,
+            name: "gauges",
+        },
+        vec!["id"],
+        vec!["owner"],
+    ));
+    fill_types(&f.sql, &mut plan).await;
+    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    let (_listener, mut rx) = listen(&f, CHANNEL).await;
+    write(&mut f.sql, "INSERT INTO gauges VALUES (1, 2)").await;
+    assert_eq!(next_json(&mut rx).await["n"]["owner"], "2");
+    for (ddl, write_sql, owner) in [
+        (
+            "ALTER TABLE gauges ALTER COLUMN owner TYPE text",
+            "UPDATE gauges SET owner = 'x' WHERE id = 1",
+            "x",
+        ),
+        (
+            "ALTER TABLE gauges ALTER COLUMN owner TYPE int4 USING 3",
+            "UPDATE gauges SET owner = 4 WHERE id = 1",
+            "4",
+        ),
+    ] {
+        f.sql.batch_execute(ddl).await.unwrap();
+        write(&mut f.sql, write_sql).await;
+        assert_eq!(next_json(&mut rx).await["n"]["owner"], owner, "after {ddl}");
+    }
+}
+
 #[tokio::test]
 async fn functions_pin_their_search_path_and_are_not_executable_by_public() {
     let mut f = fixture().await;

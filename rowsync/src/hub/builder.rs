@@ -1,5 +1,6 @@
 //! `Hub::builder(url).watch::<Person>(["posts.tags"]).start().await`.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::graph::Graph;
 use crate::graph::PreloadTree;
 use crate::load::{Db, Tls};
 use crate::route::router::Router;
-use crate::schema::{Schema, SchemaMeta};
+use crate::schema::{Schema, SchemaMeta, TableName};
 
 /// Configures and starts a [`Hub`].
 #[must_use = "a builder does nothing until `start` is awaited"]
@@ -157,18 +158,21 @@ impl HubBuilder {
         Ok(result?)
     }
 
-    /// Validates the schemas against the live database, installs capture, starts the
-    /// listener, and returns once changes committed from now on will be seen.
-    pub async fn start(self) -> Result<Hub, HubError> {
-        let (graph, mut plan) = self.plan()?;
+    /// Finds the watched tables and checks them against the schemas (filling the plan's
+    /// schemas and column types), then installs capture if asked; returns each table's oid.
+    async fn prepare(
+        &self,
+        graph: &Graph,
+        plan: &mut CapturePlan,
+    ) -> Result<HashMap<TableName, u32>, HubError> {
         let (mut client, driver) = self.connect().await?;
         let schemas: Vec<&'static SchemaMeta> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
             .collect();
-        let installed = match check::check_and_type(&client, &mut plan, &schemas).await {
+        let prepared = match check::check_and_type(&client, plan, &schemas).await {
             Ok(oids) if self.install => {
-                match triggers::install(&mut client, &plan, &self.channel).await {
+                match triggers::install(&mut client, plan, &self.channel).await {
                     Ok(_) => {
                         install_ddl_hint(&mut client).await;
                         Ok(oids)
@@ -180,13 +184,20 @@ impl HubBuilder {
         };
         drop(client);
         driver.abort();
-        let oids = installed?;
+        prepared
+    }
+
+    /// Validates the schemas against the live database, installs capture, starts the
+    /// listener, and returns once changes committed from now on will be seen.
+    pub async fn start(self) -> Result<Hub, HubError> {
+        let (graph, mut plan) = self.plan()?;
+        let oids = self.prepare(&graph, &mut plan).await?;
 
         let db = Db::connect_with(&self.url, &self.tls)?;
         let loader = Loader::new(self.cache, db.clone());
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
-        let schemas: std::collections::HashMap<_, _> = plan
+        let schemas: HashMap<_, _> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
             .collect();

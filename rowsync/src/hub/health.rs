@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use super::check::mapped_findings;
 use crate::capture::plan::CapturePlan;
-use crate::capture::triggers::{self, catalog, health};
+use crate::capture::triggers::catalog::{self, LiveTable};
+use crate::capture::triggers::{self, health};
 use crate::capture::{CaptureEvent, CaptureProblem, CaptureStats};
 use crate::change::ResyncReason;
 use crate::error::{HubError, LoadError};
@@ -47,8 +48,8 @@ struct State {
     oids: HashMap<TableName, u32>,
     /// Each table's triggers as last seen: a new version means someone touched them.
     triggers: HashMap<TableName, [Option<catalog::TriggerVersion>; 2]>,
-    /// The previous check's findings, to count each problem once however long it lasts,
-    /// and to tell the holders of a table when its capture works again.
+    /// The lasting problems of the previous check, to count each once however long it
+    /// lasts, and to tell the holders of a table when its capture works again.
     previous: HashSet<(TableName, String)>,
 }
 
@@ -137,48 +138,8 @@ impl CaptureCheck {
         let live = catalog::observe(&*client, &self.plan, &self.channel)
             .await
             .map_err(observe_failed)?;
-        let mut found: Vec<(TableName, Vec<String>)> = Vec::new();
-        let mut fixable = false;
-        for (table, live) in self.plan.tables().zip(&live) {
-            let (installed, fix) = health::installed_findings(table, &self.channel, live);
-            let mut details =
-                health::table_findings(table, state.oids.get(&table.table).copied(), live);
-            details.extend(installed);
-            details.extend(health::touched_findings(
-                table,
-                &self.channel,
-                state.triggers.get(&table.table),
-                live,
-            ));
-            details.extend(health::column_findings(table, live));
-            if let Some(meta) = self.schemas.get(&table.table) {
-                details.extend(
-                    mapped_findings(meta, &live.columns)
-                        .into_iter()
-                        .map(|f| format!("mapped column {f}; reads of the table fail")),
-                );
-            }
-            // why dedup: a routed column that is also mapped is reported by both checks
-            details.dedup();
-            fixable |= !fix.is_empty() && live.oid.is_some();
-            if let Some(oid) = live.oid {
-                state.oids.insert(table.table, oid);
-            }
-            if !details.is_empty() {
-                found.push((table.table, details));
-            }
-        }
-        let reinstalled = if self.install && fixable {
-            match triggers::repair(client, &self.plan, &self.channel).await {
-                Ok(_) => true,
-                Err(error) => {
-                    tracing::error!(error = %crate::error::describe(&error), "reinstalling capture failed");
-                    false
-                }
-            }
-        } else {
-            false
-        };
+        let (found, repairable) = self.assess(&mut state, &live);
+        let reinstalled = self.install && repairable && self.repair(client).await;
         // why look again after a repair: it wrote the triggers, which the next check must
         // not take for someone else's doing
         let settled = if reinstalled {
@@ -198,68 +159,163 @@ impl CaptureCheck {
         Ok(problems)
     }
 
-    /// Logs and counts the findings, and sends a resync for every table they concern.
+    /// What is wrong with each table, and whether reinstalling would fix some of it.
+    fn assess(
+        &self,
+        state: &mut State,
+        live: &[LiveTable],
+    ) -> (Vec<(TableName, Vec<Finding>)>, bool) {
+        let mut found = Vec::new();
+        let mut repairable = false;
+        for (table, live) in self.plan.tables().zip(live) {
+            let exists = live.oid.is_some();
+            let (installed, fix) = health::installed_findings(table, &self.channel, live);
+            let before = state.oids.get(&table.table).copied();
+            let mut findings = Finding::all(
+                health::table_findings(table, before, live),
+                Lasts::If(!exists),
+            );
+            findings.extend(Finding::all(installed, Lasts::UnlessRepaired));
+            let touched = health::touched_findings(
+                table,
+                &self.channel,
+                state.triggers.get(&table.table),
+                live,
+            );
+            findings.extend(Finding::all(touched, Lasts::If(false)));
+            findings.extend(Finding::all(
+                health::column_findings(table, live),
+                Lasts::If(true),
+            ));
+            if let Some(meta) = self.schemas.get(&table.table).filter(|_| exists) {
+                let mapped = mapped_findings(meta, &live.columns)
+                    .into_iter()
+                    .map(|f| format!("mapped column {f}; reads of the table fail"))
+                    .collect();
+                findings.extend(Finding::all(mapped, Lasts::If(true)));
+            }
+            repairable |= exists && !fix.is_empty();
+            if let Some(oid) = live.oid {
+                state.oids.insert(table.table, oid);
+            }
+            if !findings.is_empty() {
+                found.push((table.table, findings));
+            }
+        }
+        (found, repairable)
+    }
+
+    /// Reinstalls what no longer serves the plan; whether that worked.
+    async fn repair(&self, client: &mut tokio_postgres::Client) -> bool {
+        match triggers::repair(client, &self.plan, &self.channel).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(error = %crate::error::describe(&error), "reinstalling capture failed; retrying at the next check");
+                false
+            }
+        }
+    }
+
+    /// Logs and counts the findings, and sends a resync for every table they concern, and
+    /// for every table whose lasting problems are gone.
     async fn report(
         &self,
         state: &mut State,
-        found: Vec<(TableName, Vec<String>)>,
+        found: Vec<(TableName, Vec<Finding>)>,
         reinstalled: bool,
     ) -> Vec<CaptureProblem> {
         let events = self.events.lock().clone();
+        let resync = |table: TableName, detail: String| {
+            let events = events.clone();
+            async move {
+                if let Some(events) = events {
+                    let reason = ResyncReason::SchemaChanged { table, detail };
+                    let event = CaptureEvent::Resync {
+                        table: Some(table),
+                        reason,
+                    };
+                    let _ = events.send(event).await;
+                }
+            }
+        };
         let mut problems = Vec::new();
-        let mut seen = HashSet::new();
-        for (table, details) in found {
-            for detail in &details {
-                let key = (table, detail.clone());
+        let mut lasting = HashSet::new();
+        for (table, findings) in &found {
+            for finding in findings {
+                let key = (*table, finding.detail.clone());
+                // a problem that lasts is counted when it appears, not at every check
                 if !state.previous.contains(&key) {
                     CaptureStats::count(&self.stats.problems);
                 }
-                seen.insert(key);
-                tracing::error!(%table, problem = %detail, reinstalled, "capture problem");
+                if finding.lasts(reinstalled) {
+                    lasting.insert(key);
+                }
+                tracing::error!(%table, problem = %finding.detail, reinstalled, "capture problem");
                 problems.push(CaptureProblem {
-                    table,
-                    detail: detail.clone(),
+                    table: *table,
+                    detail: finding.detail.clone(),
                 });
             }
-            let mut detail = details.join("; ");
+            let mut detail: Vec<&str> = findings.iter().map(|f| f.detail.as_str()).collect();
+            detail.dedup();
+            let mut detail = detail.join("; ");
             if reinstalled {
                 detail.push_str(" (capture reinstalled)");
             }
-            if let Some(events) = &events {
-                let reason = ResyncReason::SchemaChanged { table, detail };
-                let _ = events
-                    .send(CaptureEvent::Resync {
-                        table: Some(table),
-                        reason,
-                    })
-                    .await;
-            }
+            resync(*table, detail).await;
         }
-        // why a resync when a problem goes away: a holder told to reload while the table
-        // could not be read (a mapped column renamed, say) still holds what it had, and
-        // nothing else would tell it that reading works again
+        // why a resync when a lasting problem goes away: a holder told to reload while the
+        // table could not be read (a mapped column renamed, say) still holds what it had,
+        // and nothing else would tell it that reading works again
         let mut recovered: Vec<TableName> = state
             .previous
             .iter()
             .map(|(table, _)| *table)
-            .filter(|table| !seen.iter().any(|(t, _)| t == table))
+            .filter(|table| !found.iter().any(|(t, _)| t == table))
             .collect();
         recovered.sort();
         recovered.dedup();
         for table in recovered {
             tracing::info!(%table, "capture works again; resyncing the table's subscribers");
-            if let Some(events) = &events {
-                let detail = "the capture problems found earlier are gone".to_owned();
-                let reason = ResyncReason::SchemaChanged { table, detail };
-                let _ = events
-                    .send(CaptureEvent::Resync {
-                        table: Some(table),
-                        reason,
-                    })
-                    .await;
-            }
+            resync(
+                table,
+                "the capture problems found earlier are gone".to_owned(),
+            )
+            .await;
         }
-        state.previous = seen;
+        state.previous = lasting;
         problems
+    }
+}
+
+/// When a finding lasts beyond the check that made it.
+#[derive(Clone, Copy)]
+enum Lasts {
+    If(bool),
+    /// Until a repair fixes it (it lasts when the hub does not install, or the repair failed).
+    UnlessRepaired,
+}
+
+/// One thing a check found wrong.
+struct Finding {
+    detail: String,
+    lasts: Lasts,
+}
+
+impl Finding {
+    fn all(details: Vec<String>, lasts: Lasts) -> Vec<Finding> {
+        details
+            .into_iter()
+            .map(|detail| Finding { detail, lasts })
+            .collect()
+    }
+
+    /// Whether it is still there after this check: what is gone or cannot be read stays
+    /// until someone puts it back; what a repair fixed, or was only noticed, does not.
+    fn lasts(&self, reinstalled: bool) -> bool {
+        match self.lasts {
+            Lasts::If(lasts) => lasts,
+            Lasts::UnlessRepaired => !reinstalled,
+        }
     }
 }
