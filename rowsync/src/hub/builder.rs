@@ -121,7 +121,9 @@ impl HubBuilder {
     }
 
     /// The SQL `start` installs, without connecting (for migrations you manage yourself;
-    /// then call [`install_triggers(false)`](Self::install_triggers)).
+    /// then call [`install_triggers(false)`](Self::install_triggers)). Without a connection a
+    /// table is taken to be in its declared schema, or `public`; for one found through the
+    /// search path elsewhere, take [`Hub::install_sql`] from a started hub.
     pub fn install_sql(&self) -> Result<String, HubError> {
         let (_, plan) = self.plan()?;
         Ok(triggers::install_sql(&plan, &self.channel)?)
