@@ -89,7 +89,8 @@ pub fn install_sql(plan: &CapturePlan, channel: &str) -> Result<String, TriggerE
 /// The script that drops every trigger and function [`install_sql`] creates for `plan` on
 /// `channel` (for every hub using that channel), and what version 1 installed for the same
 /// tables. It succeeds when they (or the tables) are already gone, so it can run more than
-/// once. The shared DDL event trigger ([`ddl`]) stays; its removal is shown as a comment.
+/// once. The DDL event trigger all hubs share (`rowsync_ddl_end`) stays; its removal is shown
+/// as a comment.
 pub fn uninstall_sql(plan: &CapturePlan, channel: &str) -> Result<String, TriggerError> {
     validate_channel(channel)?;
     let mut sql = lock_sql();
