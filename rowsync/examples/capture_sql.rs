@@ -5,9 +5,11 @@
 //! cargo run -p rowsync --example capture_sql -- install     # print the install script
 //! cargo run -p rowsync --example capture_sql -- uninstall   # print the removal script
 //! cargo run -p rowsync --example capture_sql -- remove      # connect and remove (DATABASE_URL)
+//! cargo run -p rowsync --example capture_sql -- check       # connect and check (DATABASE_URL)
 //! ```
 //!
-//! Ship the install script in a migration and start hubs with `install_triggers(false)`.
+//! Ship the install script in a migration and start hubs with `install_triggers(false)`; their
+//! capture check (`Hub::capture_health`) tells when what is installed no longer serves them.
 
 // why: the fields of an example's structs speak for themselves.
 #![allow(missing_docs)]
@@ -58,8 +60,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             builder(&url).uninstall().await?;
             println!("removed rowsync's triggers and functions");
         }
+        "check" => {
+            let url = std::env::var("DATABASE_URL")
+                .map_err(|_| "set DATABASE_URL to the database to check")?;
+            let hub = builder(&url).install_triggers(false).start().await?;
+            let problems = hub.capture_health();
+            for problem in &problems {
+                println!("{problem}");
+            }
+            hub.shutdown().await;
+            if problems.is_empty() {
+                println!("capture serves this hub");
+            } else {
+                std::process::exit(1);
+            }
+        }
         other => {
-            eprintln!("unknown command `{other}`; use install, uninstall or remove");
+            eprintln!("unknown command `{other}`; use install, uninstall, remove or check");
             std::process::exit(2);
         }
     }

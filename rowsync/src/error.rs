@@ -256,7 +256,7 @@ impl From<std::sync::Arc<LoadError>> for SyncError {
 #[non_exhaustive]
 pub enum TriggerError {
     /// The NOTIFY channel name is not one rowsync can write into a function body.
-    #[error("invalid NOTIFY channel name `{0}`; use 1 to 63 ASCII letters, digits or underscores")]
+    #[error("invalid NOTIFY channel name `{0}`; use 1 to 63 ASCII letters, digits or underscores, other than `rowsync_ddl` (reserved for DDL hints)")]
     InvalidChannel(String),
     /// PostgreSQL rejected the script.
     #[error(

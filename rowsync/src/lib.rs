@@ -105,6 +105,7 @@ mod sync;
 
 pub use cache::CacheConfig;
 pub use capture::plan::{CapturePlan, TablePlan};
+pub use capture::CaptureProblem;
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
     ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, SchemaError,
@@ -149,10 +150,13 @@ pub mod __private {
 #[doc(hidden)]
 pub mod testing {
     pub use crate::capture::replication::pgoutput;
+    pub use crate::capture::triggers::ddl::{CHANNEL as DDL_CHANNEL, EVENT_TRIGGER};
     pub use crate::capture::triggers::listen::{ListenEvent, Listener, ListenerConfig};
+    pub use crate::capture::triggers::meta::FORMAT;
     pub use crate::capture::triggers::payload::{decode, Decoded, PayloadError};
     pub use crate::capture::triggers::{
-        function_name, install, install_sql, trigger_name, uninstall, uninstall_sql, MARKER,
+        function_name, install, install_sql, trigger_name, truncate_trigger_name, uninstall,
+        uninstall_sql, MARKER,
     };
     pub use crate::load::value_from_text;
     pub use crate::route::{topics_for_rows, topics_for_table};

@@ -1,12 +1,13 @@
 //! The capture triggers: every write to a watched table is notified with the payload the
-//! decoder expects, installation is idempotent and reversible, and names of any length or
-//! spelling work.
+//! decoder expects, installation is idempotent, reversible and merges what hubs sharing a
+//! channel need, and names of any length or spelling work.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use rowsync::testing::{
-    decode, function_name, install, install_sql, quote_ident, trigger_name, uninstall, Decoded,
+    decode, function_name, install, install_sql, quote_ident, trigger_name, truncate_trigger_name,
+    uninstall, Decoded,
 };
 use rowsync::{
     CapturePlan, Change, Graph, Op, PgType, PreloadTree, TableName, TablePlan, TriggerError,
@@ -32,10 +33,13 @@ fn person_plan() -> CapturePlan {
 }
 
 /// A plan of exactly one table, built by hand.
-// why through a graph: `CapturePlan` has no constructor from `TablePlan`s yet, so a one-table
-// plan's only table is replaced; `decode` finds tables by the plan's values, not its keys.
 fn plan_of(table: TablePlan) -> CapturePlan {
     CapturePlan::from_tables([table])
+}
+
+/// The plan of `table` within `plan`.
+fn table_plan<'a>(plan: &'a CapturePlan, table: &TableName) -> &'a TablePlan {
+    plan.table(table).expect("watched")
 }
 
 fn leak(s: String) -> &'static str {
@@ -108,11 +112,11 @@ async fn next_payload(rx: &mut mpsc::UnboundedReceiver<Notification>) -> String 
 
 async fn next_change(rx: &mut mpsc::UnboundedReceiver<Notification>, plan: &CapturePlan) -> Change {
     let payload = next_payload(rx).await;
-    // "p" and "q" are left out, not null, when unchanged: the documented format
+    // "p" and "m" are left out, not null, when there is nothing to say: the documented format
     let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&payload).unwrap();
     for (name, value) in &raw {
         assert!(
-            ["o", "s", "t", "x", "k", "n", "p", "q"].contains(&name.as_str()),
+            ["v", "o", "s", "t", "x", "i", "n", "p"].contains(&name.as_str()),
             "{payload}"
         );
         assert!(!value.is_null(), "{payload}");
@@ -399,7 +403,7 @@ async fn every_write_is_notified_as_the_decoder_expects() {
 async fn installing_twice_is_idempotent_and_replaces_a_stale_function() {
     let mut f = fixture().await;
     let plan = person_plan();
-    let posts = Post::meta().table;
+    let posts = table_plan(&plan, &Post::meta().table);
     // an older, different body under the same name, with its trigger
     f.sql
         .batch_execute(&format!(
@@ -408,32 +412,49 @@ async fn installing_twice_is_idempotent_and_replaces_a_stale_function() {
              CREATE TRIGGER {trigger} AFTER INSERT ON posts FOR EACH ROW \
              EXECUTE FUNCTION {schema}.{function}();",
             schema = quote_ident("public"),
-            function = quote_ident(&function_name(&posts)),
-            trigger = quote_ident(&trigger_name(&posts)),
+            function = quote_ident(&function_name(posts, CHANNEL)),
+            trigger = quote_ident(&trigger_name(posts, CHANNEL)),
         ))
         .await
         .unwrap();
 
-    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
-    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    let tables = plan.tables().count();
+    assert_eq!(install(&mut f.sql, &plan, CHANNEL).await.unwrap(), tables);
+    assert_eq!(
+        install(&mut f.sql, &plan, CHANNEL).await.unwrap(),
+        0,
+        "nothing to rewrite the second time"
+    );
 
     let triggers = installed_triggers(&f.sql, "rowsync\\_%").await;
     let mut expected: Vec<(String, String)> = plan
         .tables()
-        .map(|t| (t.table.name.to_owned(), trigger_name(&t.table)))
+        .flat_map(|t| {
+            [
+                (t.table.name.to_owned(), trigger_name(t, CHANNEL)),
+                (t.table.name.to_owned(), truncate_trigger_name(t, CHANNEL)),
+            ]
+        })
         .collect();
     expected.sort();
-    assert_eq!(triggers, expected, "one trigger per watched table");
+    assert_eq!(
+        triggers, expected,
+        "a row and a truncate trigger per watched table"
+    );
     let comment: Option<String> = f
         .sql
         .query_one(
             "SELECT obj_description(to_regprocedure($1::text), 'pg_proc')",
-            &[&format!("public.{}()", function_name(&posts))],
+            &[&format!("public.{}()", function_name(posts, CHANNEL))],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(comment.as_deref(), Some("rowsync capture v1"));
+    let comment: serde_json::Value = serde_json::from_str(&comment.expect("a comment")).unwrap();
+    assert_eq!(comment["rowsync"], "capture");
+    assert_eq!(comment["format"], 2);
+    assert_eq!(comment["channel"], CHANNEL);
+    assert_eq!(comment["columns"], serde_json::json!(["id", "person_id"]));
 
     let mut plan = plan;
     fill_types(&f.sql, &mut plan).await;
@@ -465,7 +486,7 @@ async fn two_hubs_installing_at_once_do_not_conflict() {
         b.unwrap();
     }
     let triggers = installed_triggers(&f.sql, "rowsync\\_%").await;
-    assert_eq!(triggers.len(), plan.tables().count());
+    assert_eq!(triggers.len(), 2 * plan.tables().count());
 }
 
 #[tokio::test]
@@ -488,32 +509,29 @@ async fn long_table_names_get_short_distinct_names_that_work() {
             .await
             .unwrap();
         let table = TableName { schema: None, name };
-        let mut plan = plan_of(TablePlan {
-            table,
-            key: vec!["id"],
-            routes: vec!["owner"],
-            types: vec![],
-        });
+        let mut plan = plan_of(TablePlan::new(table, vec!["id"], vec!["owner"]));
         fill_types(&f.sql, &mut plan).await;
         install(&mut f.sql, &plan, CHANNEL).await.unwrap();
         plans.push((table, plan));
     }
-    let [(a, _), (b, _)] = &plans[..] else {
+    let [(a, plan_a), (b, plan_b)] = &plans[..] else {
         unreachable!()
     };
-    assert_ne!(function_name(a), function_name(b));
-    assert_ne!(trigger_name(a), trigger_name(b));
+    let (pa, pb) = (table_plan(plan_a, a), table_plan(plan_b, b));
+    assert_ne!(function_name(pa, CHANNEL), function_name(pb, CHANNEL));
+    assert_ne!(trigger_name(pa, CHANNEL), trigger_name(pb, CHANNEL));
 
     // the catalog holds our names unchanged: PostgreSQL did not have to truncate them
     let triggers = installed_triggers(&f.sql, "rowsync\\_%").await;
-    assert_eq!(
-        triggers,
-        vec![
-            (a.name.to_owned(), trigger_name(a)),
-            (b.name.to_owned(), trigger_name(b)),
-        ]
-    );
-    let mut functions = vec![function_name(a), function_name(b)];
+    let mut expected = vec![
+        (a.name.to_owned(), trigger_name(pa, CHANNEL)),
+        (a.name.to_owned(), truncate_trigger_name(pa, CHANNEL)),
+        (b.name.to_owned(), trigger_name(pb, CHANNEL)),
+        (b.name.to_owned(), truncate_trigger_name(pb, CHANNEL)),
+    ];
+    expected.sort();
+    assert_eq!(triggers, expected);
+    let mut functions = vec![function_name(pa, CHANNEL), function_name(pb, CHANNEL)];
     functions.sort();
     assert_eq!(installed_functions(&f.sql, "rowsync\\_%").await, functions);
 
@@ -541,12 +559,7 @@ async fn a_row_too_large_for_notify_sends_the_overflow_payload() {
         schema: None,
         name: "documents",
     };
-    let mut plan = plan_of(TablePlan {
-        table,
-        key: vec!["id"],
-        routes: vec!["owner"],
-        types: vec![],
-    });
+    let mut plan = plan_of(TablePlan::new(table, vec!["id"], vec!["owner"]));
     fill_types(&f.sql, &mut plan).await;
     install(&mut f.sql, &plan, CHANNEL).await.unwrap();
     let (_listener, mut rx) = listen(&f, CHANNEL).await;
@@ -592,16 +605,16 @@ async fn uninstall_removes_every_trigger_and_function() {
     install(&mut f.sql, &plan, CHANNEL).await.unwrap();
     assert_eq!(
         installed_triggers(&f.sql, "rowsync\\_%").await.len(),
-        plan.tables().count()
+        2 * plan.tables().count()
     );
 
-    uninstall(&mut f.sql, &plan).await.unwrap();
+    uninstall(&mut f.sql, &plan, CHANNEL).await.unwrap();
     assert_eq!(installed_triggers(&f.sql, "rowsync\\_%").await, vec![]);
     assert_eq!(
         installed_functions(&f.sql, "rowsync\\_%").await,
         Vec::<String>::new()
     );
-    uninstall(&mut f.sql, &plan)
+    uninstall(&mut f.sql, &plan, CHANNEL)
         .await
         .expect("uninstalling again is harmless");
 
@@ -640,12 +653,11 @@ async fn quotes_spaces_and_capitals_in_names_work() {
         ))
         .await
         .unwrap();
-    let mut plan = plan_of(TablePlan {
+    let mut plan = plan_of(TablePlan::new(
         table,
-        key: vec!["Key \"Col\""],
-        routes: vec!["Route $rowsync$ Col"],
-        types: vec![],
-    });
+        vec!["Key \"Col\""],
+        vec!["Route $rowsync$ Col"],
+    ));
     fill_types(&f.sql, &mut plan).await;
     install(&mut f.sql, &plan, CHANNEL).await.unwrap();
     let (_listener, mut rx) = listen(&f, CHANNEL).await;
@@ -693,11 +705,269 @@ async fn quotes_spaces_and_capitals_in_names_work() {
         expected.change(&plan, xid.parse().unwrap())
     );
 
-    uninstall(&mut f.sql, &plan).await.unwrap();
+    uninstall(&mut f.sql, &plan, CHANNEL).await.unwrap();
     assert_eq!(
         installed_functions(&f.sql, "rowsync\\_%").await,
         Vec::<String>::new()
     );
+}
+
+/// The payload of the next notification, as JSON.
+async fn next_json(rx: &mut mpsc::UnboundedReceiver<Notification>) -> serde_json::Value {
+    serde_json::from_str(&next_payload(rx).await).unwrap()
+}
+
+/// A plan of `tags` alone, with its types.
+async fn tags_plan(client: &Client) -> CapturePlan {
+    let mut plan = plan_of(TablePlan::new(
+        TableName {
+            schema: None,
+            name: "tags",
+        },
+        vec!["id"],
+        vec![],
+    ));
+    fill_types(client, &mut plan).await;
+    plan
+}
+
+#[tokio::test]
+async fn identical_events_of_one_transaction_are_each_notified_in_statement_order() {
+    let mut f = fixture().await;
+    let plan = tags_plan(&f.sql).await;
+    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    let (_listener, mut rx) = listen(&f, CHANNEL).await;
+    // an insert, a delete and an insert of one row carry the same key: without a per-event
+    // number NOTIFY folds the second insert into the first
+    let xid = write(
+        &mut f.sql,
+        "INSERT INTO tags VALUES (70, 'x'); DELETE FROM tags WHERE id = 70; \
+         INSERT INTO tags VALUES (70, 'x'); \
+         SAVEPOINT s; DELETE FROM tags WHERE id = 70; ROLLBACK TO s; \
+         SAVEPOINT t; UPDATE tags SET name = name WHERE id = 70; RELEASE t; \
+         UPDATE tags SET name = name WHERE id = 70",
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let p = next_json(&mut rx).await;
+        assert_eq!(p["x"], xid.to_string());
+        seen.push((
+            p["o"].as_str().unwrap().to_owned(),
+            p["i"].as_u64().unwrap(),
+        ));
+    }
+    // the rolled-back delete is gone with its savepoint, and so is its number
+    let expected: Vec<(String, u64)> = [("I", 1), ("D", 2), ("I", 3), ("U", 4), ("U", 5)]
+        .into_iter()
+        .map(|(o, i)| (o.to_owned(), i))
+        .collect();
+    assert_eq!(seen, expected);
+    // the next transaction counts from 1 again
+    write(&mut f.sql, "UPDATE tags SET name = name WHERE id = 70").await;
+    assert_eq!(next_json(&mut rx).await["i"], 1);
+}
+
+#[tokio::test]
+async fn truncate_is_notified_once_per_statement() {
+    let mut f = seeded().await;
+    let plan = tags_plan(&f.sql).await;
+    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    let (_listener, mut rx) = listen(&f, CHANNEL).await;
+    let xid = write(&mut f.sql, "TRUNCATE tags CASCADE").await;
+    let payload = next_payload(&mut rx).await;
+    let table = TableName {
+        schema: None,
+        name: "tags",
+    };
+    assert_eq!(
+        decode(payload.as_bytes(), &plan, 0),
+        Ok(Decoded::Truncated { table, xid })
+    );
+}
+
+#[tokio::test]
+async fn hubs_sharing_a_channel_get_the_union_of_their_columns_which_never_shrinks() {
+    let mut f = seeded().await;
+    let posts = Post::meta().table;
+    let only_key = |routes| plan_of(TablePlan::new(posts, vec!["id"], routes));
+    let mut a = only_key(vec!["other_person_id"]);
+    let mut b = only_key(vec!["person_id"]);
+    fill_types(&f.sql, &mut a).await;
+    fill_types(&f.sql, &mut b).await;
+    install(&mut f.sql, &a, CHANNEL).await.unwrap();
+    install(&mut f.sql, &b, CHANNEL).await.unwrap();
+    // a again, as after a restart: b's column stays
+    assert_eq!(install(&mut f.sql, &a, CHANNEL).await.unwrap(), 0);
+    let (_listener, mut rx) = listen(&f, CHANNEL).await;
+    let xid = write(
+        &mut f.sql,
+        "UPDATE posts SET person_id = 2, other_person_id = 3 WHERE id = 1",
+    )
+    .await;
+    let payload = next_payload(&mut rx).await;
+    let n = &serde_json::from_str::<serde_json::Value>(&payload).unwrap()["n"];
+    assert_eq!(
+        n,
+        &serde_json::json!({"id": "1", "other_person_id": "3", "person_id": "2"})
+    );
+    let i = Value::I64;
+    for (plan, route, new, old) in [(&a, "other_person_id", 3, 2), (&b, "person_id", 2, 1)] {
+        let expected = expect(Op::Updated, posts, vec![i(1)], vec![(route, i(new))])
+            .was(vec![(route, i(old))]);
+        let Ok(Decoded::Change(change)) = decode(payload.as_bytes(), plan, 0) else {
+            panic!("{payload}")
+        };
+        assert_eq!(change, expected.change(plan, xid));
+    }
+    // a hub on another channel has a function of its own
+    install(&mut f.sql, &a, "elsewhere").await.unwrap();
+    let p = table_plan(&a, &posts);
+    assert_ne!(function_name(p, CHANNEL), function_name(p, "elsewhere"));
+    assert_eq!(
+        installed_functions(&f.sql, "rowsync\\_posts\\_%")
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn version_1_objects_are_removed_at_install() {
+    let mut f = fixture().await;
+    f.sql
+        .batch_execute(
+            "CREATE FUNCTION public.rowsync_public_posts_notify() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
+             CREATE TRIGGER rowsync_posts_trg AFTER INSERT OR UPDATE OR DELETE ON posts \
+             FOR EACH ROW EXECUTE FUNCTION public.rowsync_public_posts_notify();",
+        )
+        .await
+        .unwrap();
+    install(&mut f.sql, &person_plan(), CHANNEL).await.unwrap();
+    assert_eq!(
+        installed_triggers(&f.sql, "rowsync\\_posts\\_trg").await,
+        vec![]
+    );
+    assert_eq!(
+        installed_functions(&f.sql, "rowsync\\_public\\_posts\\_notify").await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_renamed_or_dropped_column_never_fails_a_writer() {
+    let mut f = seeded().await;
+    let mut plan = person_plan();
+    fill_types(&f.sql, &mut plan).await;
+    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    let (_listener, mut rx) = listen(&f, CHANNEL).await;
+    let posts = Post::meta().table;
+
+    f.sql
+        .batch_execute("ALTER TABLE posts RENAME COLUMN person_id TO owner_id")
+        .await
+        .unwrap();
+    let xid = write(
+        &mut f.sql,
+        "INSERT INTO posts (id, name, owner_id) VALUES (30, 'n', 1)",
+    )
+    .await;
+    let payload = next_payload(&mut rx).await;
+    let raw: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(raw["m"], serde_json::json!(["person_id"]), "{payload}");
+    assert_eq!(
+        decode(payload.as_bytes(), &plan, 0),
+        Ok(Decoded::MissingColumns {
+            table: posts,
+            xid,
+            columns: vec!["person_id".to_owned()]
+        })
+    );
+
+    // an update reads the old row too; a drop is a rename to nowhere
+    f.sql
+        .batch_execute("ALTER TABLE posts DROP COLUMN owner_id")
+        .await
+        .unwrap();
+    write(&mut f.sql, "UPDATE posts SET name = 'm' WHERE id = 30").await;
+    write(&mut f.sql, "DELETE FROM posts WHERE id = 30").await;
+    for op in ["U", "D"] {
+        let raw = next_json(&mut rx).await;
+        assert_eq!(
+            (raw["o"].as_str(), &raw["m"]),
+            (Some(op), &serde_json::json!(["person_id"]))
+        );
+        assert_eq!(raw["n"], serde_json::json!({"id": "30"}));
+    }
+}
+
+/// A column retyped under a session that already ran the trigger: functions that read
+/// `NEW.column` keep a plan typed for the old type and fail the writer; ours read by name.
+#[tokio::test]
+async fn a_retyped_column_never_fails_a_writer_that_already_fired_the_trigger() {
+    let mut f = fixture().await;
+    f.sql
+        .batch_execute("CREATE TABLE gauges (id bigint PRIMARY KEY, owner bigint)")
+        .await
+        .unwrap();
+    let mut plan = plan_of(TablePlan::new(
+        TableName {
+            schema: None,
+            name: "gauges",
+        },
+        vec!["id"],
+        vec!["owner"],
+    ));
+    fill_types(&f.sql, &mut plan).await;
+    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    let (_listener, mut rx) = listen(&f, CHANNEL).await;
+    write(&mut f.sql, "INSERT INTO gauges VALUES (1, 2)").await;
+    assert_eq!(next_json(&mut rx).await["n"]["owner"], "2");
+    for (ddl, write_sql, owner) in [
+        (
+            "ALTER TABLE gauges ALTER COLUMN owner TYPE text",
+            "UPDATE gauges SET owner = 'x' WHERE id = 1",
+            "x",
+        ),
+        (
+            "ALTER TABLE gauges ALTER COLUMN owner TYPE int4 USING 3",
+            "UPDATE gauges SET owner = 4 WHERE id = 1",
+            "4",
+        ),
+    ] {
+        f.sql.batch_execute(ddl).await.unwrap();
+        write(&mut f.sql, write_sql).await;
+        assert_eq!(next_json(&mut rx).await["n"]["owner"], owner, "after {ddl}");
+    }
+}
+
+#[tokio::test]
+async fn functions_pin_their_search_path_and_are_not_executable_by_public() {
+    let mut f = fixture().await;
+    let plan = person_plan();
+    install(&mut f.sql, &plan, CHANNEL).await.unwrap();
+    for table in plan.tables() {
+        let row = f
+            .sql
+            .query_one(
+                "SELECT p.proconfig, \
+                        EXISTS (SELECT FROM aclexplode(p.proacl) WHERE grantee = 0), \
+                        p.proacl IS NULL \
+                 FROM pg_proc p WHERE p.oid = to_regprocedure($1::text)",
+                &[&format!(
+                    "{}.{}()",
+                    quote_ident(table.pg_schema()),
+                    quote_ident(&function_name(table, CHANNEL))
+                )],
+            )
+            .await
+            .unwrap();
+        let config: Vec<String> = row.get(0);
+        assert_eq!(config, ["search_path=pg_catalog, pg_temp"]);
+        assert!(!row.get::<_, bool>(1), "PUBLIC may execute {}", table.table);
+        assert!(!row.get::<_, bool>(2), "default ACL (PUBLIC executes)");
+    }
 }
 
 #[test]

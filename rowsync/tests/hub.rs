@@ -442,9 +442,9 @@ async fn bad_payloads_and_unknown_tables_are_counted_not_fatal() {
     f.sql
         .batch_execute(
             r#"SELECT pg_notify('rowsync', 'not json');
-               SELECT pg_notify('rowsync', '{"o":"X","s":"public","t":"tags","x":"1","k":["1"],"n":[]}');
-               SELECT pg_notify('rowsync', '{"o":"I","s":"public","t":"tags","x":"1","k":["not a number"],"n":[]}');
-               SELECT pg_notify('rowsync', '{"o":"I","s":"public","t":"nope","x":"1","k":["1"],"n":[]}');
+               SELECT pg_notify('rowsync', '{"v":2,"o":"X","s":"public","t":"tags","x":"1","i":1,"n":{"id":"1"}}');
+               SELECT pg_notify('rowsync', '{"v":2,"o":"I","s":"public","t":"tags","x":"1","n":{"id":"1"}}');
+               SELECT pg_notify('rowsync', '{"v":2,"o":"I","s":"public","t":"nope","x":"1","i":1,"n":{"id":"1"}}');
                UPDATE tags SET name = 'still works' WHERE id = 2;"#,
         )
         .await

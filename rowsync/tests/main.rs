@@ -2,6 +2,7 @@
 
 mod support;
 
+mod capture_cases;
 mod capture_listen;
 mod capture_triggers;
 mod compile_fail;

@@ -37,6 +37,22 @@ pub(crate) enum Carried {
     Gone,
 }
 
+/// Something found wrong with the capture of a table: changes of it may have been missed or
+/// can no longer be described, so its holders are told to reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureProblem {
+    /// The table.
+    pub table: TableName,
+    /// What was found, in words.
+    pub detail: String,
+}
+
+impl std::fmt::Display for CaptureProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.table, self.detail)
+    }
+}
+
 /// Counters a capture source keeps.
 #[derive(Debug, Default)]
 pub(crate) struct CaptureStats {
@@ -45,6 +61,12 @@ pub(crate) struct CaptureStats {
     pub unknown_table: AtomicU64,
     pub overflows: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Payloads of a format this build does not read.
+    pub unsupported: AtomicU64,
+    /// Catalog checks of the installed capture run.
+    pub checks: AtomicU64,
+    /// Problems those checks found (one that persists is counted once).
+    pub problems: AtomicU64,
 }
 
 impl CaptureStats {

@@ -9,7 +9,7 @@ use crate::graph::hops;
 use crate::graph::Graph;
 use crate::graph::PreloadTree;
 use crate::load::PgType;
-use crate::schema::{SchemaMeta, TableName};
+use crate::schema::{quote_ident, SchemaMeta, TableName};
 
 /// One watched table.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,15 +22,20 @@ pub struct TablePlan {
     pub routes: Vec<&'static str>,
     /// Types of `key` then `routes`, in that order; filled from the live database at start.
     pub types: Vec<PgType>,
+    /// The PostgreSQL schema the table was found in at start (through the search path when
+    /// `table` names none); `None` before that, when `table`'s schema, or `public`, is assumed.
+    pub found_in: Option<String>,
 }
 
 impl TablePlan {
-    fn new(table: TableName, key: Vec<&'static str>) -> TablePlan {
+    /// The plan of `table`, identified by `key`, with changes routed by `routes`.
+    pub fn new(table: TableName, key: Vec<&'static str>, routes: Vec<&'static str>) -> TablePlan {
         TablePlan {
             table,
             key,
-            routes: Vec::new(),
+            routes,
             types: Vec::new(),
+            found_in: None,
         }
     }
 
@@ -40,9 +45,44 @@ impl TablePlan {
         }
     }
 
-    /// Every column the plan reads: key, then routes.
+    /// Every column the plan reads: key, then routes (a column may appear in both).
     pub fn columns(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.key.iter().chain(self.routes.iter()).copied()
+    }
+
+    /// Every column the plan reads, each once, in [`columns`](Self::columns) order.
+    pub fn distinct_columns(&self) -> Vec<&'static str> {
+        let mut columns: Vec<&'static str> = Vec::new();
+        for column in self.columns() {
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+        columns
+    }
+
+    /// The type of a column the plan reads, once filled in.
+    pub fn type_of(&self, column: &str) -> Option<&PgType> {
+        let index = self.columns().position(|c| c == column)?;
+        self.types.get(index)
+    }
+
+    /// The PostgreSQL schema the table lives in: where it was found at start, else the
+    /// declared one, else `public`.
+    pub fn pg_schema(&self) -> &str {
+        self.found_in
+            .as_deref()
+            .unwrap_or_else(|| self.table.schema_or_public())
+    }
+
+    /// `"schema"."table"`, qualified by [`pg_schema`](Self::pg_schema): SQL that names the
+    /// table this way reaches it whatever the search path.
+    pub fn qualified(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(self.pg_schema()),
+            quote_ident(self.table.name)
+        )
     }
 }
 
@@ -82,6 +122,7 @@ impl CapturePlan {
                     .iter()
                     .map(|&i| meta.columns[i].name)
                     .collect(),
+                Vec::new(),
             )
         })
     }
@@ -112,7 +153,7 @@ impl CapturePlan {
                         // a join table known only by name: identified by its two keys
                         None => std::iter::once(hop.to_column).chain(next_from).collect(),
                     };
-                    TablePlan::new(hop.table, key)
+                    TablePlan::new(hop.table, key, Vec::new())
                 });
                 entry.route(hop.to_column);
                 previous = hop.table;
@@ -134,7 +175,7 @@ impl CapturePlan {
                         .collect()
                 })
                 .unwrap_or_default();
-            TablePlan::new(table, key)
+            TablePlan::new(table, key, Vec::new())
         })
     }
 
@@ -143,11 +184,12 @@ impl CapturePlan {
         self.tables.get(table)
     }
 
-    /// The plan of a table by its schema and name as text (as a payload names it).
+    /// The plan of a table by its PostgreSQL schema and name as text (as a payload names
+    /// it): the schema it was found in at start, else the declared one, else `public`.
     pub fn find(&self, schema: &str, name: &str) -> Option<&TablePlan> {
         self.tables
             .values()
-            .find(|t| t.table.name == name && t.table.schema_or_public() == schema)
+            .find(|t| t.table.name == name && t.pg_schema() == schema)
     }
 
     /// Every watched table.

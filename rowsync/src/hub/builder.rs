@@ -1,11 +1,14 @@
 //! `Hub::builder(url).watch::<Person>(["posts.tags"]).start().await`.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
+use super::health::{CaptureCheck, DEFAULT_INTERVAL};
 use super::pump::Pump;
 use super::{check, Hub, HubInner};
 use crate::cache::{CacheConfig, Loader, SingleFlight};
@@ -18,7 +21,7 @@ use crate::graph::Graph;
 use crate::graph::PreloadTree;
 use crate::load::{Db, Tls};
 use crate::route::router::Router;
-use crate::schema::{Schema, SchemaMeta};
+use crate::schema::{Schema, SchemaMeta, TableName};
 
 /// Configures and starts a [`Hub`].
 #[must_use = "a builder does nothing until `start` is awaited"]
@@ -29,6 +32,7 @@ pub struct HubBuilder {
     queue_capacity: usize,
     cache: CacheConfig,
     install: bool,
+    check_interval: Duration,
     tls: Tls,
 }
 
@@ -41,6 +45,7 @@ impl HubBuilder {
             queue_capacity: 1024,
             cache: CacheConfig::default(),
             install: true,
+            check_interval: DEFAULT_INTERVAL,
             tls: Tls::Disabled,
         }
     }
@@ -91,6 +96,15 @@ impl HubBuilder {
         self
     }
 
+    /// How often the hub checks that the installed capture still serves it (default 10 s;
+    /// zero: only at start, after a reconnect, and on hints). A check is two catalog queries.
+    /// What it finds is reinstalled (with [`install_triggers`](Self::install_triggers)) and
+    /// the holders of the tables concerned resync; see [`Hub::capture_health`].
+    pub fn capture_check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval;
+        self
+    }
+
     /// The capture plan for the watched schemas, without connecting.
     pub fn plan(&self) -> Result<(Graph, CapturePlan), HubError> {
         let mut graph = Graph::builder();
@@ -107,7 +121,9 @@ impl HubBuilder {
     }
 
     /// The SQL `start` installs, without connecting (for migrations you manage yourself;
-    /// then call [`install_triggers(false)`](Self::install_triggers)).
+    /// then call [`install_triggers(false)`](Self::install_triggers)). Without a connection a
+    /// table is taken to be in its declared schema, or `public`; for one found through the
+    /// search path elsewhere, take [`Hub::install_sql`] from a started hub.
     pub fn install_sql(&self) -> Result<String, HubError> {
         let (_, plan) = self.plan()?;
         Ok(triggers::install_sql(&plan, &self.channel)?)
@@ -116,7 +132,7 @@ impl HubBuilder {
     /// The SQL that removes what `start` installs.
     pub fn uninstall_sql(&self) -> Result<String, HubError> {
         let (_, plan) = self.plan()?;
-        Ok(triggers::uninstall_sql(&plan))
+        Ok(triggers::uninstall_sql(&plan, &self.channel)?)
     }
 
     /// One connection for setup, driven on a task of its own (abort it when done).
@@ -138,37 +154,52 @@ impl HubBuilder {
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;
-        let result = triggers::uninstall(&mut client, &plan).await;
+        let result = triggers::uninstall(&mut client, &plan, &self.channel).await;
         drop(client);
         driver.abort();
         Ok(result?)
+    }
+
+    /// Finds the watched tables and checks them against the schemas (filling the plan's
+    /// schemas and column types), then installs capture if asked; returns each table's oid.
+    async fn prepare(
+        &self,
+        graph: &Graph,
+        plan: &mut CapturePlan,
+    ) -> Result<HashMap<TableName, u32>, HubError> {
+        let (mut client, driver) = self.connect().await?;
+        let schemas: Vec<&'static SchemaMeta> = plan
+            .tables()
+            .filter_map(|t| graph.schema_of(t.table))
+            .collect();
+        let prepared = match check::check_and_type(&client, plan, &schemas).await {
+            Ok(oids) if self.install => {
+                match triggers::install(&mut client, plan, &self.channel).await {
+                    Ok(_) => {
+                        install_ddl_hint(&mut client).await;
+                        Ok(oids)
+                    }
+                    Err(error) => Err(HubError::from(error)),
+                }
+            }
+            other => other,
+        };
+        drop(client);
+        driver.abort();
+        prepared
     }
 
     /// Validates the schemas against the live database, installs capture, starts the
     /// listener, and returns once changes committed from now on will be seen.
     pub async fn start(self) -> Result<Hub, HubError> {
         let (graph, mut plan) = self.plan()?;
-        let (mut client, driver) = self.connect().await?;
-        let schemas: Vec<&'static SchemaMeta> = plan
-            .tables()
-            .filter_map(|t| graph.schema_of(t.table))
-            .collect();
-        let checked = check::check_and_type(&client, &mut plan, &schemas).await;
-        let installed = match checked {
-            Ok(()) if self.install => triggers::install(&mut client, &plan, &self.channel)
-                .await
-                .map_err(HubError::from),
-            other => other,
-        };
-        drop(client);
-        driver.abort();
-        installed?;
+        let oids = self.prepare(&graph, &mut plan).await?;
 
         let db = Db::connect_with(&self.url, &self.tls)?;
         let loader = Loader::new(self.cache, db.clone());
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
-        let schemas = plan
+        let schemas: HashMap<_, _> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
             .collect();
@@ -176,7 +207,29 @@ impl HubBuilder {
         let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
         listen.tls = self.tls.clone();
         let capture = Arc::new(CaptureStats::default());
-        let source = TriggerSource::start(listen, plan.clone(), tx, capture.clone()).await?;
+        let hint = Arc::new(Notify::new());
+        let source = TriggerSource::start(
+            listen,
+            plan.clone(),
+            tx.clone(),
+            capture.clone(),
+            hint.clone(),
+        )
+        .await?;
+        let check = Arc::new(CaptureCheck::new(
+            db.clone(),
+            plan.clone(),
+            self.channel.clone(),
+            self.install,
+            schemas.clone(),
+            oids,
+            tx,
+            capture.clone(),
+        ));
+        if let Err(error) = check.run().await {
+            tracing::warn!(error = %crate::error::describe(&error), "the first capture check failed");
+        }
+        check.watch(hint, self.check_interval);
         let last_seq = Arc::new(AtomicU64::new(0));
         let pump = Pump {
             router: router.clone(),
@@ -195,9 +248,25 @@ impl HubBuilder {
                 loader,
                 reloads: SingleFlight::default(),
                 capture,
+                check,
                 last_seq,
                 running: tokio::sync::Mutex::new(Some((source, pump))),
             }),
         })
+    }
+}
+
+/// Installs the shared DDL event trigger when the role may (a superuser); without it the
+/// periodic check is what notices schema changes, so a failure is only logged.
+async fn install_ddl_hint(client: &mut tokio_postgres::Client) {
+    match triggers::ddl::install(client).await {
+        Ok(true) => tracing::debug!("DDL hint event trigger in place"),
+        Ok(false) => tracing::debug!(
+            "not a superuser: no DDL hint; schema changes are noticed by the periodic check"
+        ),
+        Err(error) => tracing::warn!(
+            error = %crate::error::describe(&error),
+            "could not install the DDL hint event trigger; the periodic check remains"
+        ),
     }
 }

@@ -1,129 +1,79 @@
-//! Checking the declared schemas and the capture plan against the live database, reporting
-//! every missing table, missing column and mistyped column at once.
+//! Checking the declared schemas and the capture plan against the live database: at start,
+//! where each table is (its schema, found through the search path when not declared) and
+//! every missing table, missing column and mistyped column at once; while running, the same
+//! comparison for the columns the schemas map (a renamed mapped column makes reads fail).
 
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
 use crate::capture::plan::CapturePlan;
+use crate::capture::triggers::catalog::{self, LiveColumn};
 use crate::error::HubError;
-use crate::load::PgType;
 use crate::schema::{SchemaMeta, TableName};
 
-struct LiveColumn {
-    typname: String,
-    is_enum: bool,
-}
+/// Where each table was found: its oid, and the schema that holds it.
+const RESOLVE_SQL: &str = "\
+SELECT c.oid, n.nspname::text
+FROM unnest($1::text[]) WITH ORDINALITY AS w(name, i)
+LEFT JOIN pg_class c ON c.oid = to_regclass(w.name)
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+ORDER BY w.i";
 
-async fn live_columns(
-    client: &Client,
-    table: TableName,
-) -> Result<Option<HashMap<String, LiveColumn>>, HubError> {
-    let exists = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
-        .await
-        .map_err(|error| HubError::Database {
-            action: "looking up a watched table",
-            error,
-        })?;
-    if !exists.get::<_, bool>(0) {
-        return Ok(None);
-    }
-    let rows = client
-        .query(
-            "SELECT a.attname::text, t.typname::text, t.typtype = 'e' \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&table.to_string()],
-        )
-        .await
-        .map_err(|error| HubError::Database {
-            action: "reading the columns of a watched table",
-            error,
-        })?;
-    Ok(Some(
-        rows.iter()
-            .map(|r| {
-                (
-                    r.get::<_, String>(0),
-                    LiveColumn {
-                        typname: r.get(1),
-                        is_enum: r.get(2),
-                    },
-                )
-            })
-            .collect(),
-    ))
-}
-
-/// Checks every watched table and every column of the schemas mapping them, then fills the
-/// plan's column types.
+/// Finds every watched table (recording in the plan the schema it is in), checks every
+/// column of the schemas mapping them, then fills the plan's column types. Returns each
+/// table's oid, which the running check compares against to notice a table created again.
 pub(crate) async fn check_and_type(
     client: &Client,
     plan: &mut CapturePlan,
     schemas: &[&'static SchemaMeta],
-) -> Result<(), HubError> {
+) -> Result<HashMap<TableName, u32>, HubError> {
+    let database = |action| move |error| HubError::Database { action, error };
+    let names: Vec<String> = plan.tables().map(|t| t.table.to_string()).collect();
+    let rows = client
+        .query(RESOLVE_SQL, &[&names])
+        .await
+        .map_err(database("looking up the watched tables"))?;
     let mut problems = Vec::new();
-    let mut live = HashMap::new();
-    for table in plan.tables().map(|t| t.table) {
-        match live_columns(client, table).await? {
-            Some(columns) => {
-                live.insert(table, columns);
+    let mut oids = HashMap::new();
+    for (table, row) in plan.tables_mut().zip(&rows) {
+        match (
+            row.get::<_, Option<u32>>(0),
+            row.get::<_, Option<String>>(1),
+        ) {
+            (Some(oid), Some(schema)) => {
+                table.found_in = Some(schema);
+                oids.insert(table.table, oid);
             }
-            None => problems.push(format!("table {table} does not exist")),
+            _ => problems.push(format!("table {} does not exist", table.table)),
         }
     }
+    let all: Vec<u32> = oids.values().copied().collect();
+    let columns = catalog::columns(client, &all)
+        .await
+        .map_err(database("reading the columns of the watched tables"))?;
+    let live = |table: &TableName| oids.get(table).and_then(|oid| columns.get(oid));
     for meta in schemas {
-        let Some(columns) = live.get(&meta.table) else {
-            continue;
-        };
-        for column in meta.columns {
-            match columns.get(column.name) {
-                None => problems.push(format!(
-                    "{}.{}: no such column (field `{}::{}`)",
-                    meta.table, column.name, meta.name, column.field
-                )),
-                Some(c) => {
-                    let typname = if c.is_enum {
-                        "enum"
-                    } else {
-                        c.typname.as_str()
-                    };
-                    if !column.sql_types.contains(&typname) {
-                        problems.push(format!(
-                            "{}.{}: column is `{}`, but field `{}::{}` ({}) decodes from {}",
-                            meta.table,
-                            column.name,
-                            c.typname,
-                            meta.name,
-                            column.field,
-                            column.rust_type,
-                            column.sql_types.join(", ")
-                        ));
-                    }
-                }
-            }
+        if let Some(columns) = live(&meta.table) {
+            problems.extend(
+                mapped_findings(meta, columns)
+                    .into_iter()
+                    .map(|p| format!("{}.{}", meta.table, p)),
+            );
         }
     }
     for table in plan.tables_mut() {
-        let Some(columns) = live.get(&table.table) else {
+        let Some(live) = oids.get(&table.table).and_then(|oid| columns.get(oid)) else {
             continue;
         };
         let mut types = Vec::new();
         for name in table.columns() {
-            match columns.get(name) {
-                Some(c) => types.push(PgType::from_catalog(&c.typname, c.is_enum)),
+            match live.get(name) {
+                Some(c) => types.push(c.pg_type()),
                 None => {
-                    let problem = format!(
-                        "{}.{name}: no such column (needed to route changes)",
-                        table.table
-                    );
-                    if !problems.contains(&problem)
-                        && !problems
-                            .iter()
-                            .any(|p| p.starts_with(&format!("{}.{name}:", table.table)))
-                    {
-                        problems.push(problem);
+                    let prefix = format!("{}.{name}:", table.table);
+                    if !problems.iter().any(|p| p.starts_with(&prefix)) {
+                        problems.push(format!("{prefix} no such column (needed to route changes)"));
                     }
                 }
             }
@@ -131,8 +81,44 @@ pub(crate) async fn check_and_type(
         table.types = types;
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(oids)
     } else {
         Err(HubError::DatabaseMismatch(problems))
     }
+}
+
+/// What no longer fits between `meta`'s mapped columns and the table's `columns`: each as
+/// `column: what`, e.g. `name: no such column (field `Person::name`)`.
+pub(crate) fn mapped_findings(
+    meta: &SchemaMeta,
+    columns: &HashMap<String, LiveColumn>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for column in meta.columns {
+        match columns.get(column.name) {
+            None => found.push(format!(
+                "{}: no such column (field `{}::{}`)",
+                column.name, meta.name, column.field
+            )),
+            Some(c) => {
+                let typname = if c.is_enum {
+                    "enum"
+                } else {
+                    c.typname.as_str()
+                };
+                if !column.sql_types.contains(&typname) {
+                    found.push(format!(
+                        "{}: column is `{}`, but field `{}::{}` ({}) decodes from {}",
+                        column.name,
+                        c.typname,
+                        meta.name,
+                        column.field,
+                        column.rust_type,
+                        column.sql_types.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    found
 }

@@ -3,6 +3,7 @@
 
 mod builder;
 mod check;
+mod health;
 mod pump;
 mod reload;
 mod subscription;
@@ -19,7 +20,7 @@ pub use subscription::{Subscription, SyncStats};
 use crate::cache::{Loader, SingleFlight};
 use crate::capture::plan::CapturePlan;
 use crate::capture::triggers::TriggerSource;
-use crate::capture::{triggers, CaptureStats};
+use crate::capture::{triggers, CaptureProblem, CaptureStats};
 use crate::change::{Change, Op};
 use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
@@ -47,6 +48,14 @@ pub struct HubStats {
     pub overflows: u64,
     /// Listener reconnects (each one resynced every subscriber).
     pub reconnects: u64,
+    /// Payloads of a format this build does not read (from triggers another rowsync
+    /// version installed).
+    pub unsupported_payloads: u64,
+    /// Catalog checks of the installed capture run.
+    pub capture_checks: u64,
+    /// Problems those checks found (a trigger disabled or dropped, a column renamed, ...);
+    /// one that lasts over several checks is counted once. See [`Hub::capture_health`].
+    pub capture_problems: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
     /// Distinct topics in the routing index.
@@ -69,6 +78,7 @@ struct HubInner {
     /// Reloads under a snapshot in flight, shared by identical ones (`reload.rs`).
     reloads: SingleFlight<String, reload::Entry>,
     capture: Arc<CaptureStats>,
+    check: Arc<health::CaptureCheck>,
     last_seq: Arc<AtomicU64>,
     running: tokio::sync::Mutex<Option<(TriggerSource, JoinHandle<()>)>>,
 }
@@ -280,9 +290,30 @@ impl Hub {
             unknown_tables: n(&c.unknown_table),
             overflows: n(&c.overflows),
             reconnects: n(&c.reconnects),
+            unsupported_payloads: n(&c.unsupported),
+            capture_checks: n(&c.checks),
+            capture_problems: n(&c.problems),
             subscriptions: self.inner.router.subscription_count() as u64,
             topics: self.inner.router.topic_count() as u64,
         }
+    }
+
+    /// What the last check of the installed capture found wrong (empty when all is well).
+    ///
+    /// The check runs at start, after every listener reconnect, every
+    /// [`capture_check_interval`](HubBuilder::capture_check_interval), and at once when a
+    /// payload or a DDL hint suggests it. Every table it finds wrong is reinstalled (when the
+    /// hub installs capture) and its holders get [`Message::Resync`] with
+    /// [`ResyncReason::SchemaChanged`](crate::ResyncReason::SchemaChanged). Alert on a
+    /// non-empty answer, or on [`HubStats::capture_problems`] growing.
+    pub fn capture_health(&self) -> Vec<CaptureProblem> {
+        self.inner.check.last()
+    }
+
+    /// Runs the check of the installed capture now (see [`capture_health`](Self::capture_health))
+    /// and returns what it found.
+    pub async fn check_capture(&self) -> Result<Vec<CaptureProblem>, HubError> {
+        self.inner.check.run().await
     }
 
     /// Entries in the shared row cache now (after pending evictions ran).
@@ -304,6 +335,7 @@ impl Hub {
     /// `None`). Installed triggers stay (other hubs may rely on them).
     pub async fn shutdown(&self) {
         let running = self.inner.running.lock().await.take();
+        self.inner.check.stop();
         if let Some((source, pump)) = running {
             source.shutdown().await;
             let _ = pump.await;

@@ -125,6 +125,9 @@ pub struct Subscription {
     snapshot: Option<Snapshot>,
     /// The version of each row changed since the last load.
     versions: Versions,
+    /// Changes queued by a catch-up that may also arrive through the queue: their second
+    /// arrival is expected, not a duplicate.
+    caught_up: HashSet<u64>,
     stats: SyncStats,
     /// Reloads that failed in a row (the next one waits longer).
     failed_reloads: u32,
@@ -138,6 +141,7 @@ impl Subscription {
             shape: shape.map(Arc::new),
             snapshot: None,
             versions: Versions::default(),
+            caught_up: HashSet::new(),
             stats: SyncStats::default(),
             failed_reloads: 0,
         }
@@ -222,7 +226,9 @@ impl Subscription {
                 match verdict {
                     Verdict::Apply => {}
                     Verdict::Duplicate => {
-                        self.stats.duplicates += 1;
+                        if !self.caught_up.remove(&change.seq) {
+                            self.stats.duplicates += 1;
+                        }
                         return Ok(Changes::default());
                     }
                     Verdict::Stale => {
@@ -314,7 +320,16 @@ impl Subscription {
             // why: the rows this sync took in were read as of `read_seq`; changes of them
             // committed since were routed before they were held, so not to us
             match self.inbox.touching_since(ctx.read_seq, &added) {
-                Some(missed) => self.inbox.catch_up(missed),
+                Some(mut missed) => {
+                    // why bounded: a caught-up change that was not routed to us never
+                    // arrives a second time
+                    if self.caught_up.len() > 4096 {
+                        self.caught_up.clear();
+                    }
+                    // a change an earlier catch-up queued already is not queued again
+                    missed.retain(|c| self.caught_up.insert(c.seq));
+                    self.inbox.catch_up(missed);
+                }
                 None => self.inbox.resync_first(ResyncReason::Lagged { missed: 0 }),
             }
         }

@@ -1,11 +1,14 @@
 //! The trigger capture source: the listener's notifications, decoded against the capture plan
-//! into [`CaptureEvent`]s and numbered in the order they arrive (commit order).
+//! into [`CaptureEvent`]s and numbered in the order they arrive (commit order). Whatever hints
+//! that the installed capture may no longer serve the plan (a reconnect, a payload lacking a
+//! column, one of another format, a DDL hint) also asks for a catalog check.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use super::ddl;
 use super::listen::{ListenEvent, Listener, ListenerConfig};
 use super::payload::{decode, Decoded, PayloadError};
 use crate::capture::plan::CapturePlan;
@@ -23,17 +26,22 @@ pub(crate) struct TriggerSource {
 const QUEUE: usize = 16 * 1024;
 
 impl TriggerSource {
-    /// LISTENs on the configured channels and decodes every notification into `events`;
-    /// returns once changes committed from now on will be heard.
+    /// LISTENs on the configured channels and on the DDL hint channel, and decodes every
+    /// notification into `events`; returns once changes committed from now on will be heard.
+    /// `check` is notified whenever the capture should be checked against the catalog.
     pub async fn start(
-        config: ListenerConfig,
+        mut config: ListenerConfig,
         plan: Arc<CapturePlan>,
         events: mpsc::Sender<CaptureEvent>,
         stats: Arc<CaptureStats>,
+        check: Arc<Notify>,
     ) -> Result<TriggerSource, ListenError> {
+        if !config.channels.iter().any(|c| c == ddl::CHANNEL) {
+            config.channels.push(ddl::CHANNEL.to_owned());
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         let listener = Listener::start(config, tx).await?;
-        let decoder = tokio::spawn(decode_all(rx, plan, events, stats));
+        let decoder = tokio::spawn(decode_all(rx, plan, events, stats, check));
         Ok(TriggerSource { listener, decoder })
     }
 
@@ -54,17 +62,25 @@ async fn decode_all(
     plan: Arc<CapturePlan>,
     events: mpsc::Sender<CaptureEvent>,
     stats: Arc<CaptureStats>,
+    check: Arc<Notify>,
 ) {
     let mut seq = 0u64;
     while let Some(event) = heard.recv().await {
         let decoded = match event {
+            ListenEvent::Notification { channel, .. } if channel == ddl::CHANNEL => {
+                tracing::debug!("DDL hint; checking the capture");
+                check.notify_one();
+                None
+            }
             ListenEvent::Notification { payload, .. } => {
                 seq += 1;
-                decode_one(&payload, &plan, seq, &stats)
+                decode_one(&payload, &plan, seq, &stats, &check)
             }
             ListenEvent::Listening { reconnect: true } => {
                 CaptureStats::count(&stats.reconnects);
                 tracing::warn!("listener reconnected; every subscriber must resync");
+                // why check too: what happened while we were away may include DDL
+                check.notify_one();
                 Some(CaptureEvent::Resync {
                     table: None,
                     reason: ResyncReason::Reconnected,
@@ -90,6 +106,7 @@ fn decode_one(
     plan: &CapturePlan,
     seq: u64,
     stats: &CaptureStats,
+    check: &Notify,
 ) -> Option<CaptureEvent> {
     match decode(payload.as_bytes(), plan, seq) {
         Ok(Decoded::Change(change)) => {
@@ -107,11 +124,73 @@ fn decode_one(
                 reason: ResyncReason::Overflow { table },
             })
         }
+        Ok(Decoded::Truncated { table, xid }) => {
+            tracing::info!(%table, xid, "table truncated; resyncing its subscribers");
+            Some(CaptureEvent::Resync {
+                table: Some(table),
+                reason: ResyncReason::Truncated { table },
+            })
+        }
+        Ok(Decoded::MissingColumns {
+            table,
+            xid,
+            columns,
+        }) => {
+            let detail = format!(
+                "a change of {table} arrived without column(s) {} that changes are routed by \
+                 (renamed or dropped, or the trigger function was replaced)",
+                columns.join(", ")
+            );
+            tracing::error!(%table, xid, ?columns, "{detail}; resyncing the table's subscribers");
+            check.notify_one();
+            Some(CaptureEvent::Resync {
+                table: Some(table),
+                reason: ResyncReason::SchemaChanged { table, detail },
+            })
+        }
         Err(PayloadError::UnknownTable { schema, table }) => {
             CaptureStats::count(&stats.unknown_table);
             tracing::debug!(schema, table, "change of an unwatched table ignored");
             None
         }
+        Err(
+            error @ PayloadError::UnsupportedVersion {
+                version, watched, ..
+            },
+        ) => {
+            CaptureStats::count(&stats.unsupported);
+            // why version 1 is only counted: it comes from a trigger an older rowsync
+            // installed next to ours (which a restart of that hub put back); ours, checked
+            // against the catalog, still sends every change, so nothing is lost.
+            if version == 1 {
+                tracing::warn!(%error, "version 1 payload ignored");
+                return None;
+            }
+            tracing::error!(%error, "payload of an unknown format");
+            check.notify_one();
+            let table = watched?;
+            Some(CaptureEvent::Resync {
+                table: Some(table),
+                reason: ResyncReason::Unreadable {
+                    table,
+                    error: error.to_string(),
+                },
+            })
+        }
+        Err(error @ PayloadError::Value { table, .. }) => {
+            CaptureStats::count(&stats.malformed);
+            tracing::error!(%error, "a change could not be decoded; resyncing the table's subscribers");
+            check.notify_one();
+            Some(CaptureEvent::Resync {
+                table: Some(table),
+                reason: ResyncReason::Unreadable {
+                    table,
+                    error: error.to_string(),
+                },
+            })
+        }
+        // why no resync: any role may NOTIFY anything on any channel; garbage that names no
+        // watched table concerns no holder
         Err(error) => {
             CaptureStats::count(&stats.malformed);
             tracing::warn!(%error, payload = %truncate(payload), "malformed change payload ignored");
