@@ -396,6 +396,11 @@ async fn settle_and_check(
         for message in messages {
             sub.sync(data, &message).await.unwrap();
         }
+        // what syncing queued: changes of rows taken in that were routed before they were
+        // held (a catch-up)
+        while let Some(message) = sub.try_next() {
+            sub.sync(data, &message).await.unwrap();
+        }
     }
     match holder {
         Holder::People { data, shape, sub } => {

@@ -48,10 +48,16 @@ impl Versions {
     /// Whether `change` is news for the rows it names.
     pub fn judge(&self, change: &Change) -> Verdict {
         let held = |key: &Key| self.rows.get(&(change.table, key.clone())).copied();
-        let version = held(&change.key).max(change.old_key.as_ref().and_then(held));
+        let version = held(&change.key);
+        // a change that moved its row is news while what it says of the old key is: the
+        // new key may be newer already (changed again since) while the old one is not
+        let old_is_news = change
+            .old_key
+            .as_ref()
+            .is_some_and(|old| held(old).is_none_or(|v| v < change.seq));
         match version {
             Some(v) if change.seq == v => Verdict::Duplicate,
-            Some(v) if change.seq < v => Verdict::Stale,
+            Some(v) if change.seq < v && !old_is_news => Verdict::Stale,
             Some(_) => Verdict::Apply,
             None if change.seq <= self.floor => Verdict::Unknown,
             None => Verdict::Apply,
