@@ -91,10 +91,12 @@ mod sync;
 
 pub use cache::CacheConfig;
 pub use capture::plan::{CapturePlan, TablePlan};
+#[cfg(feature = "replication")]
+pub use capture::replication::ReplicationConfig;
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
-    ConnectError, DecodeError, HubError, ListenError, LoadError, SchemaError, SyncError,
-    TriggerError,
+    ConnectError, DecodeError, HubError, ListenError, LoadError, ReplicationError, SchemaError,
+    SyncError, TriggerError,
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};

@@ -1,5 +1,6 @@
 //! `Hub::builder(url).watch::<Person>(["posts.tags"]).start().await`.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -10,15 +11,17 @@ use super::pump::Pump;
 use super::{check, Hub, HubInner};
 use crate::cache::{CacheConfig, Loader, SingleFlight};
 use crate::capture::plan::CapturePlan;
+#[cfg(feature = "replication")]
+use crate::capture::replication::{self, ReplicationConfig, ReplicationSource};
 use crate::capture::triggers::listen::ListenerConfig;
 use crate::capture::triggers::{self, TriggerSource};
-use crate::capture::CaptureStats;
+use crate::capture::{Acknowledged, CaptureEvent, CaptureStats, Source};
 use crate::error::{ConnectError, HubError};
 use crate::graph::Graph;
 use crate::graph::PreloadTree;
 use crate::load::{Db, Tls};
 use crate::route::router::Router;
-use crate::schema::{Schema, SchemaMeta};
+use crate::schema::{Schema, SchemaMeta, TableName};
 
 /// Configures and starts a [`Hub`].
 #[must_use = "a builder does nothing until `start` is awaited"]
@@ -30,6 +33,8 @@ pub struct HubBuilder {
     cache: CacheConfig,
     install: bool,
     tls: Tls,
+    #[cfg(feature = "replication")]
+    replication: Option<ReplicationConfig>,
 }
 
 impl HubBuilder {
@@ -42,6 +47,8 @@ impl HubBuilder {
             cache: CacheConfig::default(),
             install: true,
             tls: Tls::Disabled,
+            #[cfg(feature = "replication")]
+            replication: None,
         }
     }
 
@@ -82,6 +89,29 @@ impl HubBuilder {
     pub fn cache(mut self, config: CacheConfig) -> Self {
         self.cache = config;
         self
+    }
+
+    /// Captures changes by logical replication from a slot instead of triggers (see
+    /// [`ReplicationConfig`]): nothing runs in the writers' transactions, a lost connection
+    /// loses no change, and changes carry their rows. Needs `wal_level = logical` and a role
+    /// with `REPLICATION`; `start` says clearly what is missing.
+    #[cfg(feature = "replication")]
+    pub fn replication(mut self, config: ReplicationConfig) -> Self {
+        self.replication = Some(config);
+        self
+    }
+
+    /// The `CREATE PUBLICATION` the replication capture would run, without connecting (for
+    /// migrations you manage yourself; then turn
+    /// [`ReplicationConfig::manage_publication`] off).
+    #[cfg(feature = "replication")]
+    pub fn publication_sql(&self, config: &ReplicationConfig) -> Result<String, HubError> {
+        let (_, plan) = self.plan()?;
+        config.validate()?;
+        Ok(replication::setup::publication_sql(
+            config.publication_name(),
+            &plan,
+        ))
     }
 
     /// Whether `start` installs the capture triggers (default true). Turn it off when you
@@ -134,18 +164,39 @@ impl HubBuilder {
             })
     }
 
-    /// Connects and removes the installed triggers and functions.
+    /// Connects and removes the installed triggers and functions; with
+    /// [`replication`](Self::replication), the slot and the publication instead.
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;
-        let result = triggers::uninstall(&mut client, &plan).await;
+        let result = match self.replication_config() {
+            #[cfg(feature = "replication")]
+            Some(config) => replication::setup::uninstall(&client, config)
+                .await
+                .map_err(HubError::from),
+            _ => triggers::uninstall(&mut client, &plan)
+                .await
+                .map_err(HubError::from),
+        };
         drop(client);
         driver.abort();
-        Ok(result?)
+        result
+    }
+
+    /// The replication configuration, if that is the capture chosen.
+    #[cfg(feature = "replication")]
+    fn replication_config(&self) -> Option<&ReplicationConfig> {
+        self.replication.as_ref()
+    }
+
+    #[cfg(not(feature = "replication"))]
+    fn replication_config(&self) -> Option<&()> {
+        None
     }
 
     /// Validates the schemas against the live database, installs capture, starts the
-    /// listener, and returns once changes committed from now on will be seen.
+    /// listener (or the replication stream), and returns once changes committed from now on
+    /// will be seen.
     pub async fn start(self) -> Result<Hub, HubError> {
         let (graph, mut plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;
@@ -153,36 +204,35 @@ impl HubBuilder {
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
             .collect();
-        let checked = check::check_and_type(&client, &mut plan, &schemas).await;
-        let installed = match checked {
-            Ok(()) if self.install => triggers::install(&mut client, &plan, &self.channel)
-                .await
-                .map_err(HubError::from),
-            other => other,
+        let prepared = match check::check_and_type(&client, &mut plan, &schemas).await {
+            Ok(()) => self.prepare_capture(&mut client, &plan).await,
+            Err(e) => Err(e),
         };
         drop(client);
         driver.abort();
-        installed?;
+        let prepared = prepared?;
 
         let db = Db::connect_with(&self.url, &self.tls)?;
         let loader = Loader::new(self.cache, db.clone());
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
-        let schemas = plan
+        let schemas: HashMap<TableName, &'static SchemaMeta> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
             .collect();
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
-        listen.tls = self.tls.clone();
         let capture = Arc::new(CaptureStats::default());
-        let source = TriggerSource::start(listen, plan.clone(), tx, capture.clone()).await?;
+        let acknowledged = Acknowledged::default();
+        let source = self
+            .start_source(prepared, &plan, &schemas, tx, &capture, &acknowledged)
+            .await?;
         let last_seq = Arc::new(AtomicU64::new(0));
         let pump = Pump {
             router: router.clone(),
             loader: loader.clone(),
             schemas,
             last_seq: last_seq.clone(),
+            acknowledged,
         };
         let pump = tokio::spawn(pump.run(rx));
         Ok(Hub {
@@ -200,4 +250,72 @@ impl HubBuilder {
             }),
         })
     }
+
+    /// What the chosen capture needs in the database: the triggers (unless turned off), or
+    /// the publication and slot.
+    async fn prepare_capture(
+        &self,
+        client: &mut tokio_postgres::Client,
+        plan: &CapturePlan,
+    ) -> Result<Prepared, HubError> {
+        #[cfg(feature = "replication")]
+        if let Some(config) = &self.replication {
+            let prepared = replication::setup::prepare(client, plan, config).await?;
+            return Ok(Prepared::Replication(prepared, config.clone()));
+        }
+        if self.install {
+            triggers::install(client, plan, &self.channel).await?;
+        }
+        Ok(Prepared::Triggers)
+    }
+
+    /// Starts the chosen capture source, sending into `events`.
+    async fn start_source(
+        &self,
+        prepared: Prepared,
+        plan: &Arc<CapturePlan>,
+        schemas: &HashMap<TableName, &'static SchemaMeta>,
+        events: mpsc::Sender<CaptureEvent>,
+        stats: &Arc<CaptureStats>,
+        acknowledged: &Acknowledged,
+    ) -> Result<Source, HubError> {
+        match prepared {
+            #[cfg(feature = "replication")]
+            Prepared::Replication(prepared, config) => {
+                let stream = replication::Stream::new(
+                    plan.clone(),
+                    schemas.clone(),
+                    prepared.catalog,
+                    prepared.xid_reference,
+                    stats.clone(),
+                );
+                let start = replication::Start {
+                    url: self.url.clone(),
+                    tls: self.tls.clone(),
+                    config,
+                    stream,
+                    confirmed: prepared.confirmed,
+                };
+                let source =
+                    ReplicationSource::start(start, events, stats.clone(), acknowledged.clone())
+                        .await?;
+                Ok(Source::Replication(source))
+            }
+            Prepared::Triggers => {
+                let _ = (schemas, acknowledged);
+                let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
+                listen.tls = self.tls.clone();
+                let source =
+                    TriggerSource::start(listen, plan.clone(), events, stats.clone()).await?;
+                Ok(Source::Triggers(source))
+            }
+        }
+    }
+}
+
+/// What start-up prepared for the chosen capture.
+enum Prepared {
+    Triggers,
+    #[cfg(feature = "replication")]
+    Replication(replication::setup::Prepared, ReplicationConfig),
 }

@@ -9,6 +9,7 @@ mod subscription;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -18,8 +19,7 @@ pub use subscription::{Subscription, SyncStats};
 
 use crate::cache::{Loader, SingleFlight};
 use crate::capture::plan::CapturePlan;
-use crate::capture::triggers::TriggerSource;
-use crate::capture::{triggers, CaptureStats};
+use crate::capture::{triggers, CaptureStats, Source};
 use crate::change::{Change, Op};
 use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
@@ -45,8 +45,20 @@ pub struct HubStats {
     pub unknown_tables: u64,
     /// Changes too large for a notification (their tables' subscribers resynced).
     pub overflows: u64,
-    /// Listener reconnects (each one resynced every subscriber).
+    /// Capture reconnects (a listener's each resynced every subscriber; a replication
+    /// stream with a permanent slot resumes where it was, and resyncs nobody).
     pub reconnects: u64,
+    /// Changes a replication stream sent again after a reconnect, skipped as delivered.
+    pub duplicates_skipped: u64,
+    /// WAL the replication slot holds back, in bytes (`None`: trigger capture, or not
+    /// measured yet).
+    pub slot_lag_bytes: Option<u64>,
+    /// How late the replication slot's acknowledgements are, as the server measures it
+    /// (`None`: trigger capture, not measured, or nothing pending).
+    pub slot_lag: Option<Duration>,
+    /// Times the replication slot was replaced (held back too much WAL, or was invalidated),
+    /// each resyncing every subscriber.
+    pub slot_resets: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
     /// Distinct topics in the routing index.
@@ -70,7 +82,7 @@ struct HubInner {
     reloads: SingleFlight<String, reload::Entry>,
     capture: Arc<CaptureStats>,
     last_seq: Arc<AtomicU64>,
-    running: tokio::sync::Mutex<Option<(TriggerSource, JoinHandle<()>)>>,
+    running: tokio::sync::Mutex<Option<(Source, JoinHandle<()>)>>,
 }
 
 impl Hub {
@@ -280,6 +292,10 @@ impl Hub {
             unknown_tables: n(&c.unknown_table),
             overflows: n(&c.overflows),
             reconnects: n(&c.reconnects),
+            duplicates_skipped: n(&c.duplicates),
+            slot_lag_bytes: CaptureStats::measured(&c.slot_lag_bytes),
+            slot_lag: CaptureStats::measured(&c.slot_lag_millis).map(Duration::from_millis),
+            slot_resets: n(&c.slot_resets),
             subscriptions: self.inner.router.subscription_count() as u64,
             topics: self.inner.router.topic_count() as u64,
         }
@@ -290,7 +306,8 @@ impl Hub {
         self.inner.loader.cache.len().await
     }
 
-    /// The backend pid of the listener's connection (to observe or test reconnects).
+    /// The backend pid of the capture connection: the listener's, or the replication
+    /// stream's WAL sender (to observe or test reconnects).
     pub async fn listener_pid(&self) -> Option<i32> {
         self.inner
             .running
@@ -300,8 +317,9 @@ impl Hub {
             .and_then(|(source, _)| source.process_id())
     }
 
-    /// Stops the listener and the routing task; subscriptions then end (`next()` gives
-    /// `None`). Installed triggers stay (other hubs may rely on them).
+    /// Stops capture and the routing task; subscriptions then end (`next()` gives `None`).
+    /// Installed triggers stay (other hubs may rely on them); a replication slot stays
+    /// (a hub starting on it later skips ahead; `HubBuilder::uninstall` removes it).
     pub async fn shutdown(&self) {
         let running = self.inner.running.lock().await.take();
         if let Some((source, pump)) = running {

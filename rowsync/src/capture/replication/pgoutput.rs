@@ -66,7 +66,7 @@ mod relation;
 mod tuple;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::DecodeError;
 pub use message::{
