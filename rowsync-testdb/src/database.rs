@@ -50,7 +50,7 @@ impl TestDatabase {
     /// Whatever [`server`] returns, [`TestDbError::Fixture`] when the
     /// fixture SQL fails, and connection or SQL errors.
     pub async fn create(fixture_sql: &str) -> Result<TestDatabase, TestDbError> {
-        Self::create_on(server().await?, fixture_sql).await
+        Self::create_in(server().await?, fixture_sql).await
     }
 
     /// Like [`create`](Self::create), on the throwaway cluster (see
@@ -61,10 +61,19 @@ impl TestDatabase {
     ///
     /// What [`create`](Self::create) returns.
     pub async fn create_logical(fixture_sql: &str) -> Result<TestDatabase, TestDbError> {
-        Self::create_on(crate::throwaway().await?, fixture_sql).await
+        Self::create_in(crate::throwaway().await?, fixture_sql).await
     }
 
-    async fn create_on(server: &Server, fixture_sql: &str) -> Result<TestDatabase, TestDbError> {
+    /// Like [`create`](Self::create), on `server` (e.g. a
+    /// [`private_cluster`](crate::private_cluster)); drop the database before the server.
+    ///
+    /// # Errors
+    ///
+    /// What [`create`](Self::create) returns.
+    pub async fn create_in(
+        server: &Server,
+        fixture_sql: &str,
+    ) -> Result<TestDatabase, TestDbError> {
         let hash = fnv1a64(fixture_sql.as_bytes());
         let template = format!("rowsync_tpl_{hash:016x}");
         let name = format!(

@@ -49,11 +49,24 @@ pub fn slot_name(f: &Fixture) -> String {
 
 /// A fresh database; fails loudly (never skips) when no PostgreSQL can be had.
 pub async fn fixture() -> Fixture {
-    let created = if replication() {
-        TestDatabase::create_logical(FIXTURE).await
+    if replication() {
+        logical_fixture().await
     } else {
-        TestDatabase::create(FIXTURE).await
-    };
+        made(TestDatabase::create(FIXTURE).await).await
+    }
+}
+
+/// A fresh database on a server with `wal_level = logical`, whatever the run's capture.
+pub async fn logical_fixture() -> Fixture {
+    made(TestDatabase::create_logical(FIXTURE).await).await
+}
+
+/// A fresh database on `server` (a private cluster).
+pub async fn fixture_in(server: &rowsync_testdb::Server) -> Fixture {
+    made(TestDatabase::create_in(server, FIXTURE).await).await
+}
+
+async fn made(created: Result<TestDatabase, rowsync_testdb::TestDbError>) -> Fixture {
     let db = created.unwrap_or_else(|e| panic!("no test database: {e}"));
     let sql = db
         .connect()

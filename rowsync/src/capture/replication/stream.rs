@@ -36,6 +36,8 @@ struct Known {
     relation: Relation<'static>,
     table: TableName,
     map: Option<TableMap>,
+    /// What differs from what the hub started with (empty: nothing).
+    detail: String,
 }
 
 /// How far into a transaction a broken session got.
@@ -221,8 +223,8 @@ impl Stream {
                 vec!["the table was not in the catalog at start".to_owned()],
             ),
         };
+        let detail = problems.join("; ");
         if !problems.is_empty() {
-            let detail = problems.join("; ");
             tracing::error!(
                 %table,
                 %detail,
@@ -231,7 +233,10 @@ impl Stream {
             );
             out.push(CaptureEvent::Resync {
                 table: Some(table),
-                reason: ResyncReason::SchemaChanged { table, detail },
+                reason: ResyncReason::SchemaChanged {
+                    table,
+                    detail: detail.clone(),
+                },
             });
         }
         self.relations.insert(
@@ -240,6 +245,7 @@ impl Stream {
                 relation: relation.into_owned(),
                 table,
                 map,
+                detail,
             },
         );
     }
@@ -321,7 +327,7 @@ impl Stream {
                         table: Some(table),
                         reason: ResyncReason::SchemaChanged {
                             table,
-                            detail: "a column routing needs is gone or retyped".to_owned(),
+                            detail: known.detail.clone(),
                         },
                     });
                 }
