@@ -73,7 +73,8 @@
 //!
 //! The pieces, in the order a change travels through them: schemas (what you declare), the
 //! schema [`Graph`] (paths computed once), queries ([`Db`], [`Query`]), capture (triggers and
-//! the listener, yielding [`Change`]s), a shared row cache (at most one read per change),
+//! the listener by default, or a logical replication slot with the `replication` feature and
+//! `HubBuilder::replication`; either yields [`Change`]s), a shared row cache (at most one read per change),
 //! routing ([`Topic`]s and per-subscriber queues), sync (applying a change to held data), and
 //! the [`Hub`] that wires them together; [`Live`] values sit on top.
 

@@ -831,3 +831,35 @@ async fn two_hubs_side_by_side_keep_their_own_slots_and_publications() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_replication_connection_uses_tls_when_the_hub_does() {
+    let f = seeded().await;
+    let server = rowsync_testdb::throwaway().await.unwrap();
+    let root = server
+        .tls_root_pem()
+        .expect("the throwaway cluster has TLS");
+    let ca_file = std::env::temp_dir().join(format!("rowsync-ca-{}.pem", f.db.name()));
+    std::fs::write(&ca_file, root).unwrap();
+    let url = format!("{}?sslmode=require", f.db.url());
+    let hub = Hub::builder(&url)
+        .tls(rowsync::Tls::with_root_pem(root.as_bytes()).unwrap())
+        .watch::<Tag>(NO_PRELOADS)
+        .replication(ReplicationConfig::temporary(slot_name(&f)).tls_ca_file(&ca_file))
+        .start()
+        .await
+        .expect("the hub starts over TLS");
+    let mut sub = hub.subscribe_table::<Tag>(NO_PRELOADS).unwrap();
+    let end = sentinel(&f.sql).await;
+    changes_until(&mut sub, end).await;
+    let pid = hub.listener_pid().await.expect("streaming");
+    let encrypted: bool = f
+        .sql
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the WAL sender's connection uses TLS");
+    hub.shutdown().await;
+    let _ = std::fs::remove_file(&ca_file);
+}

@@ -165,7 +165,7 @@ impl HubBuilder {
     }
 
     /// Connects and removes the installed triggers and functions; with
-    /// [`replication`](Self::replication), the slot and the publication instead.
+    /// `replication`, the slot and the publication instead.
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;

@@ -120,7 +120,9 @@ impl ReplicationConfig {
 
     /// The CA certificates (PEM file) the replication connection verifies the server
     /// against when the hub uses [`Tls`](crate::Tls) (default: the public web roots). The
-    /// replication connection does its own TLS and cannot reuse a rustls configuration.
+    /// replication connection does its own TLS and cannot reuse a rustls configuration; it
+    /// checks the certificate's host name, except for a host given as an IP address (the
+    /// chain only).
     pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.tls_ca_file = Some(path.into());
         self

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use pgwire_replication::{Lsn, ReplicationClient, SslMode, TlsConfig};
+use pgwire_replication::{Lsn, ReplicationClient, TlsConfig};
 use tokio_postgres::config::Host;
 
 use super::config::ReplicationConfig;
@@ -46,7 +46,7 @@ pub(crate) fn wire_config(
             publication,
         )
         .with_port(port)
-        .with_tls(tls_config(&parsed, tls, config)),
+        .with_tls(tls_config(&parsed, host, tls, config)),
         #[cfg(unix)]
         Some(Host::Unix(dir)) => pgwire_replication::ReplicationConfig::unix(
             dir.to_string_lossy().into_owned(),
@@ -72,16 +72,24 @@ pub(crate) fn wire_config(
 
 /// TLS for the replication connection: none when the hub uses none (or the URL says
 /// `sslmode=disable`), else required and verified against the configured CA file (or the
-/// public web roots).
-fn tls_config(url: &tokio_postgres::Config, tls: &Tls, config: &ReplicationConfig) -> TlsConfig {
+/// public web roots): chain and host name, or the chain only for a host given as an IP
+/// address (the replication client matches names only).
+fn tls_config(
+    url: &tokio_postgres::Config,
+    host: &str,
+    tls: &Tls,
+    config: &ReplicationConfig,
+) -> TlsConfig {
     let disabled = matches!(tls, Tls::Disabled)
         || url.get_ssl_mode() == tokio_postgres::config::SslMode::Disable;
     if disabled {
-        TlsConfig::disabled()
+        return TlsConfig::disabled();
+    }
+    let ca = config.tls_ca_file.clone();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        TlsConfig::verify_ca(ca)
     } else {
-        let mut tls = TlsConfig::verify_full(config.tls_ca_file.clone());
-        tls.mode = SslMode::VerifyFull;
-        tls
+        TlsConfig::verify_full(ca)
     }
 }
 
