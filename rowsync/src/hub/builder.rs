@@ -302,6 +302,7 @@ impl HubBuilder {
                 Ok(Source::Replication(source))
             }
             Prepared::Triggers => {
+                // why: the trigger source reads no rows and acknowledges nothing
                 let _ = (schemas, acknowledged);
                 let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
                 listen.tls = self.tls.clone();

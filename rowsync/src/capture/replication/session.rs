@@ -117,6 +117,13 @@ impl SessionError {
     }
 }
 
+impl SessionError {
+    /// Another process (a WAL sender on its way out) holds the slot.
+    pub fn slot_busy(&self) -> bool {
+        self.0.to_string().contains("is active for PID")
+    }
+}
+
 impl std::fmt::Display for SessionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)

@@ -38,6 +38,9 @@ use crate::load::Tls;
 /// Longest wait between two attempts to open a session.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long the first session waits for a slot another process still holds.
+const FIRST_SESSION_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a stopping session may take to end cleanly.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -68,10 +71,7 @@ impl ReplicationSource {
         acknowledged: Acknowledged,
     ) -> Result<ReplicationSource, ReplicationError> {
         let wire = session::wire_config(&start.url, &start.tls, &start.config)?;
-        let temporary = start.config.temporary;
-        let first = session::open(&wire, temporary, start.confirmed, start.confirmed)
-            .await
-            .map_err(|e| session::connect_error(&start.config.slot, e))?;
+        let first = first_session(&wire, &start).await?;
         let (stop, stopped) = watch::channel(false);
         let reset = Arc::new(Notify::new());
         let pid = Arc::new(AtomicI32::new(first.pid));
@@ -110,7 +110,7 @@ impl ReplicationSource {
         Some(self.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
     }
 
-    /// Ends the session cleanly; returns when everything received has been handed on.
+    /// Ends the session (cleanly, so the slot is free at once) and the tasks.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some((task, monitor)) = self.tasks.take() {
@@ -128,6 +128,31 @@ impl Drop for ReplicationSource {
         if let Some((task, monitor)) = self.tasks.take() {
             task.abort();
             monitor.abort();
+        }
+    }
+}
+
+/// Opens the first session; the slot may still be held for a moment by the WAL sender of a
+/// hub that just went away, so that is tried again for a while.
+async fn first_session(
+    wire: &pgwire_replication::ReplicationConfig,
+    start: &Start,
+) -> Result<Session, ReplicationError> {
+    let deadline = tokio::time::Instant::now() + FIRST_SESSION_WAIT;
+    loop {
+        match session::open(
+            wire,
+            start.config.temporary,
+            start.confirmed,
+            start.confirmed,
+        )
+        .await
+        {
+            Ok(session) => return Ok(session),
+            Err(error) if error.slot_busy() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(session::connect_error(&start.config.slot, error)),
         }
     }
 }
@@ -334,7 +359,7 @@ impl Runner {
                 // between transactions with everything routed, nothing before the keepalive
                 // is owed to anyone
                 let routed = self.acknowledged.load(Ordering::Acquire);
-                if self.stream.idle() && out.is_empty() && routed >= self.stream.delivered() {
+                if self.stream.idle() && routed >= self.stream.delivered() {
                     self.acknowledge(client, wal_end.0.max(routed));
                 }
             }
