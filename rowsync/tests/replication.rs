@@ -555,6 +555,14 @@ async fn the_slot_lag_is_reported_and_uninstall_removes_slot_and_publication() {
     let f = seeded().await;
     let slot = slot_name(&f);
     let config = ReplicationConfig::new(&slot).lag_check_interval(Duration::from_millis(50));
+    let sql = tags_hub(&f, config.clone())
+        .publication_sql(&config)
+        .unwrap();
+    assert_eq!(
+        sql,
+        format!("CREATE PUBLICATION \"{slot}\" FOR TABLE \"tags\";\n"),
+        "what the hub creates, for migrations"
+    );
     let hub = tags_hub(&f, config.clone()).start().await.unwrap();
     let found = |sql: &'static str| {
         let (client, slot) = (&f.sql, slot.clone());
@@ -862,4 +870,54 @@ async fn the_replication_connection_uses_tls_when_the_hub_does() {
     assert!(encrypted, "the WAL sender's connection uses TLS");
     hub.shutdown().await;
     let _ = std::fs::remove_file(&ca_file);
+}
+
+#[tokio::test]
+async fn every_field_type_carried_in_text_decodes_as_a_fresh_load_does() {
+    use crate::support::schemas::Sample;
+    let f = seeded().await;
+    let hub = Hub::builder(f.db.url())
+        .watch::<Sample>(NO_PRELOADS)
+        .replication(ReplicationConfig::temporary(slot_name(&f)))
+        .start()
+        .await
+        .unwrap();
+    let mut sub = hub.subscribe_table::<Sample>(NO_PRELOADS).unwrap();
+    // the server's own settings write the values; a writer's settings must not matter
+    f.sql
+        .batch_execute(
+            r#"SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'SQL, DMY';
+             INSERT INTO samples VALUES (
+                 '12345678-9abc-def0-1234-56789abcdef0', -7, 70000, 9000000000, 0.1, 1.0 / 3.0,
+                 true, E'héllo "quoted"\n', 'short', '\x0001ff', '1990-02-28',
+                 '06:30:15.25', '2024-01-02 03:04:05.000006', '2023-11-14 22:13:20.000123+00',
+                 '{"a": [1, 2, {"b": null}], "c": "d"}', 'in-review', 'so_so',
+                 -1234567890.1234);
+             INSERT INTO samples (id, small, medium, ratio, flag, body, created_at, status)
+                 VALUES ('00000000-0000-0000-0000-000000000002', 0, 0, -0.0, false, '',
+                         '1970-01-01 00:00:00+00', 'draft');
+             RESET TimeZone; RESET DateStyle;"#,
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let Message::Change(change) = next(&mut sub).await else {
+            panic!("expected a change")
+        };
+        let carried = hub.get::<Sample>(&change).await.unwrap().expect("carried");
+        let fresh = f
+            .rowsync
+            .query::<Sample>()
+            .get(carried.id)
+            .await
+            .unwrap()
+            .expect("exists");
+        assert_eq!(carried, fresh);
+    }
+    assert_eq!(
+        hub.stats().rows_loaded,
+        0,
+        "both rows came with their changes"
+    );
+    hub.shutdown().await;
 }
