@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
+use super::setup::database;
 use crate::capture::plan::CapturePlan;
 use crate::error::ReplicationError;
 use crate::load::PgType;
@@ -38,10 +39,6 @@ pub(crate) struct CatalogColumn {
     pub ty: PgType,
     /// A generated column (never sent by pgoutput).
     pub generated: bool,
-}
-
-fn database(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReplicationError {
-    move |source| ReplicationError::Database { action, source }
 }
 
 /// Reads every table of `plan` (the hub's start-up check has made sure they exist).

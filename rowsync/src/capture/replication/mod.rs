@@ -57,9 +57,13 @@ mod fixtures;
 #[cfg(feature = "replication")]
 mod lag;
 #[cfg(feature = "replication")]
+mod publication;
+#[cfg(feature = "replication")]
 mod session;
 #[cfg(feature = "replication")]
 pub(crate) mod setup;
+#[cfg(feature = "replication")]
+mod slot;
 #[cfg(feature = "replication")]
 mod source;
 #[cfg(feature = "replication")]

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use super::config::ReplicationConfig;
 use super::session::{self, Session, SessionError};
 use super::stream::Stream;
-use super::{lag, setup};
+use super::{lag, slot};
 use crate::capture::{Acknowledged, CaptureEvent, CaptureStats};
 use crate::change::ResyncReason;
 use crate::error::ReplicationError;
@@ -284,9 +284,9 @@ impl Runner {
                     source,
                 })?;
         let replaced = async {
-            setup::drop_slot(&client, &self.config.slot).await?;
-            setup::ensure_slot(&client, &self.config.slot).await?;
-            setup::skip_ahead(&client, &self.config.slot).await
+            slot::drop_slot(&client, &self.config.slot).await?;
+            slot::ensure_slot(&client, &self.config.slot).await?;
+            slot::skip_ahead(&client, &self.config.slot).await
         }
         .await;
         drop(client);
