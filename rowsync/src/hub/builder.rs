@@ -169,29 +169,23 @@ impl HubBuilder {
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;
-        let result = match self.replication_config() {
-            #[cfg(feature = "replication")]
-            Some(config) => replication::setup::uninstall(&client, config)
-                .await
-                .map_err(HubError::from),
-            _ => triggers::uninstall(&mut client, &plan)
-                .await
-                .map_err(HubError::from),
-        };
+        let result = self.remove_capture(&mut client, &plan).await;
         drop(client);
         driver.abort();
         result
     }
 
-    /// The replication configuration, if that is the capture chosen.
-    #[cfg(feature = "replication")]
-    fn replication_config(&self) -> Option<&ReplicationConfig> {
-        self.replication.as_ref()
-    }
-
-    #[cfg(not(feature = "replication"))]
-    fn replication_config(&self) -> Option<&()> {
-        None
+    /// Removes what [`prepare_capture`](Self::prepare_capture) made.
+    async fn remove_capture(
+        &self,
+        client: &mut tokio_postgres::Client,
+        plan: &CapturePlan,
+    ) -> Result<(), HubError> {
+        #[cfg(feature = "replication")]
+        if let Some(config) = &self.replication {
+            return Ok(replication::setup::uninstall(client, config).await?);
+        }
+        Ok(triggers::uninstall(client, plan).await?)
     }
 
     /// Validates the schemas against the live database, installs capture, starts the

@@ -32,12 +32,18 @@ pub(crate) struct Pump {
     pub acknowledged: Acknowledged,
 }
 
+/// Changes taken from the queue, not routed yet.
+#[derive(Default)]
+struct Pending {
+    changes: Vec<Arc<Change>>,
+    /// The `seq`s of those whose row the source carried.
+    carried: HashSet<u64>,
+}
+
 impl Pump {
     pub async fn run(self, mut events: mpsc::Receiver<CaptureEvent>) {
         let mut burst = Vec::new();
-        let mut changes: Vec<Arc<Change>> = Vec::new();
-        // changes whose row the source filed: no read to offer for them
-        let mut carried: HashSet<u64> = HashSet::new();
+        let mut pending = Pending::default();
         while let Some(first) = events.recv().await {
             // why take what is queued: the changes of a burst can share one read; nothing
             // waits for a burst to fill
@@ -51,28 +57,16 @@ impl Pump {
             let mut committed = None;
             for event in burst.drain(..) {
                 match event {
-                    CaptureEvent::Change { change, row } => {
-                        // a carried row is filed under this change, so no sync reads it
-                        let filed = match row {
-                            Carried::Nothing => None,
-                            Carried::Row(image) => Some(Some(image)),
-                            Carried::Gone => Some(None),
-                        };
-                        if let Some(row) = filed {
-                            self.loader.file(&change, row);
-                            carried.insert(change.seq);
-                        }
-                        changes.push(Arc::new(change));
-                    }
+                    CaptureEvent::Change { change, row } => self.take(&mut pending, change, row),
                     CaptureEvent::Resync { table, reason } => {
                         // everything before it is routed before the resync it causes
-                        self.route(&mut changes, &mut carried);
+                        self.route(&mut pending);
                         self.router.resync(table, reason);
                     }
                     CaptureEvent::Committed { lsn } => committed = Some(lsn),
                 }
             }
-            self.route(&mut changes, &mut carried);
+            self.route(&mut pending);
             // why after routing: the source may tell the server it is done with the
             // transaction only once every subscriber's queue holds it
             if let Some(lsn) = committed {
@@ -81,14 +75,30 @@ impl Pump {
         }
     }
 
-    /// Routes `changes` in order, after offering one batched read per table of the rows
-    /// their syncs would read one by one (except the `carried` ones, filed already).
-    fn route(&self, changes: &mut Vec<Arc<Change>>, carried: &mut HashSet<u64>) {
-        let Some(last) = changes.last() else {
+    /// Queues `change` for routing; a row its source carried is filed under it, so that no
+    /// sync reads it.
+    fn take(&self, pending: &mut Pending, change: Change, row: Carried) {
+        let filed = match row {
+            Carried::Nothing => None,
+            Carried::Row(image) => Some(Some(image)),
+            Carried::Gone => Some(None),
+        };
+        if let Some(row) = filed {
+            self.loader.file(&change, row);
+            pending.carried.insert(change.seq);
+        }
+        pending.changes.push(Arc::new(change));
+    }
+
+    /// Routes the pending changes in order, after offering one batched read per table of
+    /// the rows their syncs would read one by one (except rows carried, filed already).
+    fn route(&self, pending: &mut Pending) {
+        let Some(last) = pending.changes.last() else {
             return;
         };
         let last = last.seq;
-        let routed = self.router.route(std::mem::take(changes));
+        let carried = std::mem::take(&mut pending.carried);
+        let routed = self.router.route(std::mem::take(&mut pending.changes));
         let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
         for r in routed
             .iter()
@@ -104,7 +114,6 @@ impl Pump {
                 self.loader.prefetch(meta, wanted);
             }
         }
-        carried.clear();
         self.router.deliver(routed);
         self.last_seq.store(last, Ordering::Release);
     }
