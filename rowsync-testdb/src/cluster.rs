@@ -60,6 +60,10 @@ pub(crate) struct Cluster {
     pub(crate) root: PathBuf,
     /// TCP port on 127.0.0.1.
     pub(crate) port: u16,
+    /// The server binaries.
+    bindir: PathBuf,
+    /// The OS user running the server (when the tests run as root).
+    user: Option<OsUser>,
     /// Write end of the watchdog's pipe; closing it triggers the clean-up.
     _watchdog: ChildStdin,
     /// PEM of the CA that signed the server's TLS certificate.
@@ -76,6 +80,12 @@ struct OsUser {
 /// Finds the binaries, creates the directory, starts the watchdog, runs
 /// `initdb` and starts the server.
 pub(crate) fn start() -> Result<Cluster, TestDbError> {
+    start_with(&[])
+}
+
+/// [`start`], with `settings` (`name = value` lines) appended to
+/// `postgresql.conf` after the harness's own, so they win.
+pub(crate) fn start_with(settings: &[&str]) -> Result<Cluster, TestDbError> {
     let bindir = find_bindir().ok_or(TestDbError::BinariesNotFound)?;
     let root = make_root()?;
     // A fresh directory is owned by our effective uid: root or not.
@@ -112,15 +122,56 @@ pub(crate) fn start() -> Result<Cluster, TestDbError> {
         .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale"])
         .arg("--no-sync");
     run(initdb, "initdb")?;
-    write_config(&data, &root)?;
+    write_config(&data, &root, settings)?;
     let tls_root_pem = write_tls(&data, user)?;
     let port = start_server(&bindir, &root, &data, user)?;
     Ok(Cluster {
         root,
         port,
+        bindir,
+        user,
         _watchdog: watchdog,
         tls_root_pem,
     })
+}
+
+impl Cluster {
+    /// What restarts this cluster (to run on the blocking pool).
+    pub(crate) fn restart_command(&self) -> Restart {
+        Restart {
+            bindir: self.bindir.clone(),
+            root: self.root.clone(),
+            port: self.port,
+            user: self.user,
+        }
+    }
+}
+
+/// `pg_ctl restart` of one cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Restart {
+    bindir: PathBuf,
+    root: PathBuf,
+    port: u16,
+    user: Option<OsUser>,
+}
+
+impl Restart {
+    /// `pg_ctl restart -m fast`: every connection ends, the server comes back on the same
+    /// port with the same data (a clean shutdown: a checkpoint, slots saved).
+    pub(crate) fn run(self) -> Result<(), TestDbError> {
+        let data = self.root.join("data");
+        let mut pg_ctl = pg_command(&self.bindir, "pg_ctl", &self.root, self.user);
+        pg_ctl
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(self.root.join("server.log"))
+            .arg("-o")
+            .arg(format!("-p {}", self.port))
+            .args(["-m", "fast", "-w", "-t", "60", "restart"]);
+        run(pg_ctl, "pg_ctl restart").map(|_| ())
+    }
 }
 
 /// A throwaway CA, and a server certificate it signs for 127.0.0.1 and localhost, so the
@@ -377,13 +428,17 @@ fn combined(output: &Output) -> String {
     text
 }
 
-/// Appends [`SETTINGS`] and the socket directory to `postgresql.conf`.
-fn write_config(data: &Path, root: &Path) -> Result<(), TestDbError> {
+/// Appends [`SETTINGS`], the socket directory and `extra` to `postgresql.conf`.
+fn write_config(data: &Path, root: &Path, extra: &[&str]) -> Result<(), TestDbError> {
     let path = data.join("postgresql.conf");
     let socket_dir = root.to_string_lossy().replace('\'', "''");
-    let text = format!(
+    let mut text = format!(
         "\n# added by rowsync-testdb\n{SETTINGS}unix_socket_directories = '{socket_dir}'\n"
     );
+    for line in extra {
+        text.push_str(line);
+        text.push('\n');
+    }
     fs::OpenOptions::new()
         .append(true)
         .open(&path)

@@ -11,11 +11,11 @@ use tokio_postgres::{Client, NoTls};
 use crate::error::TestDbError;
 use crate::server::{database_url, redact, server, Server};
 
-/// Hashes of the fixtures whose template was (re)built by this process.
-/// Holding the lock also serializes every `CREATE DATABASE` of the process.
-/// A tokio mutex does not belong to a runtime, so it works in a static used
-/// by tests running on different runtimes.
-static TEMPLATES: Mutex<BTreeSet<u64>> = Mutex::const_new(BTreeSet::new());
+/// The fixtures (server URL, hash) whose template was (re)built by this
+/// process. Holding the lock also serializes every `CREATE DATABASE` of the
+/// process. A tokio mutex does not belong to a runtime, so it works in a
+/// static used by tests running on different runtimes.
+static TEMPLATES: Mutex<BTreeSet<(String, u64)>> = Mutex::const_new(BTreeSet::new());
 
 /// Numbers the databases of this process.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -50,7 +50,30 @@ impl TestDatabase {
     /// Whatever [`server`] returns, [`TestDbError::Fixture`] when the
     /// fixture SQL fails, and connection or SQL errors.
     pub async fn create(fixture_sql: &str) -> Result<TestDatabase, TestDbError> {
-        let server = server().await?;
+        Self::create_in(server().await?, fixture_sql).await
+    }
+
+    /// Like [`create`](Self::create), on the throwaway cluster (see
+    /// [`throwaway`](crate::throwaway)) even when `DATABASE_URL` is set:
+    /// for tests that need `wal_level = logical`.
+    ///
+    /// # Errors
+    ///
+    /// What [`create`](Self::create) returns.
+    pub async fn create_logical(fixture_sql: &str) -> Result<TestDatabase, TestDbError> {
+        Self::create_in(crate::throwaway().await?, fixture_sql).await
+    }
+
+    /// Like [`create`](Self::create), on `server` (e.g. a
+    /// [`private_cluster`](crate::private_cluster)); drop the database before the server.
+    ///
+    /// # Errors
+    ///
+    /// What [`create`](Self::create) returns.
+    pub async fn create_in(
+        server: &Server,
+        fixture_sql: &str,
+    ) -> Result<TestDatabase, TestDbError> {
         let hash = fnv1a64(fixture_sql.as_bytes());
         let template = format!("rowsync_tpl_{hash:016x}");
         let name = format!(
@@ -66,9 +89,10 @@ impl TestDatabase {
             &format!("SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})"),
         )
         .await?;
-        if !ready.contains(&hash) {
+        let key = (server.url().to_owned(), hash);
+        if !ready.contains(&key) {
             build_template(server, &admin, &template, fixture_sql).await?;
-            ready.insert(hash);
+            ready.insert(key);
         }
         let quoted = quote_ident(&name);
         // A database of the same name can be left over by a killed earlier
@@ -128,12 +152,13 @@ impl Drop for TestDatabase {
     /// Drops the database (`WITH (FORCE)`, closing open connections) on a
     /// separate thread with its own runtime, so it works inside or outside
     /// a tokio runtime. Failures are only reported on stderr.
+    ///
+    /// A logical replication slot still streaming from the database blocks
+    /// `DROP DATABASE` (an idle one is dropped with it): its WAL sender is
+    /// ended first, and the drop retried while a consumer reconnects.
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&self.name)
-        );
+        let name = self.name.clone();
         let outcome = std::thread::spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -141,7 +166,7 @@ impl Drop for TestDatabase {
                 .map_err(|e| format!("building a tokio runtime: {e}"))?;
             runtime.block_on(async {
                 let (client, connection) = open(&admin_url).await.map_err(|e| e.to_string())?;
-                let result = client.batch_execute(&sql).await;
+                let result = drop_database(&client, &name).await;
                 close(client, connection).await;
                 result.map_err(|e| e.to_string())
             })
@@ -156,6 +181,35 @@ impl Drop for TestDatabase {
             "rowsync-testdb: could not drop test database {}: {problem}",
             self.name
         );
+    }
+}
+
+/// How often a drop blocked by a replication slot in use is tried.
+const DROP_ATTEMPTS: usize = 50;
+
+/// `DROP DATABASE .. WITH (FORCE)`, ending the WAL senders of slots of the
+/// database first.
+async fn drop_database(client: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        client
+            .execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                 WHERE database = $1 AND active_pid IS NOT NULL",
+                &[&name],
+            )
+            .await?;
+        match client.batch_execute(&sql).await {
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                    && attempt < DROP_ATTEMPTS =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }
 

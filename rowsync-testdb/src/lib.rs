@@ -26,6 +26,9 @@
 //! * [`throwaway`] starts that cluster even when `DATABASE_URL` is set, for
 //!   tests that need what only their own cluster has (TLS, logical
 //!   replication).
+//! * [`private_cluster`] starts a cluster of the caller's own (extra
+//!   settings allowed), for tests that restart the server
+//!   ([`Server::restart`]) or need other settings; it goes when dropped.
 //! * Neither `DATABASE_URL` nor PostgreSQL installed is an error
 //!   ([`TestDbError::BinariesNotFound`]), never a silently skipped test.
 //!
@@ -54,4 +57,4 @@ mod server;
 
 pub use database::{database_url_or_throwaway, TestDatabase};
 pub use error::TestDbError;
-pub use server::{server, throwaway, Server};
+pub use server::{private_cluster, server, throwaway, Server};

@@ -67,23 +67,42 @@ pub async fn throwaway() -> Result<&'static Server, TestDbError> {
         .map_err(Clone::clone)
 }
 
-async fn start_throwaway() -> Result<Server, TestDbError> {
-    let cluster = match tokio::task::spawn_blocking(cluster::start).await {
-        Ok(result) => result?,
+/// A throwaway cluster of the caller's own, shared with no other test: for tests that
+/// restart the server, or need settings of their own (`name = value` lines appended to
+/// `postgresql.conf`, e.g. `"wal_level = replica"`). It is stopped and removed when the
+/// value is dropped, or when the process ends. Create databases on it with
+/// [`TestDatabase::create_in`](crate::TestDatabase::create_in).
+///
+/// # Errors
+///
+/// What [`throwaway`] returns.
+pub async fn private_cluster(settings: &[&str]) -> Result<Server, TestDbError> {
+    let settings: Vec<String> = settings.iter().map(|s| (*s).to_owned()).collect();
+    blocking(move || {
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        cluster::start_with(&settings)
+    })
+    .await
+    .map(Server::of)
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TestDbError> + Send + 'static,
+) -> Result<T, TestDbError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
         Err(join_error) => match join_error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => {
-                return Err(TestDbError::io(
-                    "starting the throwaway cluster",
-                    std::io::Error::other(e),
-                ))
-            }
+            Err(e) => Err(TestDbError::io(
+                "running a cluster command",
+                std::io::Error::other(e),
+            )),
         },
-    };
-    Ok(Server {
-        url: format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port),
-        cluster: Some(cluster),
-    })
+    }
+}
+
+async fn start_throwaway() -> Result<Server, TestDbError> {
+    blocking(cluster::start).await.map(Server::of)
 }
 
 /// `DATABASE_URL`, if set and not empty, after checking that it parses.
@@ -104,6 +123,32 @@ pub(crate) fn database_url() -> Result<Option<String>, TestDbError> {
 }
 
 impl Server {
+    fn of(cluster: Cluster) -> Server {
+        Server {
+            url: format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port),
+            cluster: Some(cluster),
+        }
+    }
+
+    /// Restarts a cluster of this process (`pg_ctl restart -m fast`): every connection
+    /// ends, and the server is back, same port and data, when this returns. Meant for
+    /// [`private_cluster`]s: restarting the shared one disturbs every test using it.
+    ///
+    /// # Errors
+    ///
+    /// [`TestDbError::CommandFailed`] when `pg_ctl` fails, and an error for a server that
+    /// is not a cluster of this process (`DATABASE_URL`).
+    pub async fn restart(&self) -> Result<(), TestDbError> {
+        let Some(cluster) = &self.cluster else {
+            return Err(TestDbError::io(
+                "restarting the server",
+                std::io::Error::other("only a cluster of this process can be restarted"),
+            ));
+        };
+        let restart = cluster.restart_command();
+        blocking(move || restart.run()).await
+    }
+
     /// The admin connection URL: `DATABASE_URL` itself, or
     /// `postgres://postgres@127.0.0.1:PORT/postgres` for the throwaway
     /// cluster (superuser `postgres`, trust authentication).

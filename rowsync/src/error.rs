@@ -198,6 +198,9 @@ pub enum HubError {
     /// The listener could not start.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The logical replication capture source could not be set up or started.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
     /// Loading rows failed (shared by every caller waiting on the same load).
     #[error("loading rows failed: {0}")]
     Load(std::sync::Arc<LoadError>),
@@ -346,6 +349,7 @@ impl HubError {
             HubError::Database { error, .. } => classify_db(error),
             HubError::Load(inner) => inner.class(),
             HubError::Listen(_) => ErrorClass::Retry,
+            HubError::Replication(error) => error.class(),
             HubError::Triggers(TriggerError::Database { source }) => classify_db(source),
             HubError::Schema(_)
             | HubError::DatabaseMismatch(_)
@@ -353,6 +357,20 @@ impl HubError {
             | HubError::Triggers(_)
             | HubError::NotWatched { .. }
             | HubError::Closed => ErrorClass::Fatal,
+        }
+    }
+}
+
+impl ReplicationError {
+    /// What to do about this error: a lost connection or a busy server is retried, what
+    /// the setup lacks (privileges, settings, names) is fatal until someone fixes it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ReplicationError::Connect { .. } | ReplicationError::NoFreeWalSender { .. } => {
+                ErrorClass::Retry
+            }
+            ReplicationError::Database { source, .. } => classify_db(source),
+            _ => ErrorClass::Fatal,
         }
     }
 }
@@ -369,6 +387,101 @@ impl SyncError {
             }
         }
     }
+}
+
+/// The logical replication capture source could not be set up, started or removed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReplicationError {
+    /// A slot or publication name PostgreSQL (or the replication protocol) cannot take.
+    #[error("invalid replication {what} name `{name}`; use 1 to 63 lower-case ASCII letters, digits or underscores")]
+    InvalidName {
+        /// `slot` or `publication`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// The server does not write the WAL logical decoding needs.
+    #[error("logical replication needs `wal_level = logical`, but the server has `{found}`; set it in postgresql.conf and restart the server, or use the trigger capture (the default)")]
+    WalLevel {
+        /// The server's `wal_level`.
+        found: String,
+    },
+    /// The role may not open replication connections or create slots.
+    #[error("role `{role}` may not use replication; grant it with `ALTER ROLE {role} REPLICATION`, or use the trigger capture (the default)")]
+    NotReplicationRole {
+        /// The connecting role.
+        role: String,
+    },
+    /// No replication slot is free for a new one.
+    #[error("all {max} replication slots are in use; raise `max_replication_slots` (needs a restart) or drop the slots nothing consumes any more (`pg_drop_replication_slot`)")]
+    NoFreeSlot {
+        /// `max_replication_slots`.
+        max: i64,
+    },
+    /// No WAL sender process is free for the replication connection.
+    #[error("all {max} WAL senders are busy; raise `max_wal_senders` (needs a restart)")]
+    NoFreeWalSender {
+        /// `max_wal_senders`.
+        max: i64,
+    },
+    /// Watched tables whose replica identity does not let their changes be captured.
+    #[error("the replica identity of watched tables does not fit logical replication:\n  - {}", .0.join("\n  - "))]
+    ReplicaIdentity(Vec<String>),
+    /// The slot exists but cannot be used by this hub.
+    #[error("replication slot `{slot}` exists but {detail}; give this hub another slot name")]
+    SlotMismatch {
+        /// The slot.
+        slot: String,
+        /// What does not fit.
+        detail: String,
+    },
+    /// Another process holds the slot.
+    #[error("replication slot `{slot}` is in use by process {pid}; another hub or consumer uses this slot name: give each hub a slot of its own")]
+    SlotInUse {
+        /// The slot.
+        slot: String,
+        /// The process holding it.
+        pid: i32,
+    },
+    /// The publication does not publish every watched table (and rowsync may not change it).
+    #[error("publication `{publication}` does not publish {}; add them (`ALTER PUBLICATION .. ADD TABLE ..`) or let the hub manage the publication", .tables.join(", "))]
+    PublicationMissing {
+        /// The publication.
+        publication: String,
+        /// The watched tables it lacks.
+        tables: Vec<String>,
+    },
+    /// Creating or updating the publication failed.
+    #[error("could not create or update publication `{publication}`; the role must own every watched table (or create the publication yourself and turn `manage_publication` off)")]
+    Publication {
+        /// The publication.
+        publication: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The database URL cannot be used for a replication connection.
+    #[error("the database URL cannot be used for replication: {0}")]
+    Url(String),
+    /// The replication connection could not be opened or started.
+    #[error("could not start streaming from replication slot `{slot}`; check that pg_hba.conf allows `replication` connections for this role, and the URL and TLS settings")]
+    Connect {
+        /// The slot.
+        slot: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A database operation failed.
+    #[error("{action} failed")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
 }
 
 /// An error with its causes: tokio-postgres shows only "db error" and hides the server's

@@ -73,7 +73,8 @@
 //!
 //! The pieces, in the order a change travels through them: schemas (what you declare), the
 //! schema [`Graph`] (paths computed once), queries ([`Db`], [`Query`]), capture (triggers and
-//! the listener, yielding [`Change`]s), a shared row cache (at most one read per change),
+//! the listener by default, or a logical replication slot with the `replication` feature and
+//! `HubBuilder::replication`; either yields [`Change`]s), a shared row cache (at most one read per change),
 //! routing ([`Topic`]s and per-subscriber queues), sync (applying a change to held data), and
 //! the [`Hub`] that wires them together; [`Live`] values sit on top.
 //!
@@ -105,11 +106,13 @@ mod sync;
 
 pub use cache::CacheConfig;
 pub use capture::plan::{CapturePlan, TablePlan};
+#[cfg(feature = "replication")]
+pub use capture::replication::ReplicationConfig;
 pub use capture::CaptureProblem;
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
-    ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, SchemaError,
-    SyncError, TriggerError,
+    ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, ReplicationError,
+    SchemaError, SyncError, TriggerError,
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};

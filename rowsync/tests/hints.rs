@@ -9,13 +9,19 @@ use rowsync::{Hub, ResyncReason, Schema, SyncError};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::hub::start_hub;
+use crate::hub::{start_hub, suite_hub};
 use crate::support::schemas::{Person, Post, Sample, Tag};
 use crate::support::{seeded, settle, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// The channel the test hubs notify on (the default).
 const CHANNEL: &str = "rowsync";
+
+/// The suite's hub capturing by triggers, whatever the run's source: forged and replayed
+/// notifications are what anyone who can connect may send into a trigger hub's channel.
+async fn trigger_hub(f: &Fixture) -> Hub {
+    suite_hub(f).start().await.expect("hub starts")
+}
 
 /// Every payload the capture triggers send for `sql`, heard by a listener of our own.
 async fn payloads_of(f: &Fixture, sql: &str) -> Vec<String> {
@@ -60,7 +66,7 @@ async fn fresh_tags(f: &Fixture) -> Vec<Tag> {
 #[tokio::test]
 async fn a_replayed_delete_costs_at_most_a_read_and_changes_nothing() {
     let f = seeded().await;
-    let hub = start_hub(&f).await;
+    let hub = trigger_hub(&f).await;
     let mut tags = hub.live::<Tag>().all().await.unwrap();
     // a genuine delete of tag 3, then the row is back: its payload is a perfect forgery
     let payloads = payloads_of(
@@ -88,7 +94,7 @@ async fn a_replayed_delete_costs_at_most_a_read_and_changes_nothing() {
 #[tokio::test]
 async fn a_replayed_link_changes_nothing() {
     let f = seeded().await;
-    let hub = start_hub(&f).await;
+    let hub = trigger_hub(&f).await;
     let mut post = hub
         .live::<Post>()
         .preload(["tags"])
@@ -151,7 +157,7 @@ fn overflow_of(template: &str) -> String {
 #[tokio::test]
 async fn a_flood_of_forged_overflows_costs_a_bounded_number_of_reloads() {
     let f = seeded().await;
-    let hub = start_hub(&f).await;
+    let hub = trigger_hub(&f).await;
     let mut holders = Vec::new();
     for _ in 0..10 {
         holders.push(hub.live::<Tag>().all().await.unwrap());

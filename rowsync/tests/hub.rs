@@ -10,7 +10,7 @@ use rowsync::{
 use tokio::time::timeout;
 
 use crate::support::schemas::{Person, Post, Tag};
-use crate::support::{seeded, Fixture};
+use crate::support::{replication, seeded, with_capture, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// Tag 3 ("unused") is the sentinel: every subscription of a test also listens to it, and
@@ -19,7 +19,16 @@ const WAIT: Duration = Duration::from_secs(10);
 const SENTINEL: &str = "WITH touched AS (UPDATE tags SET name = name WHERE id = 3 RETURNING 1) \
                         SELECT pg_current_xact_id()::text FROM touched";
 
+/// The suite's hub, on the capture source `ROWSYNC_CAPTURE` names.
 pub async fn start_hub(f: &Fixture) -> Hub {
+    with_capture(suite_hub(f), f)
+        .start()
+        .await
+        .expect("hub starts")
+}
+
+/// The suite's hub as configured, capturing by triggers until told otherwise.
+pub fn suite_hub(f: &Fixture) -> rowsync::HubBuilder {
     Hub::builder(f.db.url())
         .watch::<Person>([
             "posts.tags",
@@ -32,9 +41,6 @@ pub async fn start_hub(f: &Fixture) -> Hub {
             "favourite_people",
         ])
         .watch::<Tag>(["posts"])
-        .start()
-        .await
-        .expect("hub starts")
 }
 
 fn with_sentinel(sub: Subscription) -> Subscription {
@@ -310,12 +316,14 @@ async fn a_thousand_subscribers_of_one_row_cause_one_read() {
         assert_eq!(task.await.unwrap().as_deref(), Some("changed"));
     }
     let stats = hub.stats();
+    // a replication stream carries the row: no read at all
+    let reads = if replication() { 0 } else { 1 };
     assert_eq!(
         stats.rows_loaded - loads_before,
-        1,
-        "one read for 1,000 subscribers"
+        reads,
+        "{reads} read(s) for 1,000 subscribers"
     );
-    assert_eq!(stats.cache_hits, 999);
+    assert_eq!(stats.cache_hits, 1000 - reads);
     hub.shutdown().await;
 }
 
@@ -436,6 +444,9 @@ async fn a_killed_listener_reconnects_and_every_subscriber_resyncs() {
 
 #[tokio::test]
 async fn bad_payloads_and_unknown_tables_are_counted_not_fatal() {
+    if replication() {
+        return; // trigger capture only: NOTIFY payloads
+    }
     let f = seeded().await;
     let hub = start_hub(&f).await;
     let mut sub = hub.subscribe_table::<Tag>(Vec::<&str>::new()).unwrap();
@@ -470,11 +481,13 @@ async fn a_database_that_does_not_match_is_a_clear_error_at_start() {
         )
         .await
         .unwrap();
-    let err = Hub::builder(f.db.url())
-        .watch::<Person>(["posts.labels", "other_posts"])
-        .start()
-        .await
-        .unwrap_err();
+    let err = with_capture(
+        Hub::builder(f.db.url()).watch::<Person>(["posts.labels", "other_posts"]),
+        &f,
+    )
+    .start()
+    .await
+    .unwrap_err();
     let HubError::DatabaseMismatch(problems) = &err else {
         panic!("expected DatabaseMismatch, got {err:?}");
     };
@@ -488,8 +501,7 @@ async fn a_database_that_does_not_match_is_a_clear_error_at_start() {
     }
     assert_eq!(problems.len(), 3, "{text}");
 
-    let err = Hub::builder(f.db.url())
-        .watch::<Person>(["postz"])
+    let err = with_capture(Hub::builder(f.db.url()).watch::<Person>(["postz"]), &f)
         .start()
         .await
         .unwrap_err();
@@ -502,12 +514,15 @@ async fn a_database_that_does_not_match_is_a_clear_error_at_start() {
 #[tokio::test]
 async fn a_slow_subscriber_gets_a_resync_and_nothing_vanishes() {
     let f = seeded().await;
-    let hub = Hub::builder(f.db.url())
-        .watch::<Tag>(Vec::<&str>::new())
-        .queue_capacity(4)
-        .start()
-        .await
-        .unwrap();
+    let hub = with_capture(
+        Hub::builder(f.db.url())
+            .watch::<Tag>(Vec::<&str>::new())
+            .queue_capacity(4),
+        &f,
+    )
+    .start()
+    .await
+    .unwrap();
     let mut slow = hub.subscribe_table::<Tag>(Vec::<&str>::new()).unwrap();
     let mut fast = hub.subscribe_table::<Tag>(Vec::<&str>::new()).unwrap();
     // why in step: the hub routes a burst of queued notifications at once, so a reader that
@@ -586,11 +601,13 @@ async fn one_transaction_arrives_as_one_batch_in_commit_order() {
 #[tokio::test]
 async fn subscribing_to_tables_the_hub_does_not_capture_is_an_error() {
     let f = seeded().await;
-    let hub = Hub::builder(f.db.url())
-        .watch::<Tag>(rowsync::NO_PRELOADS)
-        .start()
-        .await
-        .unwrap();
+    let hub = with_capture(
+        Hub::builder(f.db.url()).watch::<Tag>(rowsync::NO_PRELOADS),
+        &f,
+    )
+    .start()
+    .await
+    .unwrap();
     let err = hub.subscribe_table::<Tag>(["posts"]).unwrap_err();
     assert!(
         matches!(&err, HubError::NotWatched { tables } if tables == &["\"posts\"", "\"posts_tags\""]),

@@ -14,6 +14,7 @@ mod live;
 mod load;
 mod oracle;
 mod pgoutput;
+mod replication;
 mod sync;
 mod tls;
 mod types;

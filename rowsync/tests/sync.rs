@@ -8,7 +8,7 @@ use tokio::time::timeout;
 
 use crate::hub::start_hub;
 use crate::support::schemas::{Person, Post, Tag};
-use crate::support::{seeded, wait_for_xid, write_sentinel, Fixture};
+use crate::support::{replication, seeded, wait_for_xid, with_capture, write_sentinel, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -363,10 +363,12 @@ async fn a_thousand_subscribers_inserting_one_row_cause_one_load() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), expected);
     }
+    // a replication stream carries the row: no load at all
+    let loads = if replication() { 0 } else { 1 };
     assert_eq!(
         hub.stats().rows_loaded - before,
-        1,
-        "one load for 1,000 subscribers"
+        loads,
+        "{loads} load(s) for 1,000 subscribers"
     );
     hub.shutdown().await;
 }
@@ -406,8 +408,7 @@ async fn a_changed_referenced_column_brings_the_children_it_now_points_at() {
         )
         .await
         .unwrap();
-    let hub = Hub::builder(f.db.url())
-        .watch::<Team>(["members"])
+    let hub = with_capture(Hub::builder(f.db.url()).watch::<Team>(["members"]), &f)
         .start()
         .await
         .expect("hub starts");
@@ -462,11 +463,13 @@ async fn a_timestamp_key_routes_whatever_the_writers_date_style() {
         )
         .await
         .unwrap();
-    let hub = Hub::builder(f.db.url())
-        .watch::<Reading>(Vec::<&str>::new())
-        .start()
-        .await
-        .expect("hub starts");
+    let hub = with_capture(
+        Hub::builder(f.db.url()).watch::<Reading>(Vec::<&str>::new()),
+        &f,
+    )
+    .start()
+    .await
+    .expect("hub starts");
     let mut readings = f.rowsync.query::<Reading>().all().await.unwrap();
     let mut sub = hub.subscribe(&readings, Vec::<&str>::new()).unwrap();
     f.sql

@@ -13,9 +13,11 @@ use super::pump::Pump;
 use super::{check, Hub, HubInner};
 use crate::cache::{CacheConfig, Loader, SingleFlight};
 use crate::capture::plan::CapturePlan;
+#[cfg(feature = "replication")]
+use crate::capture::replication::{self, ReplicationConfig, ReplicationSource};
 use crate::capture::triggers::listen::ListenerConfig;
 use crate::capture::triggers::{self, TriggerSource};
-use crate::capture::CaptureStats;
+use crate::capture::{Acknowledged, CaptureEvent, CaptureStats, Source};
 use crate::error::{ConnectError, HubError};
 use crate::graph::Graph;
 use crate::graph::PreloadTree;
@@ -33,6 +35,8 @@ pub struct HubBuilder {
     cache: CacheConfig,
     install: bool,
     check_interval: Duration,
+    #[cfg(feature = "replication")]
+    replication: Option<ReplicationConfig>,
     tls: Tls,
 }
 
@@ -46,6 +50,8 @@ impl HubBuilder {
             cache: CacheConfig::default(),
             install: true,
             check_interval: DEFAULT_INTERVAL,
+            #[cfg(feature = "replication")]
+            replication: None,
             tls: Tls::Disabled,
         }
     }
@@ -87,6 +93,29 @@ impl HubBuilder {
     pub fn cache(mut self, config: CacheConfig) -> Self {
         self.cache = config;
         self
+    }
+
+    /// Captures changes by logical replication from a slot instead of triggers (see
+    /// [`ReplicationConfig`]): nothing runs in the writers' transactions, a lost connection
+    /// loses no change, and changes carry their rows. Needs `wal_level = logical` and a role
+    /// with `REPLICATION`; `start` says clearly what is missing.
+    #[cfg(feature = "replication")]
+    pub fn replication(mut self, config: ReplicationConfig) -> Self {
+        self.replication = Some(config);
+        self
+    }
+
+    /// The `CREATE PUBLICATION` the replication capture would run, without connecting (for
+    /// migrations you manage yourself; then turn
+    /// [`ReplicationConfig::manage_publication`] off).
+    #[cfg(feature = "replication")]
+    pub fn publication_sql(&self, config: &ReplicationConfig) -> Result<String, HubError> {
+        let (_, plan) = self.plan()?;
+        config.validate()?;
+        Ok(replication::setup::publication_sql(
+            config.publication_name(),
+            &plan,
+        ))
     }
 
     /// Whether `start` installs the capture triggers (default true). Turn it off when you
@@ -154,46 +183,75 @@ impl HubBuilder {
     pub async fn uninstall(self) -> Result<(), HubError> {
         let (_, plan) = self.plan()?;
         let (mut client, driver) = self.connect().await?;
-        let result = triggers::uninstall(&mut client, &plan, &self.channel).await;
+        let result = self.remove_capture(&mut client, &plan).await;
         drop(client);
         driver.abort();
-        Ok(result?)
+        result
+    }
+
+    /// Removes what [`prepare`](Self::prepare) installed: the triggers and functions, or
+    /// with `replication`, the slot and the publication.
+    async fn remove_capture(
+        &self,
+        client: &mut tokio_postgres::Client,
+        plan: &CapturePlan,
+    ) -> Result<(), HubError> {
+        #[cfg(feature = "replication")]
+        if let Some(config) = &self.replication {
+            return Ok(replication::setup::uninstall(client, config).await?);
+        }
+        Ok(triggers::uninstall(client, plan, &self.channel).await?)
     }
 
     /// Finds the watched tables and checks them against the schemas (filling the plan's
-    /// schemas and column types), then installs capture if asked; returns each table's oid.
+    /// schemas and column types), then prepares the chosen capture: the triggers (unless
+    /// turned off), or the publication and slot; returns each table's oid.
     async fn prepare(
         &self,
         graph: &Graph,
         plan: &mut CapturePlan,
-    ) -> Result<HashMap<TableName, u32>, HubError> {
+    ) -> Result<(HashMap<TableName, u32>, Prepared), HubError> {
         let (mut client, driver) = self.connect().await?;
         let schemas: Vec<&'static SchemaMeta> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
             .collect();
         let prepared = match check::check_and_type(&client, plan, &schemas).await {
-            Ok(oids) if self.install => {
-                match triggers::install(&mut client, plan, &self.channel).await {
-                    Ok(_) => {
-                        install_ddl_hint(&mut client).await;
-                        Ok(oids)
-                    }
-                    Err(error) => Err(HubError::from(error)),
-                }
-            }
-            other => other,
+            Ok(oids) => self
+                .prepare_capture(&mut client, plan)
+                .await
+                .map(|prepared| (oids, prepared)),
+            Err(error) => Err(error),
         };
         drop(client);
         driver.abort();
         prepared
     }
 
+    /// What the chosen capture needs in the database.
+    async fn prepare_capture(
+        &self,
+        client: &mut tokio_postgres::Client,
+        plan: &CapturePlan,
+    ) -> Result<Prepared, HubError> {
+        #[cfg(feature = "replication")]
+        if let Some(config) = &self.replication {
+            let prepared = replication::setup::prepare(client, plan, config).await?;
+            return Ok(Prepared::Replication(prepared, config.clone()));
+        }
+        if self.install {
+            triggers::install(client, plan, &self.channel).await?;
+            install_ddl_hint(client).await;
+        }
+        Ok(Prepared::Triggers)
+    }
+
     /// Validates the schemas against the live database, installs capture, starts the
-    /// listener, and returns once changes committed from now on will be seen.
+    /// listener (or the replication stream), and returns once changes committed from now on
+    /// will be seen.
     pub async fn start(self) -> Result<Hub, HubError> {
         let (graph, mut plan) = self.plan()?;
-        let oids = self.prepare(&graph, &mut plan).await?;
+        let (oids, prepared) = self.prepare(&graph, &mut plan).await?;
 
         let db = Db::connect_with(&self.url, &self.tls)?;
         let loader = Loader::new(self.cache, db.clone());
@@ -204,38 +262,27 @@ impl HubBuilder {
             .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
             .collect();
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
-        listen.tls = self.tls.clone();
         let capture = Arc::new(CaptureStats::default());
-        let hint = Arc::new(Notify::new());
-        let source = TriggerSource::start(
-            listen,
-            plan.clone(),
-            tx.clone(),
-            capture.clone(),
-            hint.clone(),
-        )
-        .await?;
-        let check = Arc::new(CaptureCheck::new(
-            db.clone(),
-            plan.clone(),
-            self.channel.clone(),
-            self.install,
-            schemas.clone(),
-            oids,
-            tx,
-            capture.clone(),
-        ));
-        if let Err(error) = check.run().await {
-            tracing::warn!(error = %crate::error::describe(&error), "the first capture check failed");
-        }
-        check.watch(hint, self.check_interval);
+        let acknowledged = Acknowledged::default();
+        let (source, check) = self
+            .start_source(
+                prepared,
+                &plan,
+                &schemas,
+                oids,
+                tx,
+                &capture,
+                &acknowledged,
+                &db,
+            )
+            .await?;
         let last_seq = Arc::new(AtomicU64::new(0));
         let pump = Pump {
             router: router.clone(),
             loader: loader.clone(),
             schemas,
             last_seq: last_seq.clone(),
+            acknowledged,
         };
         let pump = tokio::spawn(pump.run(rx));
         Ok(Hub {
@@ -254,6 +301,85 @@ impl HubBuilder {
             }),
         })
     }
+}
+
+impl HubBuilder {
+    /// Starts the chosen capture source, sending into `events`; for triggers, also the check
+    /// that what is installed still serves the hub.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_source(
+        &self,
+        prepared: Prepared,
+        plan: &Arc<CapturePlan>,
+        schemas: &HashMap<TableName, &'static SchemaMeta>,
+        oids: HashMap<TableName, u32>,
+        events: mpsc::Sender<CaptureEvent>,
+        stats: &Arc<CaptureStats>,
+        acknowledged: &Acknowledged,
+        db: &Db,
+    ) -> Result<(Source, Option<Arc<CaptureCheck>>), HubError> {
+        match prepared {
+            #[cfg(feature = "replication")]
+            Prepared::Replication(prepared, config) => {
+                let _ = (oids, db);
+                let stream = replication::Stream::new(
+                    plan.clone(),
+                    schemas.clone(),
+                    prepared.catalog,
+                    prepared.xid_reference,
+                    stats.clone(),
+                );
+                let start = replication::Start {
+                    url: self.url.clone(),
+                    tls: self.tls.clone(),
+                    config,
+                    stream,
+                    confirmed: prepared.confirmed,
+                };
+                let source =
+                    ReplicationSource::start(start, events, stats.clone(), acknowledged.clone())
+                        .await?;
+                Ok((Source::Replication(source), None))
+            }
+            Prepared::Triggers => {
+                // why: the trigger source carries no rows and acknowledges nothing
+                let _ = acknowledged;
+                let mut listen = ListenerConfig::new(self.url.clone(), vec![self.channel.clone()]);
+                listen.tls = self.tls.clone();
+                let hint = Arc::new(Notify::new());
+                let source = TriggerSource::start(
+                    listen,
+                    plan.clone(),
+                    events.clone(),
+                    stats.clone(),
+                    hint.clone(),
+                )
+                .await?;
+                let check = Arc::new(CaptureCheck::new(
+                    db.clone(),
+                    plan.clone(),
+                    self.channel.clone(),
+                    self.install,
+                    schemas.clone(),
+                    oids,
+                    events,
+                    stats.clone(),
+                ));
+                if let Err(error) = check.run().await {
+                    tracing::warn!(error = %crate::error::describe(&error), "the first capture check failed");
+                }
+                check.watch(hint, self.check_interval);
+                Ok((Source::Triggers(source), Some(check)))
+            }
+        }
+    }
+}
+
+/// What start-up prepared for the chosen capture.
+enum Prepared {
+    Triggers,
+    #[cfg(feature = "replication")]
+    Replication(replication::setup::Prepared, ReplicationConfig),
 }
 
 /// Installs the shared DDL event trigger when the role may (a superuser); without it the

@@ -10,6 +10,7 @@ mod subscription;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -19,8 +20,7 @@ pub use subscription::{Subscription, SyncStats};
 
 use crate::cache::{Loader, SingleFlight};
 use crate::capture::plan::CapturePlan;
-use crate::capture::triggers::TriggerSource;
-use crate::capture::{triggers, CaptureProblem, CaptureStats};
+use crate::capture::{triggers, CaptureProblem, CaptureStats, Source};
 use crate::change::{Change, Op};
 use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
@@ -46,7 +46,8 @@ pub struct HubStats {
     pub unknown_tables: u64,
     /// Changes too large for a notification (their tables' subscribers resynced).
     pub overflows: u64,
-    /// Listener reconnects (each one resynced every subscriber).
+    /// Capture reconnects (a listener's each resynced every subscriber; a replication
+    /// stream with a permanent slot resumes where it was, and resyncs nobody).
     pub reconnects: u64,
     /// Payloads of a format this build does not read (from triggers another rowsync
     /// version installed).
@@ -56,6 +57,17 @@ pub struct HubStats {
     /// Problems those checks found (a trigger disabled or dropped, a column renamed, ...);
     /// one that lasts over several checks is counted once. See [`Hub::capture_health`].
     pub capture_problems: u64,
+    /// Changes a replication stream sent again after a reconnect, skipped as delivered.
+    pub duplicates_skipped: u64,
+    /// WAL the replication slot holds back, in bytes (`None`: trigger capture, or not
+    /// measured yet).
+    pub slot_lag_bytes: Option<u64>,
+    /// How late the replication slot's acknowledgements are, as the server measures it
+    /// (`None`: trigger capture, not measured, or nothing pending).
+    pub slot_lag: Option<Duration>,
+    /// Times the replication slot was replaced (held back too much WAL, or was invalidated),
+    /// each resyncing every subscriber.
+    pub slot_resets: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
     /// Distinct topics in the routing index.
@@ -78,9 +90,10 @@ struct HubInner {
     /// Reloads under a snapshot in flight, shared by identical ones (`reload.rs`).
     reloads: SingleFlight<String, reload::Entry>,
     capture: Arc<CaptureStats>,
-    check: Arc<health::CaptureCheck>,
+    /// The check of the installed triggers (none for a replication hub).
+    check: Option<Arc<health::CaptureCheck>>,
     last_seq: Arc<AtomicU64>,
-    running: tokio::sync::Mutex<Option<(TriggerSource, JoinHandle<()>)>>,
+    running: tokio::sync::Mutex<Option<(Source, JoinHandle<()>)>>,
 }
 
 impl Hub {
@@ -293,6 +306,10 @@ impl Hub {
             unsupported_payloads: n(&c.unsupported),
             capture_checks: n(&c.checks),
             capture_problems: n(&c.problems),
+            duplicates_skipped: n(&c.duplicates),
+            slot_lag_bytes: CaptureStats::measured(&c.slot_lag_bytes),
+            slot_lag: CaptureStats::measured(&c.slot_lag_millis).map(Duration::from_millis),
+            slot_resets: n(&c.slot_resets),
             subscriptions: self.inner.router.subscription_count() as u64,
             topics: self.inner.router.topic_count() as u64,
         }
@@ -306,14 +323,23 @@ impl Hub {
     /// hub installs capture) and its holders get [`Message::Resync`] with
     /// [`ResyncReason::SchemaChanged`](crate::ResyncReason::SchemaChanged). Alert on a
     /// non-empty answer, or on [`HubStats::capture_problems`] growing.
+    /// A replication hub has no triggers to check: the stream's Relation messages report
+    /// schema changes as they come (and resync the table's holders).
     pub fn capture_health(&self) -> Vec<CaptureProblem> {
-        self.inner.check.last()
+        self.inner
+            .check
+            .as_ref()
+            .map(|check| check.last())
+            .unwrap_or_default()
     }
 
     /// Runs the check of the installed capture now (see [`capture_health`](Self::capture_health))
     /// and returns what it found.
     pub async fn check_capture(&self) -> Result<Vec<CaptureProblem>, HubError> {
-        self.inner.check.run().await
+        match &self.inner.check {
+            Some(check) => check.run().await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Entries in the shared row cache now (after pending evictions ran).
@@ -321,7 +347,8 @@ impl Hub {
         self.inner.loader.cache.len().await
     }
 
-    /// The backend pid of the listener's connection (to observe or test reconnects).
+    /// The backend pid of the capture connection: the listener's, or the replication
+    /// stream's WAL sender (to observe or test reconnects).
     pub async fn listener_pid(&self) -> Option<i32> {
         self.inner
             .running
@@ -331,11 +358,14 @@ impl Hub {
             .and_then(|(source, _)| source.process_id())
     }
 
-    /// Stops the listener and the routing task; subscriptions then end (`next()` gives
-    /// `None`). Installed triggers stay (other hubs may rely on them).
+    /// Stops capture and the routing task; subscriptions then end (`next()` gives `None`).
+    /// Installed triggers stay (other hubs may rely on them); a replication slot stays
+    /// (a hub starting on it later skips ahead; `HubBuilder::uninstall` removes it).
     pub async fn shutdown(&self) {
         let running = self.inner.running.lock().await.take();
-        self.inner.check.stop();
+        if let Some(check) = &self.inner.check {
+            check.stop();
+        }
         if let Some((source, pump)) = running {
             source.shutdown().await;
             let _ = pump.await;

@@ -1,15 +1,17 @@
 //! The hub's one task between capture and routing: decoded changes in, routed to their
 //! subscribers in the order PostgreSQL committed them, the rows a burst's syncs will read
-//! offered as one read per table first.
+//! offered as one read per table first (rows the source carried need no read). Once a
+//! transaction is in every subscriber's queue, its end is published for the source to
+//! acknowledge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::cache::Loader;
-use crate::capture::{CaptureEvent, Carried};
+use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
 use crate::route::router::Router;
 use crate::schema::{Key, SchemaMeta, TableName};
@@ -26,12 +28,22 @@ pub(crate) struct Pump {
     pub schemas: HashMap<TableName, &'static SchemaMeta>,
     /// The `seq` of the last change routed.
     pub last_seq: Arc<AtomicU64>,
+    /// The end of the last transaction routed (sources that stream transactions read it).
+    pub acknowledged: Acknowledged,
+}
+
+/// Changes taken from the queue, not routed yet.
+#[derive(Default)]
+struct Pending {
+    changes: Vec<Arc<Change>>,
+    /// The `seq`s of those whose row the source carried.
+    carried: HashSet<u64>,
 }
 
 impl Pump {
     pub async fn run(self, mut events: mpsc::Receiver<CaptureEvent>) {
         let mut burst = Vec::new();
-        let mut changes: Vec<Arc<Change>> = Vec::new();
+        let mut pending = Pending::default();
         while let Some(first) = events.recv().await {
             // why take what is queued: the changes of a burst can share one read; nothing
             // waits for a burst to fill
@@ -42,38 +54,56 @@ impl Pump {
                     Err(_) => break,
                 }
             }
+            let mut committed = None;
             for event in burst.drain(..) {
                 match event {
-                    CaptureEvent::Change { change, row } => {
-                        // a carried row is filed under this change, so no sync reads it
-                        match row {
-                            Carried::Nothing => {}
-                            Carried::Row(image) => self.loader.file(&change, Some(image)),
-                            Carried::Gone => self.loader.file(&change, None),
-                        }
-                        changes.push(Arc::new(change));
-                    }
+                    CaptureEvent::Change { change, row } => self.take(&mut pending, change, row),
                     CaptureEvent::Resync { table, reason } => {
                         // everything before it is routed before the resync it causes
-                        self.route(&mut changes);
+                        self.route(&mut pending);
                         self.router.resync(table, reason);
                     }
+                    CaptureEvent::Committed { lsn } => committed = Some(lsn),
                 }
             }
-            self.route(&mut changes);
+            self.route(&mut pending);
+            // why after routing: the source may tell the server it is done with the
+            // transaction only once every subscriber's queue holds it
+            if let Some(lsn) = committed {
+                self.acknowledged.fetch_max(lsn, Ordering::Release);
+            }
         }
     }
 
-    /// Routes `changes` in order, after offering one batched read per table of the rows
-    /// their syncs would read one by one.
-    fn route(&self, changes: &mut Vec<Arc<Change>>) {
-        let Some(last) = changes.last() else {
+    /// Queues `change` for routing; a row its source carried is filed under it, so that no
+    /// sync reads it.
+    fn take(&self, pending: &mut Pending, change: Change, row: Carried) {
+        let filed = match row {
+            Carried::Nothing => None,
+            Carried::Row(image) => Some(Some(image)),
+            Carried::Gone => Some(None),
+        };
+        if let Some(row) = filed {
+            self.loader.file(&change, row);
+            pending.carried.insert(change.seq);
+        }
+        pending.changes.push(Arc::new(change));
+    }
+
+    /// Routes the pending changes in order, after offering one batched read per table of
+    /// the rows their syncs would read one by one (except rows carried, filed already).
+    fn route(&self, pending: &mut Pending) {
+        let Some(last) = pending.changes.last() else {
             return;
         };
         let last = last.seq;
-        let routed = self.router.route(std::mem::take(changes));
+        let carried = std::mem::take(&mut pending.carried);
+        let routed = self.router.route(std::mem::take(&mut pending.changes));
         let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
-        for r in routed.iter().filter(|r| r.reads_row) {
+        for r in routed
+            .iter()
+            .filter(|r| r.reads_row && !carried.contains(&r.change.seq))
+        {
             wanted
                 .entry(r.change.table)
                 .or_default()

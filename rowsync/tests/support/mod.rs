@@ -19,11 +19,55 @@ pub struct Fixture {
     pub rowsync: rowsync::Db,
 }
 
+/// The capture source hubs of the suite use: `ROWSYNC_CAPTURE=triggers` (the default) or
+/// `replication` (then every test database is on the throwaway cluster, which has
+/// `wal_level = logical`).
+pub fn replication() -> bool {
+    match std::env::var("ROWSYNC_CAPTURE").as_deref() {
+        Ok("replication") => true,
+        Ok("triggers") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("ROWSYNC_CAPTURE={other}: use `triggers` or `replication`"),
+    }
+}
+
+/// The builder with the capture source of the run: with replication, a temporary slot of
+/// its own (named after the test database) that goes with its connection.
+pub fn with_capture(builder: rowsync::HubBuilder, f: &Fixture) -> rowsync::HubBuilder {
+    if replication() {
+        builder.replication(rowsync::ReplicationConfig::temporary(slot_name(f)))
+    } else {
+        builder
+    }
+}
+
+/// A slot (and publication) name no other hub of this process uses.
+pub fn slot_name(f: &Fixture) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("s{n}_{}", f.db.name())
+}
+
 /// A fresh database; fails loudly (never skips) when no PostgreSQL can be had.
 pub async fn fixture() -> Fixture {
-    let db = TestDatabase::create(FIXTURE)
-        .await
-        .unwrap_or_else(|e| panic!("no test database: {e}"));
+    if replication() {
+        logical_fixture().await
+    } else {
+        made(TestDatabase::create(FIXTURE).await).await
+    }
+}
+
+/// A fresh database on a server with `wal_level = logical`, whatever the run's capture.
+pub async fn logical_fixture() -> Fixture {
+    made(TestDatabase::create_logical(FIXTURE).await).await
+}
+
+/// A fresh database on `server` (a private cluster).
+pub async fn fixture_in(server: &rowsync_testdb::Server) -> Fixture {
+    made(TestDatabase::create_in(server, FIXTURE).await).await
+}
+
+async fn made(created: Result<TestDatabase, rowsync_testdb::TestDbError>) -> Fixture {
+    let db = created.unwrap_or_else(|e| panic!("no test database: {e}"));
     let sql = db
         .connect()
         .await

@@ -68,7 +68,7 @@ mod relation_cache;
 mod tuple;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::DecodeError;
 pub use message::{

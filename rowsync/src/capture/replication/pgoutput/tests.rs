@@ -2,7 +2,7 @@
 //! generated, mutated and arbitrary bytes. `encode` writes messages as the server does, for the
 //! properties.
 
-mod encode;
+pub(crate) mod encode;
 mod errors;
 mod fixtures;
 mod props;

@@ -113,7 +113,7 @@ pub(super) fn streamed(message: &PgOutputMessage<'_>) -> bool {
 }
 
 /// The bytes the server would send for `message`.
-pub(super) fn encode(message: &PgOutputMessage<'_>) -> Vec<u8> {
+pub(crate) fn encode(message: &PgOutputMessage<'_>) -> Vec<u8> {
     let b = Bytes::new();
     let b = match message {
         PgOutputMessage::Begin(m) => b
