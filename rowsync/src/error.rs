@@ -210,6 +210,12 @@ pub enum HubError {
         /// The tables missing from the hub's capture plan.
         tables: Vec<String>,
     },
+    /// A transaction waited for has not committed yet: wait for it after its commit.
+    #[error("transaction {xid} is still in progress; wait for it after it commits")]
+    InProgress {
+        /// The transaction.
+        xid: u64,
+    },
     /// The hub has been shut down.
     #[error("the hub has been shut down")]
     Closed,
@@ -243,6 +249,10 @@ pub enum SyncError {
     /// Reloading after a resync failed; the data is as it was, and the next resync retries.
     #[error("reloading after a resync failed (the next resync tries again): {0}")]
     Reload(Box<HubError>),
+    /// Waiting for the changes committed so far (a sync point) failed: the hub shut down, or
+    /// the transaction waited for has not committed.
+    #[error("waiting for committed changes failed: {0}")]
+    Wait(Box<HubError>),
     /// The subscription was made without held data (`subscribe_to`, `subscribe_topics`).
     #[error("this subscription has no data shape to sync; subscribe with `subscribe` or `subscribe_table`")]
     NoShape,
@@ -356,6 +366,7 @@ impl HubError {
             | HubError::Connect(_)
             | HubError::Triggers(_)
             | HubError::NotWatched { .. }
+            | HubError::InProgress { .. }
             | HubError::Closed => ErrorClass::Fatal,
         }
     }
@@ -381,7 +392,7 @@ impl SyncError {
     pub fn class(&self) -> ErrorClass {
         match self {
             SyncError::Load(inner) => inner.class(),
-            SyncError::Reload(inner) => inner.class(),
+            SyncError::Reload(inner) | SyncError::Wait(inner) => inner.class(),
             SyncError::Schema(_) | SyncError::WrongSchema { .. } | SyncError::NoShape => {
                 ErrorClass::Fatal
             }

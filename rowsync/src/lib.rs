@@ -118,7 +118,8 @@ pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};
 pub use live::{Follow, Live, LiveQuery, LiveValue};
 pub use load::{
-    preload_into, query, Db, Executor, Fetch, PgType, Query, Snapshot, SnapshotParseError, Tls,
+    current_xid, preload_into, query, Db, Executor, Fetch, PgType, Query, Snapshot,
+    SnapshotParseError, Tls,
 };
 pub use route::{Inbox, Message, Ops, Selector, SubscriptionId, Topic};
 #[doc = include_str!("schema/derive_schema.md")]

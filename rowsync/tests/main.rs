@@ -16,5 +16,6 @@ mod oracle;
 mod pgoutput;
 mod replication;
 mod sync;
+mod sync_rules;
 mod tls;
 mod types;

@@ -28,7 +28,7 @@ pub async fn pending(f: &Fixture, hub: &Hub, sub: &mut Subscription) -> Vec<Mess
 }
 
 /// Writes `sql`, then syncs every message it caused into `data`.
-async fn write_and_sync<S: Schema, H: rowsync::Held<S>>(
+pub async fn write_and_sync<S: Schema, H: rowsync::Held<S>>(
     f: &Fixture,
     hub: &Hub,
     sub: &mut Subscription,
@@ -50,7 +50,7 @@ async fn write_and_sync<S: Schema, H: rowsync::Held<S>>(
     all
 }
 
-async fn fresh_people(f: &Fixture, ids: &[i64], preloads: &[&str]) -> Vec<Person> {
+pub async fn fresh_people(f: &Fixture, ids: &[i64], preloads: &[&str]) -> Vec<Person> {
     let mut out = Vec::new();
     for id in ids {
         out.extend(

@@ -24,11 +24,40 @@ pub(crate) enum CaptureEvent {
         table: Option<TableName>,
         reason: ResyncReason,
     },
-    /// A transaction ended; `lsn` is its end position, which the source may tell its
-    /// server it is done with once everything before this event is routed (the pump
-    /// publishes it in [`Acknowledged`]). Only a replication stream sends these.
-    #[allow(dead_code)] // without the `replication` feature no source sends it
-    Committed { lsn: u64 },
+    /// Every change of transaction `xid` has been sent. `lsn`, from a replication stream,
+    /// is its end position, which the source may tell its server it is done with once
+    /// everything before this event is routed (the pump publishes it in [`Acknowledged`]).
+    Committed { xid: u64, lsn: Option<u64> },
+    /// Sync point `token` was reached: every transaction committed before it was asked for
+    /// has been sent (see [`SYNC_POINT`]).
+    Reached { token: u64 },
+}
+
+/// What marks a sync point in a capture stream: the prefix of the notification (triggers)
+/// or logical decoding message (replication) a hub sends to find out when everything
+/// committed before has come through, followed by its token.
+pub(crate) const SYNC_POINT: &str = "rowsync-sync-point";
+
+/// A token no one can guess: sync points name themselves by it, so a notification someone
+/// else sends cannot pass for one a hub waits for.
+pub(crate) fn new_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // why RandomState: std seeds each one from the operating system's randomness, which is
+    // all this needs (no crate of its own)
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+/// The token of a sync point notification, if `payload` is one.
+pub(crate) fn sync_point_token(payload: &str) -> Option<u64> {
+    payload
+        .strip_prefix(SYNC_POINT)?
+        .strip_prefix(':')?
+        .parse()
+        .ok()
 }
 
 /// The end position of the last transaction routed into every subscriber's queue (the
@@ -79,6 +108,36 @@ impl Source {
             Source::Triggers(source) => source.process_id(),
             #[cfg(feature = "replication")]
             Source::Replication(source) => source.process_id(),
+        }
+    }
+
+    /// Asks for sync point `token`: the source sends `Reached { token }` once every
+    /// transaction committed before now has been sent. `db` sends the marker: a notification
+    /// on the trigger channel, or a transactional logical decoding message.
+    pub fn sync_point(&self, token: u64, db: &crate::load::Db) {
+        match self {
+            Source::Triggers(source) => {
+                let _ = db;
+                source.sync_point(token)
+            }
+            #[cfg(feature = "replication")]
+            Source::Replication(_) => {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let sent = async {
+                        let conn = db.pool().get().await.map_err(|e| e.to_string())?;
+                        conn.execute(
+                            "SELECT pg_logical_emit_message(true, $1, $2)",
+                            &[&SYNC_POINT, &token.to_string()],
+                        )
+                        .await
+                        .map_err(|e| crate::error::describe(&e))
+                    };
+                    if let Err(error) = sent.await {
+                        tracing::warn!(%error, "could not send a sync point");
+                    }
+                });
+            }
         }
     }
 

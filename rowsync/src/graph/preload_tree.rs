@@ -76,6 +76,14 @@ impl PreloadTree {
         PreloadTree { children }
     }
 
+    /// This tree with association `assoc`'s subtree replaced by `tree`.
+    pub(crate) fn with_subtree(mut self, assoc: usize, tree: PreloadTree) -> PreloadTree {
+        if let Some(node) = self.children.iter_mut().find(|n| n.assoc == assoc) {
+            node.tree = tree;
+        }
+        self
+    }
+
     /// Whether this tree loads everything `other` loads.
     pub fn covers(&self, other: &PreloadTree) -> bool {
         other.children.iter().all(|theirs| {

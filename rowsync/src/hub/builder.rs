@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 use super::health::{CaptureCheck, DEFAULT_INTERVAL};
-use super::pump::Pump;
+use super::pump::{Pump, SyncWaiters};
 use super::{check, Hub, HubInner};
 use crate::cache::{CacheConfig, Loader, SingleFlight};
 use crate::capture::plan::CapturePlan;
@@ -277,12 +277,14 @@ impl HubBuilder {
             )
             .await?;
         let last_seq = Arc::new(AtomicU64::new(0));
+        let waiters = SyncWaiters::default();
         let pump = Pump {
             router: router.clone(),
             loader: loader.clone(),
             schemas,
             last_seq: last_seq.clone(),
             acknowledged,
+            waiters: waiters.clone(),
         };
         let pump = tokio::spawn(pump.run(rx));
         Ok(Hub {
@@ -297,6 +299,7 @@ impl HubBuilder {
                 capture,
                 check,
                 last_seq,
+                waiters,
                 running: tokio::sync::Mutex::new(Some((source, pump))),
             }),
         })
@@ -353,6 +356,7 @@ impl HubBuilder {
                     events.clone(),
                     stats.clone(),
                     hint.clone(),
+                    db.clone(),
                 )
                 .await?;
                 let check = Arc::new(CaptureCheck::new(

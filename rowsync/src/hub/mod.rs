@@ -93,6 +93,8 @@ struct HubInner {
     /// The check of the installed triggers (none for a replication hub).
     check: Option<Arc<health::CaptureCheck>>,
     last_seq: Arc<AtomicU64>,
+    /// Callers waiting for sync points.
+    waiters: pump::SyncWaiters,
     running: tokio::sync::Mutex<Option<(Source, JoinHandle<()>)>>,
 }
 
@@ -180,8 +182,10 @@ impl Hub {
         rows: impl IntoIterator<Item = &'a S>,
         preloads: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<Subscription, HubError> {
-        let tree = PreloadTree::parse(S::meta(), preloads)?;
         let rows: Vec<&S> = rows.into_iter().collect();
+        // why the rows' own shape too: a copy held deeper than `preloads` names must follow
+        // its changes like the rest (every place that holds a row is kept fresh)
+        let tree = PreloadTree::parse(S::meta(), preloads)?.union(&PreloadTree::of_rows(&rows));
         let topics = topics_for_rows(&rows, &tree)?;
         let keys = rows.iter().map(|r| r.primary_key()).collect();
         let spec = QuerySpec {
@@ -264,6 +268,56 @@ impl Hub {
             }
             Message::Resync(_) => Ok(Changes::default()),
         }
+    }
+
+    /// Returns once every transaction committed before the call has been delivered to every
+    /// subscriber's queue (read-your-writes: a handler that wrote, then calls this, then
+    /// applies what its subscription holds, sees its write). No marker row is written and
+    /// nothing polls: the hub sends a sync point through its capture stream (a notification,
+    /// or a logical decoding message) and waits for it to come back in commit order.
+    ///
+    /// A capture connection lost meanwhile resyncs every subscriber, which answers the wait
+    /// too. Wrap the call in a timeout if capture may be down for long.
+    pub async fn sync_point(&self) -> Result<(), HubError> {
+        let token = crate::capture::new_token();
+        let reached = self.inner.waiters.wait(token);
+        {
+            let running = self.inner.running.lock().await;
+            let Some((source, _)) = running.as_ref() else {
+                return Err(HubError::Closed);
+            };
+            source.sync_point(token, &self.inner.db);
+        }
+        reached.await.map_err(|_| HubError::Closed)
+    }
+
+    /// Returns once transaction `xid` (from `pg_current_xact_id()` in the writer's
+    /// transaction, see [`current_xid`](crate::current_xid)) has been delivered to every
+    /// subscriber it concerns; at once for a transaction that concerned none. The transaction
+    /// must have committed (an aborted one is never delivered: this returns then too).
+    pub async fn wait_for(&self, xid: u64) -> Result<(), HubError> {
+        let conn = self
+            .inner
+            .db
+            .pool()
+            .get()
+            .await
+            .map_err(|e| HubError::from(crate::error::LoadError::Pool(e)))?;
+        let status: Option<String> = conn
+            .query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid.to_string()])
+            .await
+            .map_err(|error| HubError::Database {
+                action: "looking up a transaction's status",
+                error,
+            })?
+            .get(0);
+        drop(conn);
+        if status.as_deref() == Some("in progress") {
+            return Err(HubError::InProgress { xid });
+        }
+        // why a sync point: the capture stream is in commit order, so a sync point asked for
+        // after `xid` committed comes back after everything `xid` sent
+        self.sync_point().await
     }
 
     /// The position of the last change routed (changes are numbered in commit order).

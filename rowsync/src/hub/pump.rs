@@ -8,12 +8,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::Loader;
 use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
 use crate::route::router::Router;
+use crate::route::SubscriptionId;
 use crate::schema::{Key, SchemaMeta, TableName};
 
 /// Events taken from the capture queue at once, at most.
@@ -30,6 +32,8 @@ pub(crate) struct Pump {
     pub last_seq: Arc<AtomicU64>,
     /// The end of the last transaction routed (sources that stream transactions read it).
     pub acknowledged: Acknowledged,
+    /// Callers waiting for a sync point.
+    pub waiters: SyncWaiters,
 }
 
 /// Changes taken from the queue, not routed yet.
@@ -38,6 +42,8 @@ struct Pending {
     changes: Vec<Arc<Change>>,
     /// The `seq`s of those whose row the source carried.
     carried: HashSet<u64>,
+    /// The subscribers that received changes of the transaction not ended yet.
+    in_transaction: HashSet<SubscriptionId>,
 }
 
 impl Pump {
@@ -61,9 +67,23 @@ impl Pump {
                     CaptureEvent::Resync { table, reason } => {
                         // everything before it is routed before the resync it causes
                         self.route(&mut pending);
+                        let everyone = table.is_none();
                         self.router.resync(table, reason);
+                        // a resync of everyone covers whatever a sync point waited for
+                        if everyone {
+                            self.waiters.release_all();
+                        }
                     }
-                    CaptureEvent::Committed { lsn } => committed = Some(lsn),
+                    CaptureEvent::Committed { xid, lsn } => {
+                        self.route(&mut pending);
+                        self.router.commit(xid, &pending.in_transaction);
+                        pending.in_transaction.clear();
+                        committed = lsn.or(committed);
+                    }
+                    CaptureEvent::Reached { token } => {
+                        self.route(&mut pending);
+                        self.waiters.reached(token);
+                    }
                 }
             }
             self.route(&mut pending);
@@ -99,6 +119,9 @@ impl Pump {
         let last = last.seq;
         let carried = std::mem::take(&mut pending.carried);
         let routed = self.router.route(std::mem::take(&mut pending.changes));
+        for r in &routed {
+            pending.in_transaction.extend(r.subscribers.iter().copied());
+        }
         let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
         for r in routed
             .iter()
@@ -116,5 +139,34 @@ impl Pump {
         }
         self.router.deliver(routed);
         self.last_seq.store(last, Ordering::Release);
+    }
+}
+
+/// Callers waiting for sync points, by token.
+#[derive(Clone, Default)]
+pub(crate) struct SyncWaiters {
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+}
+
+impl SyncWaiters {
+    /// Registers a wait for `token`.
+    pub fn wait(&self, token: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().insert(token, tx);
+        rx
+    }
+
+    /// Sync point `token` came through: everything before it is routed.
+    fn reached(&self, token: u64) {
+        if let Some(waiter) = self.waiting.lock().remove(&token) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Every subscriber was told to resync: no wait is left unanswered.
+    fn release_all(&self) {
+        for (_, waiter) in self.waiting.lock().drain() {
+            let _ = waiter.send(());
+        }
     }
 }

@@ -147,6 +147,11 @@ impl Subscription {
         }
     }
 
+    /// The hub this subscription belongs to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
     /// This subscription's id within its hub.
     pub fn id(&self) -> SubscriptionId {
         self.inbox.id()
@@ -215,7 +220,7 @@ impl Subscription {
         message: &Message,
         options: SyncOptions,
     ) -> Result<Changes, SyncError> {
-        let shape = self.shape_of::<S>()?;
+        let shape = self.grown_shape::<S>(&options)?;
         match message {
             Message::Change(change) => {
                 if self.snapshot.as_ref().is_some_and(|s| s.sees(change.xid)) {
@@ -279,6 +284,31 @@ impl Subscription {
             reloaded: true,
             ..Changes::default()
         })
+    }
+
+    /// The shape, grown by the paths `options` add (data synced with them holds those too,
+    /// and its reloads and routing must follow them).
+    fn grown_shape<S: Schema>(&mut self, options: &SyncOptions) -> Result<Arc<Shape>, SyncError> {
+        let shape = self.shape_of::<S>()?;
+        if options.is_empty() {
+            return Ok(shape);
+        }
+        let tree = options.grow(shape.root, &shape.tree)?;
+        if tree == shape.tree {
+            return Ok(shape);
+        }
+        let mut spec = shape.spec.clone();
+        spec.preloads = tree.paths();
+        let grown = Arc::new(Shape {
+            root: shape.root,
+            paths: self.hub.graph().shape(shape.root, &tree)?,
+            tree,
+            membership: shape.membership.clone(),
+            spec,
+            single: shape.single,
+        });
+        self.shape = Some(grown.clone());
+        Ok(grown)
     }
 
     fn shape_of<S: Schema>(&self) -> Result<Arc<Shape>, SyncError> {

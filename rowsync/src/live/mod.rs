@@ -15,7 +15,7 @@ use crate::graph::PreloadTree;
 use crate::hub::{Hub, Subscription, SyncStats};
 use crate::load::{Query, Snapshot};
 use crate::schema::{Key, Schema};
-use crate::sync::{Changes, Held, Membership};
+use crate::sync::{Changes, Held, Membership, SyncOptions};
 
 /// Data a live query can hold: a list, or at most one row.
 pub trait LiveValue: Held<Self::Row> + Send + Sync + 'static {
@@ -42,6 +42,7 @@ impl<S: Schema> LiveValue for Option<S> {
 /// The mode of a [`Query`] that a hub follows live: what [`Hub::live`] returns.
 pub struct Follow {
     hub: Hub,
+    options: SyncOptions,
 }
 
 /// A query followed live: `hub.live::<Person>().filter(..).preload([..]).all().await`
@@ -52,14 +53,32 @@ impl Hub {
     /// A live query: loaded and subscribed with no gap, then kept in sync by
     /// [`Live::next`].
     pub fn live<S: Schema>(&self) -> LiveQuery<S> {
-        Query::with_mode(Follow { hub: self.clone() })
+        Query::with_mode(Follow {
+            hub: self.clone(),
+            options: SyncOptions::new(),
+        })
     }
 }
 
 impl<S: Schema> Query<'static, S, Follow> {
+    /// Options the value is synced with, e.g. the shape rows get
+    /// ([`SyncOptions::preload`]): they merge into the query's own preloads.
+    pub fn sync_options(mut self, options: SyncOptions) -> Self {
+        self.mode.options = options;
+        self
+    }
+
     /// Every matching row, kept in sync.
     pub async fn all(self) -> Result<Live<Vec<S>>, HubError> {
         self.start(None, false).await
+    }
+
+    /// Every matching row and the subscription that keeps them in sync, loaded with the same
+    /// no-gap rule as [`all`](Self::all), for a caller who drives the syncs by hand (with
+    /// [`Subscription::sync`], or `sync_with` and its own options).
+    pub async fn subscribe(self) -> Result<(Vec<S>, Subscription), HubError> {
+        let live: Live<Vec<S>> = self.start(None, false).await?;
+        Ok((live.data, live.sub))
     }
 
     /// The row with primary key `key` (or `None`), kept in sync: it appears if inserted later.
@@ -97,12 +116,14 @@ impl<S: Schema> Query<'static, S, Follow> {
                 }
             }
         };
-        let hub = self.mode.hub;
+        let Follow { hub, options } = self.mode;
+        let tree = options.grow(meta, &tree)?;
         let mut sub = hub.subscribe_shape(meta, tree, membership, self.spec, single, Vec::new())?;
         let rows = sub.reload::<S>(&[]).await?;
         Ok(Live {
             data: T::from_rows(rows),
             sub,
+            options,
         })
     }
 }
@@ -113,23 +134,36 @@ impl<S: Schema> Query<'static, S, Follow> {
 pub struct Live<T: LiveValue> {
     data: T,
     sub: Subscription,
+    options: SyncOptions,
 }
 
 impl<T: LiveValue> Live<T> {
-    /// Waits for the next change of the data, applies it, and returns what changed at the top
-    /// level (a resync reloads, and says so with `reloaded`). `None` once the hub shut down.
+    /// Waits for the next transaction that changes the data, applies all of it, and returns
+    /// what it changed at the top level (a resync reloads, and says so with `reloaded`).
+    /// Between two calls the value always shows a state the database was in: a transaction
+    /// is applied whole or not at all. `None` once the hub shut down.
     ///
     /// Not cancel-safe: a call dropped while it applies a change loses that change (the
     /// next resync repairs it). Drive it from one task rather than racing it in `select!`.
     pub async fn next(&mut self) -> Option<Result<Changes, SyncError>> {
         loop {
-            let message = self.sub.next().await?;
-            match self.sub.sync(&mut self.data, &message).await {
-                Ok(changes) if changes.is_empty() => continue,
-                // a change that could not be applied: its resync is next (the change is not
-                // lost, the value is reloaded)
-                Err(SyncError::Load(error)) if error.class() != ErrorClass::Fatal => continue,
-                other => return Some(other),
+            let batch = self.sub.next_batch().await?;
+            let mut all = Changes::default();
+            let mut failed = None;
+            for message in &batch {
+                let options = self.options.clone();
+                match self.sub.sync_with(&mut self.data, message, options).await {
+                    Ok(changes) => all.merge(changes),
+                    // a change that could not be applied: its resync comes next (the change
+                    // is not lost, the value is reloaded)
+                    Err(SyncError::Load(error)) if error.class() != ErrorClass::Fatal => {}
+                    Err(error) => failed = Some(error),
+                }
+            }
+            match failed {
+                Some(error) => return Some(Err(error)),
+                None if all.is_empty() => continue,
+                None => return Some(Ok(all)),
             }
         }
     }
@@ -139,13 +173,37 @@ impl<T: LiveValue> Live<T> {
     pub async fn apply_pending(&mut self) -> Result<Changes, SyncError> {
         let mut all = Changes::default();
         while let Some(message) = self.sub.try_next() {
-            let changes = self.sub.sync(&mut self.data, &message).await?;
-            all.inserted.extend(changes.inserted);
-            all.updated.extend(changes.updated);
-            all.deleted.extend(changes.deleted);
-            all.reloaded |= changes.reloaded;
+            let options = self.options.clone();
+            all.merge(
+                self.sub
+                    .sync_with(&mut self.data, &message, options)
+                    .await?,
+            );
         }
         Ok(all)
+    }
+
+    /// Applies every transaction committed before the call (read-your-writes: a handler that
+    /// wrote, then awaits this, renders its write). See [`Hub::sync_point`].
+    pub async fn catch_up(&mut self) -> Result<Changes, SyncError> {
+        self.sub
+            .hub()
+            .sync_point()
+            .await
+            .map_err(|e| SyncError::Wait(Box::new(e)))?;
+        self.apply_pending().await
+    }
+
+    /// Applies transaction `xid` (and everything committed before it), once it has
+    /// committed; at once for a transaction that touched nothing this value holds. See
+    /// [`Hub::wait_for`] and [`current_xid`](crate::current_xid).
+    pub async fn wait_for(&mut self, xid: u64) -> Result<Changes, SyncError> {
+        self.sub
+            .hub()
+            .wait_for(xid)
+            .await
+            .map_err(|e| SyncError::Wait(Box::new(e)))?;
+        self.apply_pending().await
     }
 
     /// The data.

@@ -49,3 +49,24 @@ impl Executor for deadpool_postgres::Object {
         })
     }
 }
+
+/// The id of the transaction `exec` runs in (`pg_current_xact_id()`, assigning one if it has
+/// none yet): what [`Hub::wait_for`](crate::Hub::wait_for) and
+/// [`Live::wait_for`](crate::Live::wait_for) take after the transaction committed.
+pub async fn current_xid(exec: &dyn Executor) -> Result<u64, crate::error::LoadError> {
+    let rows = exec
+        .query_rows("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .map_err(|error| crate::error::LoadError::Database {
+            table: "pg_current_xact_id()".to_owned(),
+            error,
+        })?;
+    let text: Option<String> = rows.first().and_then(|r| r.try_get(0).ok());
+    text.and_then(|t| t.parse().ok())
+        .ok_or_else(|| crate::error::LoadError::Decode {
+            table: "pg_current_xact_id()".to_owned(),
+            cause: crate::error::DecodeError::Malformed {
+                message: "not a transaction id".to_owned(),
+            },
+        })
+}

@@ -13,7 +13,7 @@ pub(crate) mod related_sql;
 mod tls;
 
 pub use db::{query, Db};
-pub use executor::Executor;
+pub use executor::{current_xid, Executor};
 pub use pg_text::{value_from_text, PgType};
 pub(crate) use query::QuerySpec;
 pub use query::{preload_into, Fetch, Query};

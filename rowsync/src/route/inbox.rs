@@ -11,7 +11,7 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 
 use super::index::SubscriptionId;
-use super::queue::{Message, QueueStats};
+use super::queue::{Item, Message, QueueStats};
 use super::router::Router;
 use super::topic::{Ops, Topic};
 use crate::change::{Change, ResyncReason};
@@ -22,10 +22,10 @@ use crate::change::{Change, ResyncReason};
 /// memory. Dropping the inbox unsubscribes it.
 pub struct Inbox {
     id: SubscriptionId,
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<Item>,
     queue: Arc<QueueStats>,
     router: Weak<Router>,
-    pending: VecDeque<Message>,
+    pending: VecDeque<Item>,
 }
 
 impl Inbox {
@@ -60,27 +60,36 @@ impl Inbox {
     /// why not `next().now_or_never()`: tokio's cooperative budget makes a receive report
     /// "pending" after many in a row even with messages queued; `try_recv` does not.
     pub fn try_next(&mut self) -> Option<Message> {
-        if let Some(lagged) = self.take_lag() {
-            return Some(lagged);
+        loop {
+            if let Some(lagged) = self.take_lag() {
+                return Some(lagged);
+            }
+            let item = self
+                .pending
+                .pop_front()
+                .or_else(|| self.rx.try_recv().ok())?;
+            if let Item::Message(message) = item {
+                return Some(self.taken(message));
+            }
         }
-        let message = self
-            .pending
-            .pop_front()
-            .or_else(|| self.rx.try_recv().ok())?;
-        Some(self.taken(message))
     }
 
     /// Asks for a resync before anything else queued (a change this subscriber could not
     /// apply, a reload that failed and must be tried again).
     pub fn resync_first(&mut self, reason: ResyncReason) {
-        self.pending.push_front(Message::Resync(reason));
+        self.pending
+            .push_front(Item::Message(Message::Resync(reason)));
     }
 
     /// Puts `changes` (oldest first) before anything queued: changes of rows this
     /// subscriber started to hold that were routed before it held them.
+    /// Each is a transaction of its own here (its other changes concern rows it held before
+    /// or none it holds).
     pub fn catch_up(&mut self, changes: Vec<Arc<Change>>) {
         for change in changes.into_iter().rev() {
-            self.pending.push_front(Message::Change(change));
+            self.pending.push_front(Item::Committed(change.xid));
+            self.pending
+                .push_front(Item::Message(Message::Change(change)));
         }
     }
 
@@ -103,10 +112,12 @@ impl Inbox {
     /// dropped too, as the reload it asks for reads the database after they committed.
     fn take_lag(&mut self) -> Option<Message> {
         let missed = self.queue.missed.swap(0, Ordering::Relaxed);
-        if missed == 0 {
+        let lost_marks = self.queue.lost_marks.swap(0, Ordering::Relaxed);
+        if missed == 0 && lost_marks == 0 {
             return None;
         }
-        self.pending.retain(|m| !matches!(m, Message::Change(_)));
+        self.pending
+            .retain(|m| matches!(m, Item::Message(Message::Resync(_))));
         while self.rx.try_recv().is_ok() {}
         self.queue.resync_queued.store(false, Ordering::Release);
         Some(Message::Resync(ResyncReason::Lagged { missed }))
@@ -120,7 +131,9 @@ impl Inbox {
         message
     }
 
-    /// The next message and every change of the same transaction already queued after it.
+    /// The next message and, for a change, every other change of its transaction: waits
+    /// until the transaction is whole (its mark is queued), so applying the batch never
+    /// shows a state the database was not in. A resync comes alone.
     pub async fn next_batch(&mut self) -> Option<Vec<Message>> {
         let first = self.next().await?;
         let Message::Change(change) = &first else {
@@ -128,20 +141,32 @@ impl Inbox {
         };
         let xid = change.xid;
         let mut batch = vec![first];
-        // why only with nothing pending: what is pending comes first
-        while self.pending.is_empty() {
-            let Ok(message) = self.rx.try_recv() else {
-                break;
+        loop {
+            if self.queue.missed.load(Ordering::Relaxed) > 0
+                || self.queue.lost_marks.load(Ordering::Relaxed) > 0
+            {
+                // a lag: the resync comes next, and reloads what this batch would change
+                return Some(batch);
+            }
+            let item = match self.pending.pop_front() {
+                Some(item) => item,
+                None => match self.rx.recv().await {
+                    Some(item) => item,
+                    None => return Some(batch),
+                },
             };
-            match &message {
-                Message::Change(c) if c.xid == xid => batch.push(message),
-                _ => {
-                    self.pending.push_back(message);
-                    break;
+            match item {
+                Item::Committed(done) if done == xid => return Some(batch),
+                Item::Message(Message::Change(c)) if c.xid == xid => batch.push(Message::Change(c)),
+                // the mark of an earlier transaction (a catch-up came between), or nothing
+                // to wait for: a resync or another transaction
+                Item::Committed(_) => {}
+                other => {
+                    self.pending.push_front(other);
+                    return Some(batch);
                 }
             }
         }
-        Some(batch)
     }
 
     /// The topics this subscription is indexed under now.
@@ -187,15 +212,21 @@ impl Inbox {
     pub fn unsubscribe(self) {}
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        if let Some(lagged) = self.take_lag() {
-            return Poll::Ready(Some(lagged));
-        }
-        if let Some(message) = self.pending.pop_front() {
-            return Poll::Ready(Some(self.taken(message)));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(message)) => Poll::Ready(Some(self.taken(message))),
-            other => other,
+        loop {
+            if let Some(lagged) = self.take_lag() {
+                return Poll::Ready(Some(lagged));
+            }
+            let item = match self.pending.pop_front() {
+                Some(item) => item,
+                None => match self.rx.poll_recv(cx) {
+                    Poll::Ready(Some(item)) => item,
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            if let Item::Message(message) = item {
+                return Poll::Ready(Some(self.taken(message)));
+            }
         }
     }
 }

@@ -16,6 +16,15 @@ pub enum Message {
     Resync(ResyncReason),
 }
 
+/// What a subscriber's queue holds: its messages, and after the changes of each transaction
+/// a mark that the transaction is whole (what `next_batch` waits for).
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Message(Message),
+    /// Every change of transaction `xid` that concerns the subscriber is queued before this.
+    Committed(u64),
+}
+
 /// Counters shared by a subscriber's queue and its subscription.
 #[derive(Default)]
 pub(crate) struct QueueStats {
@@ -27,12 +36,15 @@ pub(crate) struct QueueStats {
     pub resync_queued: AtomicBool,
     /// Resyncs not queued because one already was.
     pub coalesced: AtomicU64,
+    /// Transaction marks not queued (the queue was full): the subscriber must resync, as
+    /// for a message lost, though none was.
+    pub lost_marks: AtomicU64,
 }
 
 /// The hub's side of a subscriber's queue. Only the hub holds the sender, so the stream
 /// ends when the hub shuts down.
 pub(crate) struct Queue {
-    pub tx: mpsc::Sender<Message>,
+    pub tx: mpsc::Sender<Item>,
     pub stats: Arc<QueueStats>,
 }
 
@@ -43,14 +55,28 @@ impl Queue {
     /// causes reads everything committed by then (a flood of resyncs costs one reload per
     /// reload the subscriber has time for, not one per message).
     pub fn offer(&self, message: Message) {
-        let resync = matches!(message, Message::Resync(_));
+        self.offer_item(Item::Message(message));
+    }
+
+    /// Queues the mark that transaction `xid` is whole.
+    pub fn offer_commit(&self, xid: u64) {
+        self.offer_item(Item::Committed(xid));
+    }
+
+    fn offer_item(&self, item: Item) {
+        let mark = matches!(item, Item::Committed(_));
+        let resync = matches!(item, Item::Message(Message::Resync(_)));
         if resync && self.stats.resync_queued.swap(true, Ordering::AcqRel) {
             self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.tx.try_send(message) {
+        match self.tx.try_send(item) {
+            Ok(()) if mark => {}
             Ok(()) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) if mark => {
+                self.stats.lost_marks.fetch_add(1, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if resync {

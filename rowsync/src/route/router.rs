@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use super::index::{RouteIndex, SubscriptionId};
-use super::queue::{Message, Queue, QueueStats};
+use super::queue::{Item, Message, Queue, QueueStats};
 use super::topic::{touched, Ops, Topic};
 use crate::change::ResyncReason;
 use crate::change::{Change, Op};
@@ -50,7 +50,7 @@ impl Router {
         &self,
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
-    ) -> (SubscriptionId, mpsc::Receiver<Message>, Arc<QueueStats>) {
+    ) -> (SubscriptionId, mpsc::Receiver<Item>, Arc<QueueStats>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.capacity);
         let stats = Arc::new(QueueStats::default());
@@ -167,6 +167,17 @@ impl Router {
                 if let Some(queue) = queues.get(&id) {
                     queue.offer(Message::Change(change.clone()));
                 }
+            }
+        }
+    }
+
+    /// Tells `ids` that every change of transaction `xid` that concerns them has been
+    /// queued.
+    pub fn commit(&self, xid: u64, ids: &HashSet<SubscriptionId>) {
+        let queues = self.queues.read();
+        for id in ids {
+            if let Some(queue) = queues.get(id) {
+                queue.offer_commit(xid);
             }
         }
     }

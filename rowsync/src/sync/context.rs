@@ -35,15 +35,46 @@ impl SyncOptions {
         self
     }
 
-    /// The shape for inserted rows of `S`: the option's, else `default`.
+    /// Whether no option is set.
+    pub fn is_empty(&self) -> bool {
+        self.preloads.is_empty()
+    }
+
+    /// The shape rows of `S` get: `default` (their siblings' shape) with the option's paths
+    /// added (merged, never replacing what is held).
     pub(crate) fn shape_for<S: Schema>(
         &self,
         default: &PreloadTree,
     ) -> Result<PreloadTree, SchemaError> {
         match self.preloads.get(S::meta().name) {
-            Some(paths) => PreloadTree::parse(S::meta(), paths),
+            Some(paths) => Ok(default.union(&PreloadTree::parse(S::meta(), paths)?)),
             None => Ok(default.clone()),
         }
+    }
+
+    /// `tree` (held under `root`) with the option's paths added wherever a schema they
+    /// name sits in it: the shape data has once the options applied.
+    pub(crate) fn grow(
+        &self,
+        root: &'static SchemaMeta,
+        tree: &PreloadTree,
+    ) -> Result<PreloadTree, SchemaError> {
+        let mut grown = match self.preloads.get(root.name) {
+            Some(paths) => tree.union(&PreloadTree::parse(root, paths)?),
+            None => tree.clone(),
+        };
+        let children: Vec<(usize, PreloadTree)> = grown
+            .children()
+            .iter()
+            .map(|node| {
+                let related = (root.assocs[node.assoc].related)();
+                self.grow(related, &node.tree).map(|t| (node.assoc, t))
+            })
+            .collect::<Result<_, _>>()?;
+        for (assoc, below) in children {
+            grown = grown.with_subtree(assoc, below);
+        }
+        Ok(grown)
     }
 }
 

@@ -36,6 +36,34 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Adds what `other` changed (a later change of the same data).
+    pub fn merge(&mut self, other: Changes) {
+        for key in other.inserted {
+            // deleted and inserted again: replaced
+            if let Some(at) = self.deleted.iter().position(|k| *k == key) {
+                self.deleted.remove(at);
+                if !self.updated.contains(&key) {
+                    self.updated.push(key);
+                }
+            } else if !self.inserted.contains(&key) {
+                self.inserted.push(key);
+            }
+        }
+        for key in other.updated {
+            if !self.updated.contains(&key) && !self.inserted.contains(&key) {
+                self.updated.push(key);
+            }
+        }
+        for key in other.deleted {
+            self.inserted.retain(|k| *k != key);
+            self.updated.retain(|k| *k != key);
+            if !self.deleted.contains(&key) {
+                self.deleted.push(key);
+            }
+        }
+        self.reloaded |= other.reloaded;
+    }
+
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.inserted.is_empty()

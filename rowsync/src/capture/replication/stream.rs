@@ -3,7 +3,8 @@
 //!
 //! # Exactly once across reconnects
 //!
-//! A transaction is emitted as its changes, then `Committed { lsn }` with its end position.
+//! A transaction is emitted as its changes, then `Committed { xid, lsn }` with its end
+//! position. A logical decoding message of a hub's sync point is emitted as `Reached`.
 //! After a dropped connection the next session starts from the end of the last transaction
 //! emitted ([`delivered`](Stream::delivered)): the server skips what committed before it.
 //! What it does send again is the transaction the connection broke in: the stream counts
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use super::catalog::Catalog;
 use super::convert::{map_relation, TableMap, Unreadable};
-use super::pgoutput::{DecodeError, Decoder, Oid, PgOutputMessage, Relation};
+use super::pgoutput::{DecodeError, Decoder, LogicalMessage, Oid, PgOutputMessage, Relation};
 use super::xid::XidWidener;
 use crate::capture::plan::CapturePlan;
 use crate::capture::{CaptureEvent, CaptureStats, Carried};
@@ -166,7 +167,10 @@ impl Stream {
             return;
         };
         if txn.skip != Skip::All {
-            out.push(CaptureEvent::Committed { lsn: end_lsn });
+            out.push(CaptureEvent::Committed {
+                xid: txn.xid,
+                lsn: Some(end_lsn),
+            });
         }
         self.delivered = self.delivered.max(end_lsn);
         self.partial = None;
@@ -187,12 +191,31 @@ impl Stream {
             | PgOutputMessage::Update(_)
             | PgOutputMessage::Delete(_)
             | PgOutputMessage::Truncate(_) => self.data(&message, out),
-            PgOutputMessage::Origin(_) | PgOutputMessage::Type(_) | PgOutputMessage::Message(_) => {
-            }
+            PgOutputMessage::Message(m) => self.sync_point(&m, out),
+            PgOutputMessage::Origin(_) | PgOutputMessage::Type(_) => {}
             other => tracing::warn!(
                 message = other.name(),
                 "replication: a message of a protocol option not asked for ignored"
             ),
+        }
+    }
+
+    /// A logical decoding message: a hub's sync point (`pg_logical_emit_message(true,
+    /// 'rowsync-sync-point', token)`) is reached here; others are not ours.
+    fn sync_point(&mut self, message: &LogicalMessage<'_>, out: &mut Vec<CaptureEvent>) {
+        if message.prefix != crate::capture::SYNC_POINT {
+            return;
+        }
+        // a transaction sent again after a reconnect was reached already
+        if self.txn.as_ref().is_some_and(|t| t.skip == Skip::All) {
+            return;
+        }
+        match std::str::from_utf8(message.content)
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            Some(token) => out.push(CaptureEvent::Reached { token }),
+            None => tracing::debug!("replication: a sync point message without a token ignored"),
         }
     }
 

@@ -92,7 +92,8 @@ fn summary(event: &CaptureEvent) -> String {
             }
         ),
         CaptureEvent::Resync { reason, .. } => format!("resync {reason:?}"),
-        CaptureEvent::Committed { lsn } => format!("committed {lsn}"),
+        CaptureEvent::Committed { lsn, .. } => format!("committed {}", lsn.unwrap_or(0)),
+        CaptureEvent::Reached { token } => format!("reached {token}"),
     }
 }
 

@@ -146,8 +146,15 @@ pub(crate) async fn replacement<C: Schema>(
     // why reload whole: a column the row's children join on (a has_many `references` column,
     // the key a join table points at) changed, so the children held are another row's; a
     // load with the shape brings the ones it points at now
-    if moved == Moved::Children {
-        let shaped = ctx.load::<C>(ctx.change.key.clone(), tree).await?;
+    // a row that lacks an association of the shape (options added it, or it was held
+    // shallower) gains it, keeping everything it holds
+    let lacking = tree
+        .children()
+        .iter()
+        .any(|n| C::visit_assoc(n.assoc, IsLoaded { row: &*existing }) == Some(false));
+    if moved == Moved::Children || lacking {
+        let shape = tree.union(&PreloadTree::of_rows(&[&*existing]));
+        let shaped = ctx.load::<C>(ctx.change.key.clone(), &shape).await?;
         return Ok(shaped.map(|row| Replaced {
             row,
             routes_changed,
@@ -229,6 +236,23 @@ fn what_moved<C: Schema>(
         }
     }
     Ok(moved)
+}
+
+/// Whether an association of `row` is loaded.
+struct IsLoaded<'a, C> {
+    row: &'a C,
+}
+
+impl<C: Schema> AssocVisitor<C> for IsLoaded<'_, C> {
+    type Output = bool;
+
+    fn visit<R: Schema, T: AssocValue<R>>(
+        self,
+        _: &'static AssocDef,
+        field: AssocField<C, T>,
+    ) -> bool {
+        (field.get)(self.row).is_loaded()
+    }
 }
 
 /// Moves every loaded association of `from` into `to` (which was loaded bare).
