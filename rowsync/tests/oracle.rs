@@ -88,6 +88,15 @@ pub enum Op {
         id: i64,
         name: &'static str,
     },
+    /// The same row deleted and inserted again in one statement sequence (notifications
+    /// that would be identical must each arrive).
+    ReinsertTag {
+        id: i64,
+    },
+    /// A post's links replaced twice over (the same link rows deleted and inserted again).
+    RelinkPost {
+        post: i64,
+    },
     /// A primary-key update (only of a post nothing links to).
     RekeyPost {
         id: i64,
@@ -147,6 +156,19 @@ impl Op {
                 "DELETE FROM favourite_people WHERE person_id = {person} AND favourite_id = {favourite}"
             ),
             Op::RenameLabel { id, name } => format!("UPDATE labels SET name = '{name}' WHERE id = {id}"),
+            Op::ReinsertTag { id } => format!(
+                "INSERT INTO tags (id, name) VALUES ({id}, 'tag{id}') ON CONFLICT DO NOTHING; \
+                 DELETE FROM tags WHERE id = {id}; \
+                 INSERT INTO tags (id, name) VALUES ({id}, 'tag{id}')"
+            ),
+            Op::RelinkPost { post } => {
+                let replace = format!(
+                    "DELETE FROM posts_tags WHERE post_id = {post}; \
+                     INSERT INTO posts_tags SELECT {post}, id FROM tags WHERE id IN (1, 2) \
+                     AND EXISTS (SELECT 1 FROM posts WHERE id = {post})"
+                );
+                format!("{replace}; {replace}")
+            }
             Op::RekeyPost { id, to } => format!(
                 "UPDATE posts SET id = {to} WHERE id = {id} \
                  AND NOT EXISTS (SELECT 1 FROM posts WHERE id = {to}) \
@@ -286,6 +308,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         (1i64..=3, 1i64..=3).prop_map(|(person, favourite)| Op::Favourite { person, favourite }),
         (1i64..=3, 1i64..=3).prop_map(|(person, favourite)| Op::Unfavourite { person, favourite }),
         (1i64..=2, name).prop_map(|(id, name)| Op::RenameLabel { id, name }),
+        tag.clone().prop_map(|id| Op::ReinsertTag { id }),
+        post.clone().prop_map(|post| Op::RelinkPost { post }),
         (post.clone(), post.clone()).prop_map(|(id, to)| Op::RekeyPost { id, to }),
         (tag.clone(), tag.clone()).prop_map(|(id, to)| Op::RekeyTag { id, to }),
     ]
@@ -322,6 +346,10 @@ const PEOPLE_TAGS_LABELS: &[&str] = &["posts.tags", "posts.labels"];
 const PEOPLE_FILTERED: &[&str] = &["test_posts", "other_posts"];
 const PEOPLE_THROUGH: &[&str] = &["all_tags", "profile"];
 const PEOPLE_SELF: &[&str] = &["favourite_people.posts"];
+/// Loaded deeper than it is subscribed ([`PEOPLE_DEEP_SUBSCRIBED`]): every copy of a row must
+/// follow all the same.
+const PEOPLE_DEEP: &[&str] = &["posts.person.posts", "posts.tags"];
+const PEOPLE_DEEP_SUBSCRIBED: &[&str] = &["posts"];
 const POST_TAGS: &[&str] = &["tags", "person"];
 const TAGS_POSTS: &[&str] = &["posts"];
 
@@ -347,6 +375,13 @@ async fn holders(f: &Fixture, hub: &Hub) -> Vec<Holder> {
         let sub = hub.subscribe(&data, shape).unwrap();
         out.push(Holder::People { data, shape, sub });
     }
+    let data = people(f, PEOPLE_DEEP).await;
+    let sub = hub.subscribe(&data, PEOPLE_DEEP_SUBSCRIBED).unwrap();
+    out.push(Holder::People {
+        data,
+        shape: PEOPLE_DEEP,
+        sub,
+    });
     let data = f
         .rowsync
         .query::<Post>()
@@ -487,13 +522,38 @@ async fn run(transactions: Vec<String>, shuffle: Option<u64>) -> Result<(), Stri
         Some(_) => holders(&f, &hub).await,
         None => Vec::new(),
     };
+    // read-your-writes: after each transaction, a live value that waits for it holds it
+    let mut live = hub
+        .live::<Person>()
+        .preload(PEOPLE_TAGS_LABELS)
+        .all()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut writer = f.db.connect().await.map_err(|e| e.to_string())?;
     let mut result = Ok(());
     'run: for body in &transactions {
         let sql = format!("BEGIN; {body}; COMMIT;");
-        f.sql
-            .batch_execute(&sql)
+        let tx = writer.transaction().await.map_err(|e| e.to_string())?;
+        tx.batch_execute(body)
             .await
             .map_err(|e| format!("{sql}: {e}"))?;
+        let xid = rowsync::current_xid(&tx).await.map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| format!("{sql}: {e}"))?;
+        live.wait_for(xid).await.map_err(|e| e.to_string())?;
+        let fresh = f
+            .rowsync
+            .query::<Person>()
+            .preload(PEOPLE_TAGS_LABELS)
+            .all()
+            .await
+            .map_err(|e| e.to_string())?;
+        if *live != fresh {
+            result = Err(format!(
+                "after waiting for {sql}, a live value:\n held:     {:?}\n expected: {fresh:?}",
+                *live
+            ));
+            break 'run;
+        }
         if shuffle.is_some() {
             for holder in &mut in_order {
                 if let Err(e) = settle_and_check(&f, &hub, holder, None).await {

@@ -363,7 +363,11 @@ impl Runner {
                     self.acknowledge(client, wal_end.0.max(routed));
                 }
             }
-            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+            // why here: the client decodes logical decoding messages itself
+            ReplicationEvent::Message {
+                prefix, content, ..
+            } => self.stream.logical_message(&prefix, &content, out),
+            ReplicationEvent::StoppedAt { .. } => {}
         }
     }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::catalog::Catalog;
 use super::convert::{map_relation, TableMap, Unreadable};
-use super::pgoutput::{DecodeError, Decoder, LogicalMessage, Oid, PgOutputMessage, Relation};
+use super::pgoutput::{DecodeError, Decoder, Oid, PgOutputMessage, Relation};
 use super::xid::XidWidener;
 use crate::capture::plan::CapturePlan;
 use crate::capture::{CaptureEvent, CaptureStats, Carried};
@@ -191,7 +191,7 @@ impl Stream {
             | PgOutputMessage::Update(_)
             | PgOutputMessage::Delete(_)
             | PgOutputMessage::Truncate(_) => self.data(&message, out),
-            PgOutputMessage::Message(m) => self.sync_point(&m, out),
+            PgOutputMessage::Message(m) => self.logical_message(m.prefix, m.content, out),
             PgOutputMessage::Origin(_) | PgOutputMessage::Type(_) => {}
             other => tracing::warn!(
                 message = other.name(),
@@ -202,15 +202,15 @@ impl Stream {
 
     /// A logical decoding message: a hub's sync point (`pg_logical_emit_message(true,
     /// 'rowsync-sync-point', token)`) is reached here; others are not ours.
-    fn sync_point(&mut self, message: &LogicalMessage<'_>, out: &mut Vec<CaptureEvent>) {
-        if message.prefix != crate::capture::SYNC_POINT {
+    pub fn logical_message(&mut self, prefix: &str, content: &[u8], out: &mut Vec<CaptureEvent>) {
+        if prefix != crate::capture::SYNC_POINT {
             return;
         }
         // a transaction sent again after a reconnect was reached already
         if self.txn.as_ref().is_some_and(|t| t.skip == Skip::All) {
             return;
         }
-        match std::str::from_utf8(message.content)
+        match std::str::from_utf8(content)
             .ok()
             .and_then(|t| t.parse().ok())
         {
