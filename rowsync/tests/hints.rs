@@ -187,9 +187,8 @@ async fn a_flood_of_forged_overflows_costs_a_bounded_number_of_reloads() {
     );
 }
 
-#[tokio::test]
-async fn a_change_that_cannot_be_read_resyncs_until_a_reload_succeeds() {
-    let f = seeded().await;
+/// A hub watching `samples`, which holds one row.
+async fn one_sample_watched(f: &Fixture) -> Hub {
     f.sql
         .batch_execute(
             "INSERT INTO samples (id, small, medium, ratio, flag, body, created_at, status) \
@@ -197,11 +196,17 @@ async fn a_change_that_cannot_be_read_resyncs_until_a_reload_succeeds() {
         )
         .await
         .unwrap();
-    let hub = Hub::builder(f.db.url())
+    Hub::builder(f.db.url())
         .watch::<Sample>(rowsync::NO_PRELOADS)
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_that_cannot_be_read_resyncs_until_a_reload_succeeds() {
+    let f = seeded().await;
+    let hub = one_sample_watched(&f).await;
     let mut samples = hub.live::<Sample>().all().await.unwrap();
     // a value the field's enum cannot hold: the changed row does not decode
     f.sql
@@ -234,18 +239,7 @@ async fn a_change_that_cannot_be_read_resyncs_until_a_reload_succeeds() {
 #[tokio::test]
 async fn an_unreadable_change_reaches_a_manual_subscriber_as_a_resync() {
     let f = seeded().await;
-    f.sql
-        .batch_execute(
-            "INSERT INTO samples (id, small, medium, ratio, flag, body, created_at, status) \
-             VALUES ('00000000-0000-0000-0000-000000000002', 1, 2, 0.5, true, 'b', now(), 'draft')",
-        )
-        .await
-        .unwrap();
-    let hub = Hub::builder(f.db.url())
-        .watch::<Sample>(rowsync::NO_PRELOADS)
-        .start()
-        .await
-        .unwrap();
+    let hub = one_sample_watched(&f).await;
     let mut data = f.rowsync.query::<Sample>().all().await.unwrap();
     let mut sub = hub.subscribe(&data, rowsync::NO_PRELOADS).unwrap();
     f.sql
