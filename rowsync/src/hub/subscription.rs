@@ -350,15 +350,15 @@ impl Subscription {
             // why: the rows this sync took in were read as of `read_seq`; changes of them
             // committed since were routed before they were held, so not to us
             match self.inbox.touching_since(ctx.read_seq, &added) {
-                Some(mut missed) => {
+                Some(missed) => {
                     // why bounded: a caught-up change that was not routed to us never
                     // arrives a second time
                     if self.caught_up.len() > 4096 {
                         self.caught_up.clear();
                     }
                     // a change an earlier catch-up queued already is not queued again
-                    missed.retain(|c| self.caught_up.insert(c.seq));
-                    self.inbox.catch_up(missed);
+                    let caught_up = &mut self.caught_up;
+                    self.inbox.catch_up(missed, |c| caught_up.insert(c.seq));
                 }
                 None => self.inbox.resync_first(ResyncReason::Lagged { missed: 0 }),
             }

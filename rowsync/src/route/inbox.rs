@@ -81,15 +81,59 @@ impl Inbox {
             .push_front(Item::Message(Message::Resync(reason)));
     }
 
-    /// Puts `changes` (oldest first) before anything queued: changes of rows this
-    /// subscriber started to hold that were routed before it held them.
-    /// Each is a transaction of its own here (its other changes concern rows it held before
-    /// or none it holds).
-    pub fn catch_up(&mut self, changes: Vec<Arc<Change>>) {
-        for change in changes.into_iter().rev() {
-            self.pending.push_front(Item::Committed(change.xid));
+    /// Queues `changes` (oldest first): changes of rows this subscriber started to hold
+    /// that were routed before it held them. Each goes where commit order puts it among
+    /// what is queued already, not before it all: applied ahead of older changes, a newer
+    /// change would make them look like old news (or undo it, for a key change).
+    ///
+    /// Every change older than the newest caught-up one was routed before it, so whatever of
+    /// them reached this subscriber is queued now: the channel is drained into `pending`
+    /// (at most its capacity) to merge by position. A caught-up change of a transaction
+    /// that also has changes queued joins them before their mark; one of a transaction with
+    /// nothing else queued gets a mark of its own. `is_new` is asked of each change not
+    /// queued already (false: an earlier catch-up took it, leave it out).
+    pub fn catch_up(&mut self, changes: Vec<Arc<Change>>, mut is_new: impl FnMut(&Change) -> bool) {
+        if changes.is_empty() {
+            return;
+        }
+        while let Ok(item) = self.rx.try_recv() {
+            self.pending.push_back(item);
+        }
+        let queued: std::collections::HashSet<u64> = self
+            .pending
+            .iter()
+            .filter_map(|item| match item {
+                Item::Message(Message::Change(c)) => Some(c.seq),
+                _ => None,
+            })
+            .collect();
+        let mut at = 0;
+        for change in changes {
+            // routed to this subscriber through another topic, it comes in its place
+            if queued.contains(&change.seq) || !is_new(&change) {
+                continue;
+            }
+            while at < self.pending.len()
+                && !matches!(&self.pending[at], Item::Message(Message::Change(c)) if c.seq > change.seq)
+            {
+                at += 1;
+            }
+            // a transaction closed just before: the change belongs inside it when it is its own
+            if at > 0 && matches!(self.pending[at - 1], Item::Committed(xid) if xid == change.xid) {
+                at -= 1;
+                self.pending
+                    .insert(at, Item::Message(Message::Change(change)));
+                at += 1;
+                continue;
+            }
+            let xid = change.xid;
             self.pending
-                .push_front(Item::Message(Message::Change(change)));
+                .insert(at, Item::Message(Message::Change(change)));
+            at += 1;
+            let continues = matches!(&self.pending.get(at), Some(Item::Message(Message::Change(c))) if c.xid == xid);
+            if !continues {
+                self.pending.insert(at, Item::Committed(xid));
+            }
         }
     }
 
@@ -250,5 +294,113 @@ impl Drop for Inbox {
 impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inbox").field("id", &self.id).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::change::Op;
+    use crate::route::topic::Selector;
+    use crate::route::Ops;
+    use crate::schema::{Key, TableName};
+
+    const POSTS: TableName = TableName {
+        schema: None,
+        name: "posts",
+    };
+
+    fn change(seq: u64, xid: u64, key: i64) -> Arc<Change> {
+        Arc::new(Change {
+            op: Op::Updated,
+            table: POSTS,
+            key: Key::from(key),
+            old_key: None,
+            columns: Vec::new(),
+            old_columns: Vec::new(),
+            xid,
+            seq,
+        })
+    }
+
+    /// Routes `changes` (row 1's are this subscriber's) and closes each transaction.
+    fn route(router: &Router, changes: &[Arc<Change>]) {
+        let routed = router.route(changes.to_vec());
+        let mut ids = HashSet::new();
+        let mut xids = Vec::new();
+        for r in &routed {
+            ids.extend(r.subscribers.iter().copied());
+            if !xids.contains(&r.change.xid) {
+                xids.push(r.change.xid);
+            }
+        }
+        router.deliver(routed);
+        for xid in xids {
+            router.commit(xid, &ids);
+        }
+    }
+
+    #[tokio::test]
+    async fn caught_up_changes_take_their_place_in_commit_order() {
+        let router = Router::new(64);
+        let topic = Topic {
+            table: POSTS,
+            selector: Selector::Row(Key::from(1i64)),
+        };
+        let mut inbox = Inbox::open(&router, [topic], Ops::ALL);
+        // queued: seq 1 (xid 10), seq 4 (xid 11), seq 7 (xid 13); row 2's changes were
+        // routed before the subscriber held row 2
+        route(
+            &router,
+            &[
+                change(1, 10, 1),
+                change(2, 10, 2),
+                change(3, 11, 2),
+                change(4, 11, 1),
+                change(5, 11, 2),
+                change(6, 12, 2),
+                change(7, 13, 1),
+            ],
+        );
+        inbox.catch_up(
+            vec![
+                change(2, 10, 2),
+                change(3, 11, 2),
+                change(4, 11, 1),
+                change(5, 11, 2),
+                change(6, 12, 2),
+            ],
+            |_| true,
+        );
+        let mut batches = Vec::new();
+        while batches.len() < 4 {
+            let batch = inbox.next_batch().await.unwrap();
+            batches.push(
+                batch
+                    .iter()
+                    .map(|m| match m {
+                        Message::Change(c) => c.seq,
+                        Message::Resync(_) => 0,
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        // in commit order, each transaction whole, seq 4 (queued) once
+        assert_eq!(batches, [vec![1, 2], vec![3, 4, 5], vec![6], vec![7]]);
+        assert!(inbox.try_next().is_none(), "nothing twice");
+    }
+
+    #[tokio::test]
+    async fn a_change_an_earlier_catch_up_took_is_left_out() {
+        let router = Router::new(64);
+        let mut inbox = Inbox::open(&router, [], Ops::ALL);
+        inbox.catch_up(vec![change(1, 10, 2), change(2, 11, 2)], |c| c.seq != 1);
+        match inbox.try_next() {
+            Some(Message::Change(c)) => assert_eq!(c.seq, 2),
+            other => panic!("expected seq 2, got {other:?}"),
+        }
+        assert!(inbox.try_next().is_none());
     }
 }
