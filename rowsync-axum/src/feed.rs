@@ -355,6 +355,13 @@ fn publish<S: Schema + Serialize>(
     }
     let mut state = shared.state.lock();
     let order_changed = state.order != order;
+    // why: a transaction that left every row as it was (a catch-up of changes the value
+    // already shows) is no news for a browser
+    upsert.retain(|(key, row)| state.rows.get(key) != Some(row));
+    remove.retain(|key| state.rows.contains_key(key));
+    if upsert.is_empty() && remove.is_empty() && !order_changed {
+        return Ok(());
+    }
     let patch = event::patch_json(&upsert, &remove, order_changed.then_some(&order[..]));
     for key in &remove {
         state.rows.remove(key);
