@@ -139,8 +139,7 @@ impl LiveFeed {
 /// `.route("/people/events", get(rowsync_axum::sse(feed)))`.
 pub fn sse(
     feed: LiveFeed,
-) -> impl Fn(HeaderMap, Uri) -> std::future::Ready<EventResponse> + Clone + Send + Sync + 'static
-{
+) -> impl Fn(HeaderMap, Uri) -> std::future::Ready<EventResponse> + Clone + Send + Sync + 'static {
     move |headers: HeaderMap, uri: Uri| std::future::ready(feed.sse(&headers, &uri))
 }
 
