@@ -4,6 +4,7 @@
 
 #[path = "../../examples/board/app.rs"]
 pub mod app;
+pub mod chromium;
 pub mod sse;
 
 use std::net::SocketAddr;
