@@ -81,6 +81,8 @@ pub const SETUP: &str = "
 #[derive(Clone)]
 pub struct Board {
     /// The hub following the tables.
+    // why: the tests read it (to kill its listener); the demo only keeps it running
+    #[allow(dead_code)]
     pub hub: Hub,
     /// The people, published to every page.
     pub feed: LiveFeed,
