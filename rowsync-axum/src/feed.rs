@@ -243,8 +243,11 @@ impl LiveFeed {
     /// Waits until transaction `seq` is published (or the feed ended).
     pub async fn published(&self, seq: u64) {
         let mut rx = self.shared.published.subscribe();
+        let shared = &self.shared;
         // the sender lives as long as `self`: an error cannot happen here
-        let _ = rx.wait_for(|&published| published >= seq).await;
+        let _ = rx
+            .wait_for(|&published| published >= seq || shared.state.lock().ended)
+            .await;
     }
 }
 

@@ -339,3 +339,56 @@ async fn a_slow_browser_holds_bounded_memory_and_catches_up_with_a_reset() {
     assert!(stats.lagged >= 1, "{stats:?}");
     assert!(stats.replay_len <= replay, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_query_built_per_request_follows_what_that_request_asked_for() {
+    use axum::http::request::Parts;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use crate::support::app::Person;
+
+    let served = serve(FeedConfig::default()).await;
+    let hub = served.board.hub.clone();
+    // one person's board, chosen by the request (a per-user filter would read a session)
+    let router = axum::Router::new().route(
+        "/person",
+        axum::routing::get(rowsync_axum::sse_per_request(move |parts: &Parts| {
+            let id: i64 = parts
+                .uri
+                .query()
+                .and_then(|q| q.strip_prefix("id="))
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| (StatusCode::BAD_REQUEST, "?id=<person>").into_response())?;
+            Ok(hub
+                .live::<Person>()
+                .filter(rowsync::Filter::eq("id", id))
+                .preload(["posts.tags"]))
+        })),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    assert!(SseClient::connect(address, "/person?id=x", None)
+        .await
+        .is_err_and(|e| e.to_string().contains("400")));
+    let mut grace = SseClient::connect(address, "/person?id=2", None)
+        .await
+        .unwrap();
+    let snapshot = next(&mut grace).await;
+    assert_eq!(
+        people(&snapshot.json()["rows"]),
+        [(2, "Grace".into(), vec!["Compilers".into()])]
+    );
+    served
+        .sql
+        .batch_execute(
+            "UPDATE board_people SET name = 'not news for Grace' WHERE id = 1;
+             UPDATE board_people SET name = 'Grace Hopper' WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    let patch = next(&mut grace).await;
+    assert_eq!(people(&patch.json()["upsert"])[0].1, "Grace Hopper");
+}

@@ -120,3 +120,42 @@ async fn a_schema_with_associations_goes_to_json() {
     assert!(json["profile"].is_null());
     assert!(json["posts"][0]["labels"].is_null());
 }
+
+#[tokio::test]
+async fn a_subscription_streams_whole_transactions() {
+    let f = seeded().await;
+    let hub = start_hub(&f).await;
+    let (_people, mut sub) = hub
+        .live::<Person>()
+        .preload(["posts"])
+        .subscribe()
+        .await
+        .unwrap();
+    f.sql
+        .batch_execute(
+            "BEGIN;
+             UPDATE posts SET name = 'one' WHERE id = 1;
+             UPDATE posts SET name = 'two' WHERE id = 2;
+             COMMIT;
+             UPDATE persons SET name = 'bobby' WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    let mut transactions = sub.transactions();
+    let first = timeout(WAIT, transactions.next()).await.unwrap().unwrap();
+    let second = timeout(WAIT, transactions.next()).await.unwrap().unwrap();
+    let xids = |batch: &[rowsync::Message]| -> Vec<u64> {
+        batch
+            .iter()
+            .map(|m| match m {
+                rowsync::Message::Change(c) => c.xid,
+                other => panic!("expected changes, got {other:?}"),
+            })
+            .collect()
+    };
+    let (first, second) = (xids(&first), xids(&second));
+    assert_eq!(first.len(), 2, "both rows of the first transaction together");
+    assert_eq!(first[0], first[1]);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], first[0]);
+}
