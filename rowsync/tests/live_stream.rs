@@ -154,7 +154,11 @@ async fn a_subscription_streams_whole_transactions() {
             .collect()
     };
     let (first, second) = (xids(&first), xids(&second));
-    assert_eq!(first.len(), 2, "both rows of the first transaction together");
+    assert_eq!(
+        first.len(),
+        2,
+        "both rows of the first transaction together"
+    );
     assert_eq!(first[0], first[1]);
     assert_eq!(second.len(), 1);
     assert_ne!(second[0], first[0]);
