@@ -69,6 +69,8 @@ pub use sse::{sse, sse_per_request, EventResponse, EventStream};
 pub const CLIENT_JS: &str = include_str!("client.js");
 
 /// An axum handler serving [`CLIENT_JS`]: `.route("/rowsync.js", get(rowsync_axum::client_js))`.
+// why async with nothing to await: that is the shape of an axum handler
+#[allow(clippy::unused_async)]
 pub async fn client_js() -> impl IntoResponse {
     (
         [

@@ -144,18 +144,19 @@ pub fn sse(
 }
 
 /// An axum handler that builds the query for each request (per-user filters) with `build`,
-/// and streams it: `build` returns the query, or the response to send instead (a 403).
-/// Each connection follows a value of its own, so a reconnecting browser gets a fresh
-/// `snapshot`.
-pub fn sse_per_request<S, F>(
+/// and streams it: `build` returns the query, or what to answer instead (e.g.
+/// `(StatusCode::FORBIDDEN, "not yours")`). Each connection follows a value of its own, so
+/// a reconnecting browser gets a fresh `snapshot`.
+pub fn sse_per_request<S, E, F>(
     build: F,
 ) -> impl Fn(Parts) -> Pin<Box<dyn Future<Output = Response> + Send>> + Clone + Send + Sync + 'static
 where
     S: Schema + Serialize,
-    F: Fn(&Parts) -> Result<LiveQuery<S>, Response> + Clone + Send + Sync + 'static,
+    E: IntoResponse,
+    F: Fn(&Parts) -> Result<LiveQuery<S>, E> + Clone + Send + Sync + 'static,
 {
     move |parts: Parts| {
-        let query = build(&parts);
+        let query = build(&parts).map_err(IntoResponse::into_response);
         Box::pin(async move {
             let query = match query {
                 Ok(query) => query,

@@ -344,7 +344,6 @@ async fn a_slow_browser_holds_bounded_memory_and_catches_up_with_a_reset() {
 async fn a_query_built_per_request_follows_what_that_request_asked_for() {
     use axum::http::request::Parts;
     use axum::http::StatusCode;
-    use axum::response::IntoResponse;
 
     use crate::support::app::Person;
 
@@ -353,18 +352,20 @@ async fn a_query_built_per_request_follows_what_that_request_asked_for() {
     // one person's board, chosen by the request (a per-user filter would read a session)
     let router = axum::Router::new().route(
         "/person",
-        axum::routing::get(rowsync_axum::sse_per_request(move |parts: &Parts| {
-            let id: i64 = parts
-                .uri
-                .query()
-                .and_then(|q| q.strip_prefix("id="))
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| (StatusCode::BAD_REQUEST, "?id=<person>").into_response())?;
-            Ok(hub
-                .live::<Person>()
-                .filter(rowsync::Filter::eq("id", id))
-                .preload(["posts.tags"]))
-        })),
+        axum::routing::get(rowsync_axum::sse_per_request(
+            move |parts: &Parts| -> Result<_, (StatusCode, &str)> {
+                let id: i64 = parts
+                    .uri
+                    .query()
+                    .and_then(|q| q.strip_prefix("id="))
+                    .and_then(|id| id.parse().ok())
+                    .ok_or((StatusCode::BAD_REQUEST, "?id=<person>"))?;
+                Ok(hub
+                    .live::<Person>()
+                    .filter(rowsync::Filter::eq("id", id))
+                    .preload(["posts.tags"]))
+            },
+        )),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -85,7 +85,7 @@ impl SseClient {
             if line.is_empty() {
                 break;
             }
-            if line.to_ascii_lowercase() == "transfer-encoding: chunked" {
+            if line.eq_ignore_ascii_case("transfer-encoding: chunked") {
                 chunked = true;
             }
         }

@@ -231,7 +231,7 @@ impl<T: LiveValue> Live<T> {
                 .await
                 .map_err(|e| SyncError::Wait(Box::new(e)))?;
         }
-        Ok(landed_then(landed, self.apply_pending().await?)?)
+        landed_then(landed, self.apply_pending().await?)
     }
 
     /// Applies transaction `xid` (and everything committed before it), once it has
@@ -245,7 +245,7 @@ impl<T: LiveValue> Live<T> {
                 .await
                 .map_err(|e| SyncError::Wait(Box::new(e)))?;
         }
-        Ok(landed_then(landed, self.apply_pending().await?)?)
+        landed_then(landed, self.apply_pending().await?)
     }
 
     /// The data. While the [`Stream`](futures_util::Stream) impl is applying a transaction

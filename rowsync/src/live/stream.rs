@@ -139,10 +139,10 @@ impl Subscription {
     /// committed transaction that concerns this subscriber (what
     /// [`next_batch`](Subscription::next_batch) gives), or one resync. Dropping the stream
     /// while a transaction is half-read loses those messages (the next resync repairs them).
-    pub fn transactions(&mut self) -> impl Stream<Item = Vec<Message>> + Send + '_ {
-        futures_util::stream::unfold(self, |sub| async move {
+    pub fn transactions(&mut self) -> futures_util::stream::BoxStream<'_, Vec<Message>> {
+        Box::pin(futures_util::stream::unfold(self, |sub| async move {
             let batch = sub.next_batch().await?;
             Some((batch, sub))
-        })
+        }))
     }
 }
