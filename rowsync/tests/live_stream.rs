@@ -163,3 +163,65 @@ async fn a_subscription_streams_whole_transactions() {
     assert_eq!(second.len(), 1);
     assert_ne!(second[0], first[0]);
 }
+
+#[tokio::test]
+async fn polls_given_up_halfway_lose_nothing_and_never_show_part_of_a_transaction() {
+    let f = seeded().await;
+    let hub = start_hub(&f).await;
+    let mut people = hub
+        .live::<Person>()
+        .order_by("id")
+        .preload(["posts"])
+        .all()
+        .await
+        .unwrap();
+    let posts_of_carol =
+        |people: &[Person]| people[2].posts.loaded().map(Vec::len).unwrap_or_default();
+    let writer = {
+        let url = f.db.url().to_owned();
+        tokio::spawn(async move {
+            let (sql, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            for i in 0..20 {
+                // two posts for carol in each transaction
+                sql.batch_execute(&format!(
+                    "INSERT INTO posts (name, person_id) VALUES ('a{i}', 3), ('b{i}', 3)"
+                ))
+                .await
+                .unwrap();
+            }
+        })
+    };
+    // a select! that keeps losing: polls given up after 1 ms, whatever they were doing
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut given_up_while_applying = 0;
+    while posts_of_carol(&people) < 40 {
+        assert!(tokio::time::Instant::now() < deadline, "not all applied");
+        if let Ok(Some(item)) =
+            timeout(Duration::from_millis(1), StreamExt::next(&mut people)).await
+        {
+            item.unwrap();
+        }
+        // between polls the value is a whole state: never one post of a pair
+        assert_eq!(
+            posts_of_carol(&people) % 2,
+            0,
+            "part of a transaction shown"
+        );
+        // the subscription is with a transaction being applied
+        if people.subscription().is_none() {
+            given_up_while_applying += 1;
+        }
+    }
+    assert!(
+        given_up_while_applying > 0,
+        "no poll was given up while a transaction was being applied: the test proves nothing"
+    );
+    writer.await.unwrap();
+    assert_eq!(posts_of_carol(&people), 40);
+    // the inherent methods finish what a given-up poll started
+    people.catch_up().await.unwrap();
+    assert_eq!(posts_of_carol(&people), 40);
+}

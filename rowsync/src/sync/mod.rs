@@ -85,6 +85,13 @@ impl Changes {
     }
 }
 
+/// `inserted #3; deleted #1` (name the schema with [`Changes::describe`]).
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.describe("").fmt(f)
+    }
+}
+
 struct Described<'a> {
     changes: &'a Changes,
     schema: &'a str,
@@ -109,7 +116,11 @@ impl std::fmt::Display for Described<'_> {
             f.write_str(what)?;
             for (i, key) in keys.iter().enumerate() {
                 f.write_str(if i == 0 { " " } else { ", " })?;
-                write!(f, "{}", key.of(self.schema))?;
+                if self.schema.is_empty() {
+                    write!(f, "#{key}")?;
+                } else {
+                    write!(f, "{}", key.of(self.schema))?;
+                }
             }
         }
         if c.reloaded {
@@ -183,6 +194,7 @@ mod describe_tests {
             format!("{changes:?}"),
             "Changes { inserted: [#3], updated: [], deleted: [#1, #2], reloaded: false }"
         );
+        assert_eq!(changes.to_string(), "inserted #3; deleted #1, #2");
         assert_eq!(Changes::default().describe("Post").to_string(), "nothing");
     }
 }
