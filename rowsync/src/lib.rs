@@ -89,6 +89,9 @@
 //! - `decimal`: `numeric` as `Decimal` (rust_decimal, re-exported here).
 //! - `json`: `json` / `jsonb` as `serde_json::Value`.
 //! - `tls`: TLS connections with rustls (`Tls::rustls`, `Tls::with_root_pem`).
+//! - `serde` (off by default): `Serialize` / `Deserialize` for [`Assoc`], [`Key`], [`Value`],
+//!   [`Changes`] and [`LiveUpdate`], so a schema that derives serde's traits goes to JSON
+//!   with its loaded associations (`null` for one not loaded).
 //!
 //! A column of a type whose feature is off is reported as unsupported.
 
@@ -116,7 +119,7 @@ pub use error::{
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};
-pub use live::{Follow, Live, LiveQuery, LiveValue};
+pub use live::{Follow, Live, LiveQuery, LiveUpdate, LiveValue};
 pub use load::{
     current_xid, preload_into, query, Db, Executor, Fetch, PgType, Query, Snapshot,
     SnapshotParseError, Tls,

@@ -11,6 +11,7 @@ mod hints;
 mod hub;
 mod imports;
 mod live;
+mod live_stream;
 mod load;
 mod oracle;
 mod pgoutput;

@@ -7,6 +7,8 @@
 //! committed after the load is applied exactly once and none before it is applied again.
 //! [`Subscription`] does all of that; a live value is its data and its subscription.
 
+mod stream;
+
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -16,6 +18,8 @@ use crate::hub::{Hub, Subscription, SyncStats};
 use crate::load::{Query, Snapshot};
 use crate::schema::{Key, Schema};
 use crate::sync::{Changes, Held, Membership, SyncOptions};
+
+pub use stream::LiveUpdate;
 
 /// Data a live query can hold: a list, or at most one row.
 pub trait LiveValue: Held<Self::Row> + Send + Sync + 'static {
@@ -77,8 +81,8 @@ impl<S: Schema> Query<'static, S, Follow> {
     /// no-gap rule as [`all`](Self::all), for a caller who drives the syncs by hand (with
     /// [`Subscription::sync`], or `sync_with` and its own options).
     pub async fn subscribe(self) -> Result<(Vec<S>, Subscription), HubError> {
-        let live: Live<Vec<S>> = self.start(None, false).await?;
-        Ok((live.data, live.sub))
+        let (rows, sub, _) = self.load(None, false).await?;
+        Ok((rows, sub))
     }
 
     /// The row with primary key `key` (or `None`), kept in sync: it appears if inserted later.
@@ -92,10 +96,24 @@ impl<S: Schema> Query<'static, S, Follow> {
     }
 
     async fn start<T: LiveValue<Row = S>>(
-        mut self,
+        self,
         key: Option<Key>,
         single: bool,
     ) -> Result<Live<T>, HubError> {
+        let (rows, sub, options) = self.load(key, single).await?;
+        Ok(Live {
+            data: T::from_rows(rows),
+            sub: Some(sub),
+            options,
+            flight: None,
+        })
+    }
+
+    async fn load(
+        mut self,
+        key: Option<Key>,
+        single: bool,
+    ) -> Result<(Vec<S>, Subscription, SyncOptions), HubError> {
         let meta = S::meta();
         let tree = PreloadTree::parse(meta, &self.spec.preloads)?;
         let membership = match key {
@@ -120,12 +138,21 @@ impl<S: Schema> Query<'static, S, Follow> {
         let tree = options.grow(meta, &tree)?;
         let mut sub = hub.subscribe_shape(meta, tree, membership, self.spec, single, Vec::new())?;
         let rows = sub.reload::<S>(&[]).await?;
-        Ok(Live {
-            data: T::from_rows(rows),
-            sub,
-            options,
-        })
+        Ok((rows, sub, options))
     }
+}
+
+/// What a transaction the stream was applying changed, then `more`.
+fn landed_then(
+    landed: Option<Option<Result<Changes, SyncError>>>,
+    more: Changes,
+) -> Result<Changes, SyncError> {
+    let mut all = match landed {
+        Some(Some(changes)) => changes?,
+        _ => Changes::default(),
+    };
+    all.merge(more);
+    Ok(all)
 }
 
 /// Data loaded by a live query and kept in sync: it derefs to the data, and
@@ -133,8 +160,12 @@ impl<S: Schema> Query<'static, S, Follow> {
 /// Dropping it ends its subscription.
 pub struct Live<T: LiveValue> {
     data: T,
-    sub: Subscription,
+    /// `None` only while the [`Stream`](futures_util::Stream) impl applies a transaction:
+    /// then it is in `flight`.
+    sub: Option<Subscription>,
     options: SyncOptions,
+    /// A transaction the `Stream` impl is applying (live/stream.rs).
+    flight: Option<stream::Flight<T>>,
 }
 
 impl<T: LiveValue> Live<T> {
@@ -144,15 +175,20 @@ impl<T: LiveValue> Live<T> {
     /// is applied whole or not at all. `None` once the hub shut down.
     ///
     /// Not cancel-safe: a call dropped while it applies a change loses that change (the
-    /// next resync repairs it). Drive it from one task rather than racing it in `select!`.
+    /// next resync repairs it). Drive it from one task rather than racing it in `select!`;
+    /// the [`Stream`](futures_util::Stream) impl is the cancel-safe way.
     pub async fn next(&mut self) -> Option<Result<Changes, SyncError>> {
+        if let Some(landed) = self.land().await {
+            return landed;
+        }
+        let sub = self.sub.as_mut()?;
         loop {
-            let batch = self.sub.next_batch().await?;
+            let batch = sub.next_batch().await?;
             let mut all = Changes::default();
             let mut failed = None;
             for message in &batch {
                 let options = self.options.clone();
-                match self.sub.sync_with(&mut self.data, message, options).await {
+                match sub.sync_with(&mut self.data, message, options).await {
                     Ok(changes) => all.merge(changes),
                     // a change that could not be applied: its resync comes next (the change
                     // is not lost, the value is reloaded)
@@ -172,13 +208,15 @@ impl<T: LiveValue> Live<T> {
     /// changed at the top level, all together.
     pub async fn apply_pending(&mut self) -> Result<Changes, SyncError> {
         let mut all = Changes::default();
-        while let Some(message) = self.sub.try_next() {
+        if let Some(Some(landed)) = self.land().await {
+            all.merge(landed?);
+        }
+        let Some(sub) = self.sub.as_mut() else {
+            return Ok(all);
+        };
+        while let Some(message) = sub.try_next() {
             let options = self.options.clone();
-            all.merge(
-                self.sub
-                    .sync_with(&mut self.data, &message, options)
-                    .await?,
-            );
+            all.merge(sub.sync_with(&mut self.data, &message, options).await?);
         }
         Ok(all)
     }
@@ -186,49 +224,64 @@ impl<T: LiveValue> Live<T> {
     /// Applies every transaction committed before the call (read-your-writes: a handler that
     /// wrote, then awaits this, renders its write). See [`Hub::sync_point`].
     pub async fn catch_up(&mut self) -> Result<Changes, SyncError> {
-        self.sub
-            .hub()
-            .sync_point()
-            .await
-            .map_err(|e| SyncError::Wait(Box::new(e)))?;
-        self.apply_pending().await
+        let landed = self.land().await;
+        if let Some(sub) = &self.sub {
+            sub.hub()
+                .sync_point()
+                .await
+                .map_err(|e| SyncError::Wait(Box::new(e)))?;
+        }
+        landed_then(landed, self.apply_pending().await?)
     }
 
     /// Applies transaction `xid` (and everything committed before it), once it has
     /// committed; at once for a transaction that touched nothing this value holds. See
     /// [`Hub::wait_for`] and [`current_xid`](crate::current_xid).
     pub async fn wait_for(&mut self, xid: u64) -> Result<Changes, SyncError> {
-        self.sub
-            .hub()
-            .wait_for(xid)
-            .await
-            .map_err(|e| SyncError::Wait(Box::new(e)))?;
-        self.apply_pending().await
+        let landed = self.land().await;
+        if let Some(sub) = &self.sub {
+            sub.hub()
+                .wait_for(xid)
+                .await
+                .map_err(|e| SyncError::Wait(Box::new(e)))?;
+        }
+        landed_then(landed, self.apply_pending().await?)
     }
 
-    /// The data.
+    /// The data. While the [`Stream`](futures_util::Stream) impl is applying a transaction
+    /// (between a pending poll and its item), the state before that transaction.
     pub fn data(&self) -> &T {
         &self.data
     }
 
-    /// The data, leaving the live query (its subscription ends).
+    /// The data, leaving the live query (its subscription ends; a transaction the stream
+    /// was applying is dropped).
     pub fn into_inner(self) -> T {
         self.data
     }
 
-    /// Counters of this live value.
+    /// Counters of this live value (as of the last whole transaction).
     pub fn stats(&self) -> SyncStats {
-        self.sub.stats()
+        match (&self.sub, &self.flight) {
+            (Some(sub), _) => sub.stats(),
+            (None, Some(flight)) => flight.stats,
+            (None, None) => SyncStats::default(),
+        }
     }
 
     /// The snapshot of the last load.
     pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.sub.snapshot()
+        match (&self.sub, &self.flight) {
+            (Some(sub), _) => sub.snapshot(),
+            (None, Some(flight)) => flight.snapshot.as_ref(),
+            (None, None) => None,
+        }
     }
 
-    /// The subscription feeding this value.
-    pub fn subscription(&self) -> &Subscription {
-        &self.sub
+    /// The subscription feeding this value; `None` while the
+    /// [`Stream`](futures_util::Stream) impl is applying a transaction with it.
+    pub fn subscription(&self) -> Option<&Subscription> {
+        self.sub.as_ref()
     }
 }
 
@@ -243,8 +296,8 @@ impl<T: LiveValue + std::fmt::Debug> std::fmt::Debug for Live<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live")
             .field("data", &self.data)
-            .field("snapshot", &self.sub.snapshot())
-            .field("stats", &self.sub.stats())
+            .field("snapshot", &self.snapshot())
+            .field("stats", &self.stats())
             .finish()
     }
 }

@@ -3,7 +3,7 @@
 use super::Value;
 
 /// A primary key: one value per key column, in the schema's key order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Key(pub Vec<Value>);
 
 impl Key {
@@ -61,5 +61,42 @@ impl std::fmt::Display for Key {
                 f.write_str(")")
             }
         }
+    }
+}
+
+/// `#7`, `#(1, 'a')`: the key as a reader writes it, not `Key([I64(7)])`.
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{self}")
+    }
+}
+
+impl Key {
+    /// The key with its schema's name, for messages: `Post #1`.
+    pub fn of<'a>(&'a self, schema: &'a str) -> impl std::fmt::Display + 'a {
+        Named { schema, key: self }
+    }
+}
+
+struct Named<'a> {
+    schema: &'a str,
+    key: &'a Key,
+}
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} #{}", self.schema, self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Key;
+
+    #[test]
+    fn keys_read_as_written() {
+        assert_eq!(format!("{:?}", Key::from(1i64)), "#1");
+        assert_eq!(format!("{}", Key::from(1i64).of("Post")), "Post #1");
+        assert_eq!(format!("{:?}", Key::from((1i64, "a"))), "#(1, 'a')");
     }
 }

@@ -7,6 +7,8 @@ mod image;
 mod key;
 mod meta;
 mod ordering;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub(crate) mod value;
 
 pub use assoc::{Assoc, AssocField, AssocValue, AssocVisitor};

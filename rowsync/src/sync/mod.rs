@@ -23,7 +23,10 @@ use crate::graph::TreePath;
 use crate::schema::{Key, Schema};
 
 /// What a sync changed at the top level of the held data, for a UI to patch only those rows.
+/// `{:?}` reads as `Changes { inserted: [#3], updated: [#1], .. }`; name the rows with
+/// [`describe`](Changes::describe): `inserted Post #3; updated Post #1`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Changes {
     /// Root rows added.
     pub inserted: Vec<Key>,
@@ -64,12 +67,70 @@ impl Changes {
         self.reloaded |= other.reloaded;
     }
 
+    /// What changed, with the rows named by their schema: `inserted Post #3; deleted
+    /// Post #1`, or `reloaded`, or `nothing`.
+    pub fn describe<'a>(&'a self, schema: &'a str) -> impl std::fmt::Display + 'a {
+        Described {
+            changes: self,
+            schema,
+        }
+    }
+
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.inserted.is_empty()
             && self.updated.is_empty()
             && self.deleted.is_empty()
             && !self.reloaded
+    }
+}
+
+/// `inserted #3; deleted #1` (name the schema with [`Changes::describe`]).
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.describe("").fmt(f)
+    }
+}
+
+struct Described<'a> {
+    changes: &'a Changes,
+    schema: &'a str,
+}
+
+impl std::fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.changes;
+        let mut first = true;
+        for (what, keys) in [
+            ("inserted", &c.inserted),
+            ("updated", &c.updated),
+            ("deleted", &c.deleted),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            f.write_str(what)?;
+            for (i, key) in keys.iter().enumerate() {
+                f.write_str(if i == 0 { " " } else { ", " })?;
+                if self.schema.is_empty() {
+                    write!(f, "#{key}")?;
+                } else {
+                    write!(f, "{}", key.of(self.schema))?;
+                }
+            }
+        }
+        if c.reloaded {
+            f.write_str(if first { "reloaded" } else { "; reloaded" })?;
+            first = false;
+        }
+        if first {
+            f.write_str("nothing")?;
+        }
+        Ok(())
     }
 }
 
@@ -111,4 +172,29 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
         }
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::Changes;
+    use crate::schema::Key;
+
+    #[test]
+    fn changes_name_their_rows() {
+        let changes = Changes {
+            inserted: vec![Key::from(3i64)],
+            deleted: vec![Key::from(1i64), Key::from(2i64)],
+            ..Changes::default()
+        };
+        assert_eq!(
+            changes.describe("Post").to_string(),
+            "inserted Post #3; deleted Post #1, Post #2"
+        );
+        assert_eq!(
+            format!("{changes:?}"),
+            "Changes { inserted: [#3], updated: [], deleted: [#1, #2], reloaded: false }"
+        );
+        assert_eq!(changes.to_string(), "inserted #3; deleted #1, #2");
+        assert_eq!(Changes::default().describe("Post").to_string(), "nothing");
+    }
 }

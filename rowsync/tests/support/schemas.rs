@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use rowsync::{Assoc, Schema, TextEnum};
 use uuid::Uuid;
 
-#[derive(Schema, Clone, Debug, PartialEq)]
+#[derive(Schema, Clone, Debug, PartialEq, serde::Serialize)]
 #[rowsync(table = "persons")]
 pub struct Person {
     pub id: i64,
@@ -29,7 +29,7 @@ pub struct Person {
     pub widgets: Assoc<Vec<Widget>>,
 }
 
-#[derive(Schema, Clone, Debug, PartialEq)]
+#[derive(Schema, Clone, Debug, PartialEq, serde::Serialize)]
 #[rowsync(table = "posts")]
 pub struct Post {
     pub id: i64,
@@ -49,7 +49,7 @@ pub struct Post {
     pub labels: Assoc<Vec<Label>>,
 }
 
-#[derive(Schema, Clone, Debug, PartialEq)]
+#[derive(Schema, Clone, Debug, PartialEq, serde::Serialize)]
 #[rowsync(table = "tags")]
 pub struct Tag {
     pub id: i64,
@@ -58,7 +58,7 @@ pub struct Tag {
     pub posts: Assoc<Vec<Post>>,
 }
 
-#[derive(Schema, Clone, Debug, PartialEq)]
+#[derive(Schema, Clone, Debug, PartialEq, serde::Serialize)]
 #[rowsync(table = "labels")]
 pub struct Label {
     pub id: i64,
@@ -79,7 +79,7 @@ pub struct PostsTags {
     pub tag: Assoc<Option<Tag>>,
 }
 
-#[derive(Schema, Clone, Debug, PartialEq)]
+#[derive(Schema, Clone, Debug, PartialEq, serde::Serialize)]
 #[rowsync(table = "profiles")]
 pub struct Profile {
     pub id: i64,
@@ -87,7 +87,7 @@ pub struct Profile {
     pub bio: Option<String>,
 }
 
-#[derive(Schema, Clone, Debug, PartialEq)]
+#[derive(Schema, Clone, Debug, PartialEq, serde::Serialize)]
 #[rowsync(table = "widgets", schema = "app")]
 pub struct Widget {
     pub id: i32,
