@@ -172,6 +172,16 @@ impl Subscription {
         self.inbox.next_batch().await
     }
 
+    /// Waits until a message can be taken with no wait for its first item (cancel-safe).
+    pub(crate) async fn ready(&mut self) {
+        self.inbox.ready().await
+    }
+
+    /// Asks for a resync before anything else queued.
+    pub(crate) fn resync_first(&mut self, reason: ResyncReason) {
+        self.inbox.resync_first(reason)
+    }
+
     /// The topics this subscription is routed by now.
     pub fn topics(&self) -> Vec<Topic> {
         self.inbox.topics()

@@ -81,6 +81,30 @@ impl Inbox {
             .push_front(Item::Message(Message::Resync(reason)));
     }
 
+    /// Waits until a message can be taken with no wait for its first item (one is queued,
+    /// a lag is to be reported, or the hub shut down). Cancel-safe: an item received is kept.
+    pub(crate) async fn ready(&mut self) {
+        loop {
+            if self.queue.missed.load(Ordering::Relaxed) > 0
+                || self.queue.lost_marks.load(Ordering::Relaxed) > 0
+            {
+                return;
+            }
+            // a mark first in line is skipped by `next` anyway
+            while matches!(self.pending.front(), Some(Item::Committed(_))) {
+                self.pending.pop_front();
+            }
+            if !self.pending.is_empty() {
+                return;
+            }
+            match self.rx.recv().await {
+                None => return,
+                Some(Item::Committed(_)) => {}
+                Some(item) => self.pending.push_back(item),
+            }
+        }
+    }
+
     /// Puts `changes` (oldest first) before anything queued: changes of rows this
     /// subscriber started to hold that were routed before it held them.
     /// Each is a transaction of its own here (its other changes concern rows it held before
