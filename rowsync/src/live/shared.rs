@@ -15,6 +15,7 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -40,7 +41,9 @@ pub(crate) struct Shared<T: LiveValue> {
     state: Mutex<State<T>>,
     /// The latest version, for viewers to wake on.
     published: watch::Sender<u64>,
-    /// A viewer wants the driver now (to apply what is queued), not after the next change.
+    /// Viewers that want the driver now (to apply what is queued), not after the next
+    /// change: one waiting for a change under the driver lock lets go for them.
+    wanting: AtomicUsize,
     wanted: Notify,
 }
 
@@ -154,6 +157,7 @@ impl<T: LiveValue> Shared<T> {
                 viewers: 1,
             }),
             published: watch::Sender::new(0),
+            wanting: AtomicUsize::new(0),
             wanted: Notify::new(),
         });
         let existing = {
@@ -353,9 +357,13 @@ impl<T: LiveValue> Viewer<T> {
                 guard = shared.driver.lock() => guard,
             }
         } else {
-            // a viewer waiting for the next change holds the driver: ask it to let go
-            shared.wanted.notify_one();
-            shared.driver.lock().await
+            // a viewer waiting for the next change holds the driver: ask it, and every
+            // viewer in line before us, to let go
+            shared.wanting.fetch_add(1, Ordering::AcqRel);
+            shared.wanted.notify_waiters();
+            let guard = shared.driver.lock().await;
+            shared.wanting.fetch_sub(1, Ordering::AcqRel);
+            guard
         };
         if shared.state.lock().version != self.seen {
             return Ok(Driven::Behind);
@@ -365,10 +373,17 @@ impl<T: LiveValue> Viewer<T> {
             driver.sub.resync_first(ResyncReason::Lagged { missed: 0 });
         }
         let messages = if wait {
+            let wanted = shared.wanted.notified();
+            tokio::pin!(wanted);
+            // why enabled before the check: a want announced after it wakes `wanted`
+            wanted.as_mut().enable();
+            if shared.wanting.load(Ordering::Acquire) > 0 {
+                return Ok(Driven::Nothing);
+            }
             tokio::select! {
                 biased;
                 _ = driver.sub.ready() => {}
-                _ = shared.wanted.notified() => return Ok(Driven::Nothing),
+                _ = wanted => return Ok(Driven::Nothing),
             }
             match driver.sub.next_batch().await {
                 Some(batch) => batch,
