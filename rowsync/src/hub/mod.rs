@@ -101,9 +101,10 @@ struct HubInner {
     shared_values: SharedValues,
 }
 
-/// Values shared by identical followers, each held weakly: it goes when its last holder does.
+/// Values shared by identical followers by a 128-bit hash of what makes them identical, each
+/// held weakly: it goes when its last holder does.
 pub(crate) type SharedValues = parking_lot::Mutex<
-    std::collections::HashMap<String, std::sync::Weak<dyn std::any::Any + Send + Sync>>,
+    std::collections::HashMap<u128, std::sync::Weak<dyn std::any::Any + Send + Sync>>,
 >;
 
 impl Hub {

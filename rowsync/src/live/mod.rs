@@ -105,15 +105,15 @@ impl<S: Schema> Query<'static, S, Follow> {
     ) -> Result<Live<T>, HubError> {
         // why every part of the query: values share only when a fresh load of each would
         // give the same data, synced the same way
-        let shared_key = format!(
+        let shared_key = key_of(&format!(
             "{}|{:?}|{:?}|{single}|{}",
             std::any::type_name::<T>(),
             key,
             self.spec,
             self.mode.options.key()
-        );
+        ));
         let hub = self.mode.hub.clone();
-        if let Some(mut viewer) = Shared::<T>::join(&hub, &shared_key).await {
+        if let Some(mut viewer) = Shared::<T>::join(&hub, shared_key).await {
             // what is queued already is applied for all, so the new viewer starts as fresh
             // as the value can be without a sync point (an error: its resync is queued)
             let _ = viewer.apply_pending().await;
@@ -155,6 +155,19 @@ impl<S: Schema> Query<'static, S, Follow> {
         let rows = sub.reload::<S>(&[]).await?;
         Ok((T::from_rows(rows), sub, options, hub))
     }
+}
+
+/// A 128-bit hash of `text` (two 64-bit hashes, apart): the key of a shared value, small
+/// where the text is not.
+fn key_of(text: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut hasher);
+        text.hash(&mut hasher);
+        hasher.finish() as u128
+    };
+    half(1) << 64 | half(2)
 }
 
 /// Data loaded by a live query and kept in sync: it derefs to the data, and

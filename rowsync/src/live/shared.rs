@@ -14,7 +14,7 @@
 //! once per viewer.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -35,7 +35,7 @@ const STEPS: usize = 128;
 /// The value shared by identical live queries.
 pub(crate) struct Shared<T: LiveValue> {
     hub: Hub,
-    key: String,
+    key: u128,
     id: SubscriptionId,
     driver: tokio::sync::Mutex<Driver>,
     state: Mutex<State<T>>,
@@ -65,8 +65,40 @@ struct State<T> {
     /// Versions some viewer has not taken yet, oldest first.
     steps: VecDeque<Step<T>>,
     /// How many viewers show each version.
-    positions: BTreeMap<u64, usize>,
+    positions: Positions,
     viewers: usize,
+}
+
+/// How many viewers show each version, oldest first (a few versions at most: viewers keep
+/// up, or jump to the latest).
+struct Positions(Vec<(u64, u32)>);
+
+impl Positions {
+    fn add(&mut self, version: u64) {
+        match self.0.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, n)) => *n += 1,
+            None => {
+                let at = self.0.partition_point(|(v, _)| *v < version);
+                self.0.insert(at, (version, 1));
+            }
+        }
+    }
+
+    /// Takes a viewer off `version`; false if none was there.
+    fn remove(&mut self, version: u64) -> bool {
+        let Some(at) = self.0.iter().position(|(v, _)| *v == version) else {
+            return false;
+        };
+        self.0[at].1 -= 1;
+        if self.0[at].1 == 0 {
+            self.0.remove(at);
+        }
+        true
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.0.first().map(|(v, _)| *v)
+    }
 }
 
 /// What a viewer shows beside the data.
@@ -88,28 +120,19 @@ impl<T> State<T> {
     /// A viewer moved from version `from` to `to`: forget what no viewer needs any more.
     fn moved(&mut self, from: u64, to: u64) {
         self.leave(from);
-        *self.positions.entry(to).or_default() += 1;
+        self.positions.add(to);
         self.viewers += 1;
         self.prune();
     }
 
     fn leave(&mut self, from: u64) {
-        if let Some(n) = self.positions.get_mut(&from) {
-            *n -= 1;
-            if *n == 0 {
-                self.positions.remove(&from);
-            }
+        if self.positions.remove(from) {
             self.viewers -= 1;
         }
     }
 
     fn prune(&mut self) {
-        let oldest = self
-            .positions
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.version);
+        let oldest = self.positions.oldest().unwrap_or(self.version);
         while self
             .steps
             .front()
@@ -122,8 +145,8 @@ impl<T> State<T> {
 
 impl<T: LiveValue> Shared<T> {
     /// A viewer of the value shared under `key`, if one is alive.
-    pub async fn join(hub: &Hub, key: &str) -> Option<Viewer<T>> {
-        let shared = hub.shared_values().lock().get(key)?.upgrade()?;
+    pub async fn join(hub: &Hub, key: u128) -> Option<Viewer<T>> {
+        let shared = hub.shared_values().lock().get(&key)?.upgrade()?;
         let shared = shared.downcast::<Shared<T>>().ok()?;
         Shared::viewer(shared).await
     }
@@ -132,7 +155,7 @@ impl<T: LiveValue> Shared<T> {
     /// or, when an identical one was started meanwhile, a viewer of that one.
     pub async fn start(
         hub: &Hub,
-        key: String,
+        key: u128,
         data: T,
         sub: Subscription,
         options: SyncOptions,
@@ -141,7 +164,7 @@ impl<T: LiveValue> Shared<T> {
         let view = view_of(&sub, &View::default());
         let shared = Arc::new(Shared {
             hub: hub.clone(),
-            key: key.clone(),
+            key,
             id: sub.id(),
             driver: tokio::sync::Mutex::new(Driver {
                 sub,
@@ -153,7 +176,7 @@ impl<T: LiveValue> Shared<T> {
                 current: Arc::downgrade(&data),
                 view: view.clone(),
                 steps: VecDeque::new(),
-                positions: BTreeMap::from([(0, 1)]),
+                positions: Positions(vec![(0, 1)]),
                 viewers: 1,
             }),
             published: watch::Sender::new(0),
@@ -199,7 +222,7 @@ impl<T: LiveValue> Shared<T> {
                 }
                 if let Some(data) = state.current.upgrade() {
                     let seen = state.version;
-                    *state.positions.entry(seen).or_default() += 1;
+                    state.positions.add(seen);
                     state.viewers += 1;
                     let view = state.view.clone();
                     drop(state);
