@@ -307,6 +307,22 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_small() {
+        // what a hold costs in the index (BENCHMARKS.md breaks memory down by these)
+        let sizes = [
+            ("slot", std::mem::size_of::<Slot>()),
+            ("holders", std::mem::size_of::<Holders>()),
+            ("hold", std::mem::size_of::<Hold>()),
+            ("slots", std::mem::size_of::<Slots>()),
+            ("queue", std::mem::size_of::<crate::route::queue::Queue>()),
+            ("topic", std::mem::size_of::<Topic>()),
+        ];
+        eprintln!("{sizes:?}");
+        assert_eq!(sizes[0].1, 16);
+        assert_eq!(sizes[1].1, 24);
+    }
+
+    #[test]
     fn a_topic_stays_until_its_last_hold_goes() {
         let mut index = RouteIndex::default();
         index.add(1, topic(7), Ops::ALL);
