@@ -168,4 +168,5 @@ pub mod testing {
     pub use crate::load::value_from_text;
     pub use crate::route::{topics_for_rows, topics_for_table};
     pub use crate::schema::quote_ident;
+    pub use crate::sync::set_indexed_from;
 }

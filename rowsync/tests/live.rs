@@ -436,3 +436,71 @@ async fn a_transaction_in_progress_during_the_load_is_applied_when_it_commits() 
     assert_eq!(posts.stats().applied, 1);
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_identical_live_queries_share_one_value_and_each_sees_every_transaction() {
+    let f = seeded().await;
+    let hub = start_hub(&f).await;
+    let baseline = hub.stats();
+    let writes = [
+        "UPDATE posts SET name = 'one' WHERE id = 1",
+        "BEGIN; UPDATE posts SET name = 'two' WHERE id = 2; \
+         INSERT INTO posts_tags VALUES (2, 3); COMMIT",
+        "DELETE FROM posts_tags WHERE post_id = 3",
+    ];
+    let key = |id: i64| vec![rowsync::Key::from(id)];
+    let expected = [key(1), key(2), key(3)];
+    // every viewer in a task of its own from its start, as web sessions are: the later ones
+    // join while the earlier ones wait for changes
+    let mut tasks = Vec::new();
+    let mut first = None;
+    for _ in 0..1000 {
+        let mut live = hub.live::<Post>().preload(["tags"]).all().await.unwrap();
+        let value = live.snapshot_arc();
+        let first = first.get_or_insert_with(|| value.clone());
+        assert!(std::sync::Arc::ptr_eq(&value, first), "one value");
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let changes = timeout(WAIT, live.next()).await.unwrap().unwrap().unwrap();
+                let names: Vec<String> = live.iter().map(|p| p.name.clone()).collect();
+                seen.push((changes.updated, names));
+            }
+            (live, seen)
+        }));
+    }
+    assert_eq!(
+        hub.stats().subscriptions,
+        baseline.subscriptions + 1,
+        "one subscription"
+    );
+    for sql in writes {
+        f.sql.batch_execute(sql).await.unwrap();
+    }
+    let mut lives = Vec::new();
+    for task in tasks {
+        let (live, seen) = task.await.unwrap();
+        let updated: Vec<_> = seen.iter().map(|(u, _)| u.clone()).collect();
+        assert_eq!(updated, expected, "each transaction, whole and in order");
+        assert_eq!(seen[0].1[..2], ["one".to_owned(), "hello".to_owned()]);
+        assert_eq!(seen[1].1[..2], ["one".to_owned(), "two".to_owned()]);
+        lives.push(live);
+    }
+    let fresh = f
+        .rowsync
+        .query::<Post>()
+        .preload(["tags"])
+        .all()
+        .await
+        .unwrap();
+    let first = lives[0].snapshot_arc();
+    assert_eq!(*first, fresh);
+    assert!(lives
+        .iter()
+        .all(|l| std::sync::Arc::ptr_eq(&l.snapshot_arc(), &first)));
+    // synced once per change, not once per viewer
+    assert_eq!(lives[0].stats().applied, 4);
+    drop(lives);
+    assert_eq!(hub.stats().subscriptions, baseline.subscriptions);
+    hub.shutdown().await;
+}

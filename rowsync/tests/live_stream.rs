@@ -210,8 +210,8 @@ async fn polls_given_up_halfway_lose_nothing_and_never_show_part_of_a_transactio
             0,
             "part of a transaction shown"
         );
-        // the subscription is with a transaction being applied
-        if people.subscription().is_none() {
+        // a transaction is being applied
+        if people.is_applying() {
             given_up_while_applying += 1;
         }
     }

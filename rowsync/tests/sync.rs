@@ -490,3 +490,59 @@ async fn a_timestamp_key_routes_whatever_the_writers_date_style() {
     assert_eq!(hub.stats().malformed_payloads, 0);
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_large_list_synced_through_its_index_equals_a_fresh_load() {
+    let f = seeded().await;
+    // 300 posts, enough for the list to be indexed, three tags each
+    f.sql
+        .batch_execute(
+            "INSERT INTO posts (id, name, person_id) SELECT i, 'p' || i, 1 FROM generate_series(100, 399) i;
+             INSERT INTO posts_tags SELECT i, i % 3 + 1 FROM generate_series(100, 399) i;
+             INSERT INTO posts_tags SELECT i, (i + 1) % 3 + 1 FROM generate_series(100, 399) i;",
+        )
+        .await
+        .unwrap();
+    let hub = start_hub(&f).await;
+    let fresh = || async {
+        f.rowsync
+            .query::<Post>()
+            .preload(["tags"])
+            .all()
+            .await
+            .unwrap()
+    };
+    let (mut posts, mut sub) = hub
+        .live::<Post>()
+        .preload(["tags"])
+        .subscribe()
+        .await
+        .unwrap();
+    assert!(posts.len() >= 300);
+    let steps = [
+        ("a tag held by a third of the posts", "UPDATE tags SET name = 'x' WHERE id = 2"),
+        ("a post", "UPDATE posts SET name = 'renamed' WHERE id = 250"),
+        ("a post again", "UPDATE posts SET name = 'again' WHERE id = 250"),
+        ("a link added", "INSERT INTO posts_tags VALUES (250, 1)"),
+        ("the tag it links", "UPDATE tags SET name = 'y' WHERE id = 1"),
+        ("a link removed", "DELETE FROM posts_tags WHERE post_id = 101 AND tag_id = 2"),
+        ("a tag again", "UPDATE tags SET name = 'z' WHERE id = 2"),
+        ("a post inserted", "INSERT INTO posts (id, name, person_id) VALUES (99, 'new', 2); INSERT INTO posts_tags VALUES (99, 1)"),
+        ("a post deleted", "DELETE FROM posts WHERE id = 120"),
+        ("a tag after the list moved", "UPDATE tags SET name = 'w' WHERE id = 1"),
+        ("a post after the list moved", "UPDATE posts SET name = 'last' WHERE id = 399"),
+        ("a tag deleted", "DELETE FROM tags WHERE id = 3"),
+    ];
+    for (what, sql) in steps {
+        write_and_sync(&f, &hub, &mut sub, &mut posts, sql).await;
+        let expected = fresh().await;
+        let differs = posts.iter().zip(&expected).find(|(a, b)| a != b);
+        assert!(
+            posts.len() == expected.len() && differs.is_none(),
+            "after {what} ({sql}): held {} rows, a fresh load {}; first difference {differs:?}",
+            posts.len(),
+            expected.len()
+        );
+    }
+    hub.shutdown().await;
+}

@@ -72,6 +72,20 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         format!("p99 {p99:.1} ms"),
     );
 
+    let shared_p99 = super::live_scale::shared_broadcast(
+        &bench,
+        &mut writer,
+        &mut report,
+        subscribers,
+        changes,
+        RATE,
+        POSTS,
+    )
+    .await?;
+    report.note(format!(
+        "shared live value: p99 {shared_p99:.1} ms (issue 15: below 10 ms)"
+    ));
+
     let fanout = Fanout::start(&bench.hub, bench.db.url(), 4096).await?;
     let pool = Db::connect(bench.db.url())?;
     for strategy in [Strategy::Naive, Strategy::Fetch] {
@@ -113,7 +127,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
 
 /// Latency percentiles and how many (subscriber, change) pairs were seen applied; returns p99
 /// in ms.
-fn figures(
+pub(super) fn figures(
     report: &mut Report,
     system: Option<&str>,
     m: &Measured,

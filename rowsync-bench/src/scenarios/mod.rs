@@ -2,6 +2,7 @@
 //! hub watching it, and the lists subscribers hold.
 
 pub mod broadcast;
+pub mod live_scale;
 pub mod memory;
 pub mod partitioned;
 pub mod stampede;
@@ -21,13 +22,14 @@ use crate::BenchResult;
 
 /// Scenario names, in the order `all` runs them (`memory` in a process of its own, see
 /// `child.rs`).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "stampede",
     "partitioned",
     "broadcast",
     "throughput",
     "sync-cost",
     "memory",
+    "live-scale",
 ];
 
 /// Full or quick (small S and K: every figure, in seconds, for CI).
@@ -57,6 +59,7 @@ pub async fn run(name: &str, mode: Mode) -> BenchResult<Vec<Report>> {
         "throughput" => throughput::run(mode).await,
         "sync-cost" => Box::pin(sync_cost::run(mode)).await,
         "memory" => memory::run(mode).await,
+        "live-scale" => live_scale::run(mode).await,
         other => Err(format!("unknown scenario `{other}`").into()),
     }
 }

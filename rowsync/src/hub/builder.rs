@@ -301,6 +301,7 @@ impl HubBuilder {
                 last_seq,
                 waiters,
                 running: tokio::sync::Mutex::new(Some((source, pump))),
+                shared_values: Default::default(),
             }),
         })
     }

@@ -96,7 +96,16 @@ struct HubInner {
     /// Callers waiting for sync points.
     waiters: pump::SyncWaiters,
     running: tokio::sync::Mutex<Option<(Source, JoinHandle<()>)>>,
+    /// Values shared by identical followers (live queries), by a key of their query and
+    /// shape; opaque here, typed by their owner.
+    shared_values: SharedValues,
 }
+
+/// Values shared by identical followers by a 128-bit hash of what makes them identical, each
+/// held weakly: it goes when its last holder does.
+pub(crate) type SharedValues = parking_lot::Mutex<
+    std::collections::HashMap<u128, std::sync::Weak<dyn std::any::Any + Send + Sync>>,
+>;
 
 impl Hub {
     /// Starts configuring a hub for the database at `url`.
@@ -126,6 +135,11 @@ impl Hub {
 
     pub(crate) fn loader(&self) -> &Loader {
         &self.inner.loader
+    }
+
+    /// Values shared by identical followers (see `live`).
+    pub(crate) fn shared_values(&self) -> &SharedValues {
+        &self.inner.shared_values
     }
 
     /// The SQL the hub installs (and would install), for migrations you manage yourself.

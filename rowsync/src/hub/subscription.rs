@@ -16,7 +16,10 @@ use crate::route::{
     topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,
 };
 use crate::schema::{Key, Schema, SchemaMeta};
-use crate::sync::{apply, Changes, Held, Membership, SyncCtx, SyncOptions, Verdict, Versions};
+use crate::sync::{
+    apply, worth_an_index, Changes, Held, HeldIndex, Membership, SyncCtx, SyncOptions, Verdict,
+    Versions,
+};
 
 /// The data shape a subscription was made for, with its paths to every table.
 pub(crate) struct Shape {
@@ -131,6 +134,8 @@ pub struct Subscription {
     stats: SyncStats,
     /// Reloads that failed in a row (the next one waits longer).
     failed_reloads: u32,
+    /// Where a large held list holds each row (`None`: not built, or out of step).
+    held_index: Option<HeldIndex>,
 }
 
 impl Subscription {
@@ -144,6 +149,7 @@ impl Subscription {
             caught_up: HashSet::new(),
             stats: SyncStats::default(),
             failed_reloads: 0,
+            held_index: None,
         }
     }
 
@@ -170,6 +176,16 @@ impl Subscription {
     /// The next message and every change of the same transaction already queued after it.
     pub async fn next_batch(&mut self) -> Option<Vec<Message>> {
         self.inbox.next_batch().await
+    }
+
+    /// Waits until a message can be taken with no wait for its first item (cancel-safe).
+    pub(crate) async fn ready(&mut self) {
+        self.inbox.ready().await
+    }
+
+    /// Asks for a resync before anything else queued.
+    pub(crate) fn resync_first(&mut self, reason: ResyncReason) {
+        self.inbox.resync_first(reason)
     }
 
     /// The topics this subscription is routed by now.
@@ -322,6 +338,32 @@ impl Subscription {
         Ok(shape)
     }
 
+    /// The root positions `change` can touch in `data`, from the index of what it holds
+    /// (built when first needed); `None`: every root row is looked at.
+    fn positions<S: Schema, H: Held<S>>(
+        &mut self,
+        shape: &Shape,
+        data: &H,
+        change: &Change,
+        paths: &[crate::graph::TreePath],
+    ) -> Option<Vec<usize>> {
+        if !worth_an_index(data.held_count()) {
+            self.held_index = None;
+            return None;
+        }
+        if self.held_index.is_none() {
+            self.held_index = HeldIndex::build(&data.rows(), &shape.tree).ok();
+        }
+        let index = self.held_index.as_ref()?;
+        let at = index.positions(shape.root, change, paths)?;
+        if index.still_holds(data, &at) {
+            return Some(at);
+        }
+        // the list moved under the index (changed by hand): walk it all this time
+        self.held_index = None;
+        None
+    }
+
     async fn apply<S: Schema, H: Held<S>>(
         &mut self,
         shape: &Shape,
@@ -342,8 +384,17 @@ impl Subscription {
         .await?;
         ctx.membership = shape.membership.clone();
 
-        let changes = apply(&ctx, data, &shape.tree, paths).await?;
+        let only = self.positions(shape, data, change, paths);
+        let changes = apply(&ctx, data, &shape.tree, paths, only.as_deref()).await?;
         let delta = ctx.take_delta();
+        if !delta.added.is_empty()
+            || !delta.removed.is_empty()
+            || !changes.inserted.is_empty()
+            || !changes.deleted.is_empty()
+        {
+            // which rows are held, or where, changed: built again when next needed
+            self.held_index = None;
+        }
         if !delta.added.is_empty() {
             let added: HashSet<Topic> = delta.added.iter().cloned().collect();
             self.inbox.add_topics(delta.added);
@@ -419,6 +470,7 @@ impl Subscription {
         let held: Vec<&S> = rows.iter().collect();
         self.inbox.set_topics(shape.topics(&held)?);
         self.snapshot = Some(snapshot);
+        self.held_index = None;
         self.versions.reset();
         self.stats.loads += 1;
         Ok(rows)
@@ -484,5 +536,5 @@ pub(crate) async fn sync_detached<S: Schema, H: Held<S>>(
     )
     .await?;
     ctx.follow_topics = false;
-    apply(&ctx, data, &tree, paths.to(&change.table)).await
+    apply(&ctx, data, &tree, paths.to(&change.table), None).await
 }

@@ -5,24 +5,29 @@
 //! transaction whose snapshot (`pg_current_snapshot()`) is kept. A queued or later change is
 //! applied only if its transaction is not visible in that snapshot, so every transaction
 //! committed after the load is applied exactly once and none before it is applied again.
-//! [`Subscription`] does all of that; a live value is its data and its subscription.
+//! [`Subscription`] does all of that. Identical live queries share one value and one
+//! subscription (`shared.rs`).
 
+mod shared;
 mod stream;
 
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::error::{ErrorClass, HubError, SyncError};
+use shared::{Shared, Viewer};
+
+use crate::error::{HubError, SyncError};
 use crate::graph::PreloadTree;
 use crate::hub::{Hub, Subscription, SyncStats};
 use crate::load::{Query, Snapshot};
+use crate::route::SubscriptionId;
 use crate::schema::{Key, Schema};
 use crate::sync::{Changes, Held, Membership, SyncOptions};
 
 pub use stream::LiveUpdate;
 
 /// Data a live query can hold: a list, or at most one row.
-pub trait LiveValue: Held<Self::Row> + Send + Sync + 'static {
+pub trait LiveValue: Held<Self::Row> + Clone + Send + Sync + 'static {
     /// The schema of the rows.
     type Row: Schema;
     /// Builds the value from loaded rows.
@@ -74,46 +79,59 @@ impl<S: Schema> Query<'static, S, Follow> {
 
     /// Every matching row, kept in sync.
     pub async fn all(self) -> Result<Live<Vec<S>>, HubError> {
-        self.start(None, false).await
+        self.follow(None, false).await
     }
 
     /// Every matching row and the subscription that keeps them in sync, loaded with the same
     /// no-gap rule as [`all`](Self::all), for a caller who drives the syncs by hand (with
-    /// [`Subscription::sync`], or `sync_with` and its own options).
+    /// [`Subscription::sync`], or `sync_with` and its own options). Never shared.
     pub async fn subscribe(self) -> Result<(Vec<S>, Subscription), HubError> {
-        let (rows, sub, _) = self.load(None, false).await?;
+        let (rows, sub, _, _) = self.start::<Vec<S>>(None, false).await?;
         Ok((rows, sub))
     }
 
     /// The row with primary key `key` (or `None`), kept in sync: it appears if inserted later.
     pub async fn get(self, key: impl Into<Key>) -> Result<Live<Option<S>>, HubError> {
-        self.start(Some(key.into()), true).await
+        self.follow(Some(key.into()), true).await
     }
 
     /// The only matching row (or `None`), kept in sync.
     pub async fn one(self) -> Result<Live<Option<S>>, HubError> {
-        self.start(None, true).await
+        self.follow(None, true).await
     }
 
-    async fn start<T: LiveValue<Row = S>>(
+    /// A viewer of the value shared by identical live queries, started if there is none.
+    async fn follow<T: LiveValue<Row = S>>(
         self,
         key: Option<Key>,
         single: bool,
     ) -> Result<Live<T>, HubError> {
-        let (rows, sub, options) = self.load(key, single).await?;
-        Ok(Live {
-            data: T::from_rows(rows),
-            sub: Some(sub),
-            options,
-            flight: None,
-        })
+        // why every part of the query: values share only when a fresh load of each would
+        // give the same data, synced the same way
+        let shared_key = key_of(&format!(
+            "{}|{:?}|{:?}|{single}|{}",
+            std::any::type_name::<T>(),
+            key,
+            self.spec,
+            self.mode.options.key()
+        ));
+        let hub = self.mode.hub.clone();
+        if let Some(mut viewer) = Shared::<T>::join(&hub, shared_key).await {
+            // what is queued already is applied for all, so the new viewer starts as fresh
+            // as the value can be without a sync point (an error: its resync is queued)
+            let _ = viewer.apply_pending().await;
+            return Ok(Live::new(viewer));
+        }
+        let (data, sub, options, hub) = self.start(key, single).await?;
+        let viewer = Shared::start(&hub, shared_key, data, sub, options).await;
+        Ok(Live::new(viewer))
     }
 
-    async fn load(
+    async fn start<T: LiveValue<Row = S>>(
         mut self,
         key: Option<Key>,
         single: bool,
-    ) -> Result<(Vec<S>, Subscription, SyncOptions), HubError> {
+    ) -> Result<(T, Subscription, SyncOptions, Hub), HubError> {
         let meta = S::meta();
         let tree = PreloadTree::parse(meta, &self.spec.preloads)?;
         let membership = match key {
@@ -138,85 +156,73 @@ impl<S: Schema> Query<'static, S, Follow> {
         let tree = options.grow(meta, &tree)?;
         let mut sub = hub.subscribe_shape(meta, tree, membership, self.spec, single, Vec::new())?;
         let rows = sub.reload::<S>(&[]).await?;
-        Ok((rows, sub, options))
+        Ok((T::from_rows(rows), sub, options, hub))
     }
 }
 
-/// What a transaction the stream was applying changed, then `more`.
-fn landed_then(
-    landed: Option<Option<Result<Changes, SyncError>>>,
-    more: Changes,
-) -> Result<Changes, SyncError> {
-    let mut all = match landed {
-        Some(Some(changes)) => changes?,
-        _ => Changes::default(),
+/// A 128-bit hash of `text` (two 64-bit hashes, apart): the key of a shared value, small
+/// where the text is not.
+fn key_of(text: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut hasher);
+        text.hash(&mut hasher);
+        hasher.finish() as u128
     };
-    all.merge(more);
-    Ok(all)
+    half(1) << 64 | half(2)
 }
 
 /// Data loaded by a live query and kept in sync: it derefs to the data, and
 /// [`next`](Live::next) applies each delivered change and says what changed at the top level.
-/// Dropping it ends its subscription.
+///
+/// Live values of the same query, shape and sync options on one hub share one value: one
+/// subscription and one sync per change however many there are, each holding an `Arc`
+/// snapshot of the data that is swapped per transaction. Each still sees every transaction,
+/// whole and in order (one that falls more than 128 transactions behind the others jumps to
+/// the latest value, told as a reload). A live value that joins one already running starts
+/// from its current state, with what was queued for it applied; [`catch_up`](Live::catch_up)
+/// for read-your-writes. Dropping the last of them ends the subscription.
 pub struct Live<T: LiveValue> {
-    data: T,
-    /// `None` only while the [`Stream`](futures_util::Stream) impl applies a transaction:
-    /// then it is in `flight`.
-    sub: Option<Subscription>,
-    options: SyncOptions,
+    /// `None` only while the [`Stream`](futures_util::Stream) impl applies a transaction
+    /// with it: then it is in `flight`.
+    viewer: Option<Viewer<T>>,
     /// A transaction the `Stream` impl is applying (live/stream.rs).
     flight: Option<stream::Flight<T>>,
 }
 
 impl<T: LiveValue> Live<T> {
+    fn new(viewer: Viewer<T>) -> Live<T> {
+        Live {
+            viewer: Some(viewer),
+            flight: None,
+        }
+    }
+
     /// Waits for the next transaction that changes the data, applies all of it, and returns
     /// what it changed at the top level (a resync reloads, and says so with `reloaded`).
     /// Between two calls the value always shows a state the database was in: a transaction
     /// is applied whole or not at all. `None` once the hub shut down.
     ///
-    /// Not cancel-safe: a call dropped while it applies a change loses that change (the
-    /// next resync repairs it). Drive it from one task rather than racing it in `select!`;
-    /// the [`Stream`](futures_util::Stream) impl is the cancel-safe way.
+    /// Not cancel-safe: a call dropped while it applies a change leaves the value to be
+    /// reloaded (a resync follows). Drive it from one task rather than racing it in
+    /// `select!`; the [`Stream`](futures_util::Stream) impl is the cancel-safe way.
     pub async fn next(&mut self) -> Option<Result<Changes, SyncError>> {
         if let Some(landed) = self.land().await {
             return landed;
         }
-        let sub = self.sub.as_mut()?;
-        loop {
-            let batch = sub.next_batch().await?;
-            let mut all = Changes::default();
-            let mut failed = None;
-            for message in &batch {
-                let options = self.options.clone();
-                match sub.sync_with(&mut self.data, message, options).await {
-                    Ok(changes) => all.merge(changes),
-                    // a change that could not be applied: its resync comes next (the change
-                    // is not lost, the value is reloaded)
-                    Err(SyncError::Load(error)) if error.class() != ErrorClass::Fatal => {}
-                    Err(error) => failed = Some(error),
-                }
-            }
-            match failed {
-                Some(error) => return Some(Err(error)),
-                None if all.is_empty() => continue,
-                None => return Some(Ok(all)),
-            }
-        }
+        self.viewer.as_mut()?.next().await
     }
 
     /// Applies every message already delivered, without waiting for more; returns what
     /// changed at the top level, all together.
     pub async fn apply_pending(&mut self) -> Result<Changes, SyncError> {
-        let mut all = Changes::default();
-        if let Some(Some(landed)) = self.land().await {
-            all.merge(landed?);
-        }
-        let Some(sub) = self.sub.as_mut() else {
-            return Ok(all);
+        let mut all = match self.land().await {
+            Some(Some(landed)) => landed?,
+            _ => Changes::default(),
         };
-        while let Some(message) = sub.try_next() {
-            let options = self.options.clone();
-            all.merge(sub.sync_with(&mut self.data, &message, options).await?);
+        if let Some(viewer) = self.viewer.as_mut() {
+            all.merge(viewer.apply_pending().await?);
         }
         Ok(all)
     }
@@ -224,78 +230,107 @@ impl<T: LiveValue> Live<T> {
     /// Applies every transaction committed before the call (read-your-writes: a handler that
     /// wrote, then awaits this, renders its write). See [`Hub::sync_point`].
     pub async fn catch_up(&mut self) -> Result<Changes, SyncError> {
-        let landed = self.land().await;
-        if let Some(sub) = &self.sub {
-            sub.hub()
+        let mut all = self.apply_pending().await?;
+        if let Some(viewer) = &self.viewer {
+            viewer
+                .hub()
                 .sync_point()
                 .await
                 .map_err(|e| SyncError::Wait(Box::new(e)))?;
         }
-        landed_then(landed, self.apply_pending().await?)
+        all.merge(self.apply_pending().await?);
+        Ok(all)
     }
 
     /// Applies transaction `xid` (and everything committed before it), once it has
     /// committed; at once for a transaction that touched nothing this value holds. See
     /// [`Hub::wait_for`] and [`current_xid`](crate::current_xid).
     pub async fn wait_for(&mut self, xid: u64) -> Result<Changes, SyncError> {
-        let landed = self.land().await;
-        if let Some(sub) = &self.sub {
-            sub.hub()
+        let mut all = self.apply_pending().await?;
+        if let Some(viewer) = &self.viewer {
+            viewer
+                .hub()
                 .wait_for(xid)
                 .await
                 .map_err(|e| SyncError::Wait(Box::new(e)))?;
         }
-        landed_then(landed, self.apply_pending().await?)
+        all.merge(self.apply_pending().await?);
+        Ok(all)
     }
 
     /// The data. While the [`Stream`](futures_util::Stream) impl is applying a transaction
     /// (between a pending poll and its item), the state before that transaction.
     pub fn data(&self) -> &T {
-        &self.data
-    }
-
-    /// The data, leaving the live query (its subscription ends; a transaction the stream
-    /// was applying is dropped).
-    pub fn into_inner(self) -> T {
-        self.data
-    }
-
-    /// Counters of this live value (as of the last whole transaction).
-    pub fn stats(&self) -> SyncStats {
-        match (&self.sub, &self.flight) {
-            (Some(sub), _) => sub.stats(),
-            (None, Some(flight)) => flight.stats,
-            (None, None) => SyncStats::default(),
+        match (&self.viewer, &self.flight) {
+            (Some(viewer), _) => &viewer.data,
+            (None, Some(flight)) => &flight.data,
+            // why unreachable: the viewer leaves only into a flight, and comes back with it
+            (None, None) => unreachable!("a live value is always held or in flight"),
         }
+    }
+
+    /// The data as shared with identical live values: a snapshot that stays as it is.
+    pub fn snapshot_arc(&self) -> Arc<T> {
+        match (&self.viewer, &self.flight) {
+            (Some(viewer), _) => viewer.data.clone(),
+            (None, Some(flight)) => flight.data.clone(),
+            (None, None) => unreachable!("a live value is always held or in flight"),
+        }
+    }
+
+    /// The data, leaving the live query (its subscription ends with the last viewer; a
+    /// transaction the stream was applying is dropped).
+    pub fn into_inner(self) -> T {
+        let data = self.snapshot_arc();
+        drop(self);
+        Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// Counters of the subscription feeding this value, as of the version it shows.
+    pub fn stats(&self) -> SyncStats {
+        self.view().stats
     }
 
     /// The snapshot of the last load.
     pub fn snapshot(&self) -> Option<&Snapshot> {
-        match (&self.sub, &self.flight) {
-            (Some(sub), _) => sub.snapshot(),
-            (None, Some(flight)) => flight.snapshot.as_ref(),
-            (None, None) => None,
+        self.view().snapshot.as_deref()
+    }
+
+    /// The id of the subscription feeding this value (shared by identical live values).
+    pub fn subscription_id(&self) -> SubscriptionId {
+        match (&self.viewer, &self.flight) {
+            (Some(viewer), _) => viewer.subscription_id(),
+            (None, Some(flight)) => flight.id,
+            (None, None) => unreachable!("a live value is always held or in flight"),
         }
     }
 
-    /// The subscription feeding this value; `None` while the
-    /// [`Stream`](futures_util::Stream) impl is applying a transaction with it.
-    pub fn subscription(&self) -> Option<&Subscription> {
-        self.sub.as_ref()
+    /// Whether the [`Stream`](futures_util::Stream) impl is applying a transaction now (a
+    /// poll gave up halfway): [`data`](Self::data) shows the state before it until it lands.
+    pub fn is_applying(&self) -> bool {
+        self.flight.is_some()
+    }
+
+    fn view(&self) -> &shared::View {
+        match (&self.viewer, &self.flight) {
+            (Some(viewer), _) => &viewer.view,
+            (None, Some(flight)) => &flight.view,
+            (None, None) => unreachable!("a live value is always held or in flight"),
+        }
     }
 }
 
 impl<T: LiveValue> Deref for Live<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.data
+        self.data()
     }
 }
 
 impl<T: LiveValue + std::fmt::Debug> std::fmt::Debug for Live<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live")
-            .field("data", &self.data)
+            .field("data", self.data())
             .field("snapshot", &self.snapshot())
             .field("stats", &self.stats())
             .finish()

@@ -2,22 +2,23 @@
 //! subscription's messages grouped by transaction.
 //!
 //! why a value in flight: applying a transaction awaits reads, and a `Stream` must keep that
-//! work between polls. The value and its subscription move into the flight; the `Live`
-//! keeps a copy of the last whole state to show meanwhile (one copy per transaction), so a
-//! reader never sees a transaction half-applied, and a poll dropped halfway (`select!`)
-//! loses nothing: the next poll, or `next()`, finishes the same flight.
+//! work between polls. The viewer moves into the flight; the `Live` keeps the `Arc` of the
+//! last whole state to show meanwhile, so a reader never sees a transaction half-applied,
+//! and a poll dropped halfway (`select!`) loses nothing: the next poll, or `next()`,
+//! finishes the same flight.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
 
+use super::shared::{View, Viewer};
 use super::{Live, LiveValue};
 use crate::error::SyncError;
-use crate::hub::{Subscription, SyncStats};
-use crate::load::Snapshot;
-use crate::route::Message;
+use crate::hub::Subscription;
+use crate::route::{Message, SubscriptionId};
 use crate::sync::Changes;
 
 /// One item of a live value's stream: what one committed transaction did to it, applied
@@ -44,61 +45,48 @@ impl LiveUpdate {
     }
 }
 
-/// The value and subscription a flight gives back, with what it applied.
-pub(super) struct Landed<T> {
-    data: T,
-    sub: Option<Subscription>,
-    item: Option<Result<Changes, SyncError>>,
+/// A transaction being applied by the stream: the viewer moved into `future`, which gives
+/// it back with the item.
+pub(super) struct Flight<T: LiveValue> {
+    future: Pin<Box<dyn Future<Output = Landed<T>> + Send>>,
+    /// What readers see meanwhile: the last whole state (an `Arc`, no copy).
+    pub(super) data: Arc<T>,
+    pub(super) view: View,
+    pub(super) id: SubscriptionId,
 }
 
-/// A transaction being applied by the stream.
-pub(super) struct Flight<T> {
-    future: Pin<Box<dyn Future<Output = Landed<T>> + Send>>,
-    /// The subscription's counters and snapshot when the flight left, for readers meanwhile.
-    pub(super) stats: SyncStats,
-    pub(super) snapshot: Option<Snapshot>,
-}
+type Landed<T> = (Viewer<T>, Option<Result<Changes, SyncError>>);
 
 impl<T: LiveValue> Live<T> {
-    /// Finishes a transaction the stream was applying, if any, and puts the value and
-    /// subscription back; returns its item (`Some(None)`: the hub shut down meanwhile).
-    /// Cancel-safe: the flight stays until it lands.
+    /// Finishes a transaction the stream was applying, if any, and puts the viewer back;
+    /// returns its item (`Some(None)`: the hub shut down meanwhile). Cancel-safe: the
+    /// flight stays until it lands.
     pub(super) async fn land(&mut self) -> Option<Option<Result<Changes, SyncError>>> {
         let flight = self.flight.as_mut()?;
-        let landed = std::future::poll_fn(|cx| flight.future.as_mut().poll(cx)).await;
+        let (viewer, item) = std::future::poll_fn(|cx| flight.future.as_mut().poll(cx)).await;
         self.flight = None;
-        self.data = landed.data;
-        self.sub = landed.sub;
-        Some(landed.item)
+        self.viewer = Some(viewer);
+        Some(item)
     }
 
-    fn take_off(&mut self) -> bool
-    where
-        T: Clone,
-    {
-        let Some(sub) = self.sub.take() else {
+    fn take_off(&mut self) -> bool {
+        let Some(mut viewer) = self.viewer.take() else {
             return false;
         };
-        let stats = sub.stats();
-        let snapshot = sub.snapshot().cloned();
-        let mut inner = Live {
-            data: self.data.clone(),
-            sub: Some(sub),
-            options: self.options.clone(),
-            flight: None,
-        };
+        let (data, view, id) = (
+            viewer.data.clone(),
+            viewer.view.clone(),
+            viewer.subscription_id(),
+        );
         let future = async move {
-            let item = inner.next().await;
-            Landed {
-                data: inner.data,
-                sub: inner.sub,
-                item,
-            }
+            let item = viewer.next().await;
+            (viewer, item)
         };
         self.flight = Some(Flight {
             future: Box::pin(future),
-            stats,
-            snapshot,
+            data,
+            view,
+            id,
         });
         true
     }
@@ -106,9 +94,8 @@ impl<T: LiveValue> Live<T> {
 
 /// Each item is one committed transaction applied whole ([`LiveUpdate::Transaction`]) or a
 /// reload ([`LiveUpdate::Reset`]); between items the value shows a state the database was
-/// in. `None` once the hub shut down. Cancel-safe (unlike [`Live::next`]); each transaction
-/// copies the value once, for readers while it is applied.
-impl<T: LiveValue + Clone + Unpin> Stream for Live<T> {
+/// in. `None` once the hub shut down. Cancel-safe (unlike [`Live::next`]).
+impl<T: LiveValue> Stream for Live<T> {
     type Item = Result<LiveUpdate, SyncError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -119,18 +106,13 @@ impl<T: LiveValue + Clone + Unpin> Stream for Live<T> {
         let Some(flight) = this.flight.as_mut() else {
             return Poll::Ready(None);
         };
-        let landed = match flight.future.as_mut().poll(cx) {
+        let (viewer, item) = match flight.future.as_mut().poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(landed) => landed,
         };
         this.flight = None;
-        this.data = landed.data;
-        this.sub = landed.sub;
-        Poll::Ready(
-            landed
-                .item
-                .map(|result| result.map(LiveUpdate::from_changes)),
-        )
+        this.viewer = Some(viewer);
+        Poll::Ready(item.map(|result| result.map(LiveUpdate::from_changes)))
     }
 }
 

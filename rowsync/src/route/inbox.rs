@@ -8,10 +8,9 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
 
 use super::index::SubscriptionId;
-use super::queue::{Item, Message, QueueStats};
+use super::queue::{Item, Message, Queue};
 use super::router::Router;
 use super::topic::{Ops, Topic};
 use crate::change::{Change, ResyncReason};
@@ -22,8 +21,7 @@ use crate::change::{Change, ResyncReason};
 /// memory. Dropping the inbox unsubscribes it.
 pub struct Inbox {
     id: SubscriptionId,
-    rx: mpsc::Receiver<Item>,
-    queue: Arc<QueueStats>,
+    queue: Arc<Queue>,
     router: Weak<Router>,
     pending: VecDeque<Item>,
 }
@@ -35,10 +33,9 @@ impl Inbox {
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
     ) -> Inbox {
-        let (id, rx, queue) = router.subscribe(topics, ops);
+        let (id, queue) = router.subscribe(topics, ops);
         Inbox {
             id,
-            rx,
             queue,
             router: Arc::downgrade(router),
             pending: VecDeque::new(),
@@ -64,10 +61,7 @@ impl Inbox {
             if let Some(lagged) = self.take_lag() {
                 return Some(lagged);
             }
-            let item = self
-                .pending
-                .pop_front()
-                .or_else(|| self.rx.try_recv().ok())?;
+            let item = self.pending.pop_front().or_else(|| self.queue.try_recv())?;
             if let Item::Message(message) = item {
                 return Some(self.taken(message));
             }
@@ -79,6 +73,30 @@ impl Inbox {
     pub fn resync_first(&mut self, reason: ResyncReason) {
         self.pending
             .push_front(Item::Message(Message::Resync(reason)));
+    }
+
+    /// Waits until a message can be taken with no wait for its first item (one is queued,
+    /// a lag is to be reported, or the hub shut down). Cancel-safe: an item received is kept.
+    pub(crate) async fn ready(&mut self) {
+        loop {
+            if self.queue.stats.missed.load(Ordering::Relaxed) > 0
+                || self.queue.stats.lost_marks.load(Ordering::Relaxed) > 0
+            {
+                return;
+            }
+            // a mark first in line is skipped by `next` anyway
+            while matches!(self.pending.front(), Some(Item::Committed(_))) {
+                self.pending.pop_front();
+            }
+            if !self.pending.is_empty() {
+                return;
+            }
+            match self.queue.recv().await {
+                None => return,
+                Some(Item::Committed(_)) => {}
+                Some(item) => self.pending.push_back(item),
+            }
+        }
     }
 
     /// Queues `changes` (oldest first): changes of rows this subscriber started to hold
@@ -96,7 +114,7 @@ impl Inbox {
         if changes.is_empty() {
             return;
         }
-        while let Ok(item) = self.rx.try_recv() {
+        while let Some(item) = self.queue.try_recv() {
             self.pending.push_back(item);
         }
         let queued: std::collections::HashSet<u64> = self
@@ -149,28 +167,34 @@ impl Inbox {
 
     /// Resyncs not queued because one was already waiting.
     pub fn coalesced(&self) -> u64 {
-        self.queue.coalesced.load(Ordering::Relaxed)
+        self.queue.stats.coalesced.load(Ordering::Relaxed)
     }
 
     /// The lag resync when messages were dropped for this subscriber: what is queued is
     /// dropped too, as the reload it asks for reads the database after they committed.
     fn take_lag(&mut self) -> Option<Message> {
-        let missed = self.queue.missed.swap(0, Ordering::Relaxed);
-        let lost_marks = self.queue.lost_marks.swap(0, Ordering::Relaxed);
+        let missed = self.queue.stats.missed.swap(0, Ordering::Relaxed);
+        let lost_marks = self.queue.stats.lost_marks.swap(0, Ordering::Relaxed);
         if missed == 0 && lost_marks == 0 {
             return None;
         }
         self.pending
             .retain(|m| matches!(m, Item::Message(Message::Resync(_))));
-        while self.rx.try_recv().is_ok() {}
-        self.queue.resync_queued.store(false, Ordering::Release);
+        self.queue.clear();
+        self.queue
+            .stats
+            .resync_queued
+            .store(false, Ordering::Release);
         Some(Message::Resync(ResyncReason::Lagged { missed }))
     }
 
     /// Notes that a message is handed out: a resync taken lets the next one be queued.
     fn taken(&self, message: Message) -> Message {
         if matches!(message, Message::Resync(_)) {
-            self.queue.resync_queued.store(false, Ordering::Release);
+            self.queue
+                .stats
+                .resync_queued
+                .store(false, Ordering::Release);
         }
         message
     }
@@ -186,15 +210,15 @@ impl Inbox {
         let xid = change.xid;
         let mut batch = vec![first];
         loop {
-            if self.queue.missed.load(Ordering::Relaxed) > 0
-                || self.queue.lost_marks.load(Ordering::Relaxed) > 0
+            if self.queue.stats.missed.load(Ordering::Relaxed) > 0
+                || self.queue.stats.lost_marks.load(Ordering::Relaxed) > 0
             {
                 // a lag: the resync comes next, and reloads what this batch would change
                 return Some(batch);
             }
             let item = match self.pending.pop_front() {
                 Some(item) => item,
-                None => match self.rx.recv().await {
+                None => match self.queue.recv().await {
                     Some(item) => item,
                     None => return Some(batch),
                 },
@@ -244,12 +268,12 @@ impl Inbox {
 
     /// Messages queued for this subscriber so far.
     pub fn delivered(&self) -> u64 {
-        self.queue.delivered.load(Ordering::Relaxed)
+        self.queue.stats.delivered.load(Ordering::Relaxed)
     }
 
     /// Messages dropped for this subscriber because its queue was full.
     pub fn dropped(&self) -> u64 {
-        self.queue.dropped_total.load(Ordering::Relaxed)
+        self.queue.stats.dropped_total.load(Ordering::Relaxed)
     }
 
     /// Stops the subscription now (dropping it does the same).
@@ -262,7 +286,7 @@ impl Inbox {
             }
             let item = match self.pending.pop_front() {
                 Some(item) => item,
-                None => match self.rx.poll_recv(cx) {
+                None => match self.queue.poll_recv(cx) {
                     Poll::Ready(Some(item)) => item,
                     Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,

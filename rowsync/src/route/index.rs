@@ -1,8 +1,14 @@
 //! The subscription index: topic → subscribers, so delivering a change costs the topics it
 //! touches and the subscribers it concerns, never the subscriptions it does not.
+//!
+//! why this compact: it holds an entry per (subscription, topic), a few dozen per web
+//! session. Topics are kept as 16-byte slots (`slot.rs`); a topic one subscription holds
+//! (most: its rows' keys) keeps that subscription inline, a map only when shared; the hold
+//! count lives there too, and a subscription keeps only the list of its slots.
 
 use std::collections::{HashMap, HashSet};
 
+use super::slot::{Interner, Slot};
 use super::topic::{Ops, Topic};
 use crate::change::Change;
 
@@ -13,78 +19,190 @@ pub type SubscriptionId = u64;
 /// posts); the topic must stay until the last of them is gone.
 #[derive(Default)]
 pub(crate) struct RouteIndex {
-    by_topic: HashMap<Topic, HashMap<SubscriptionId, Ops>>,
-    by_subscription: HashMap<SubscriptionId, HashMap<Topic, Hold>>,
+    names: Interner,
+    by_topic: HashMap<Slot, Holders>,
+    by_subscription: HashMap<SubscriptionId, Slots>,
 }
 
 /// How often a subscription holds a topic, and for which operations.
 #[derive(Debug, Clone, Copy)]
 struct Hold {
-    count: usize,
+    count: u32,
     ops: Ops,
+}
+
+/// The subscriptions holding a topic.
+// why boxed: a map is 48 bytes and most topics have one holder; boxed, an entry is 16
+#[allow(clippy::box_collection)]
+enum Holders {
+    One(SubscriptionId, Hold),
+    Many(Box<HashMap<SubscriptionId, Hold>>),
+}
+
+/// The slots a subscription holds: a list while short, a set beyond.
+#[allow(clippy::box_collection)]
+enum Slots {
+    Few(Vec<Slot>),
+    Many(Box<HashSet<Slot>>),
+}
+
+/// Slots a subscription keeps in a list (searched linearly).
+const FEW: usize = 64;
+
+impl Slots {
+    fn insert(&mut self, slot: Slot) {
+        match self {
+            Slots::Few(list) if list.len() < FEW => list.push(slot),
+            Slots::Few(list) => {
+                let mut set: HashSet<Slot> = list.drain(..).collect();
+                set.insert(slot);
+                *self = Slots::Many(Box::new(set));
+            }
+            Slots::Many(set) => {
+                set.insert(slot);
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        match self {
+            Slots::Few(list) => {
+                if let Some(at) = list.iter().position(|s| *s == slot) {
+                    list.swap_remove(at);
+                }
+            }
+            Slots::Many(set) => {
+                set.remove(&slot);
+            }
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = Slot> + '_> {
+        match self {
+            Slots::Few(list) => Box::new(list.iter().copied()),
+            Slots::Many(set) => Box::new(set.iter().copied()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Slots::Few(list) => list.is_empty(),
+            Slots::Many(set) => set.is_empty(),
+        }
+    }
 }
 
 impl RouteIndex {
     pub fn add(&mut self, id: SubscriptionId, topic: Topic, ops: Ops) {
-        let holds = self.by_subscription.entry(id).or_default();
-        // why a fast path: every sync re-adds the topics of the rows it replaced (and then
-        // removes the old holds); when the topic is already held for these operations only
-        // the count changes, so the topic is neither cloned nor looked up in `by_topic`.
-        if let Some(hold) = holds.get_mut(&topic) {
-            hold.count += 1;
-            if hold.ops.union(ops) == hold.ops {
-                return;
+        let slot = self.names.intern(&topic);
+        let new = match self.by_topic.get_mut(&slot) {
+            None => {
+                self.by_topic
+                    .insert(slot, Holders::One(id, Hold { count: 1, ops }));
+                self.names.retain(slot);
+                true
             }
-            hold.ops = hold.ops.union(ops);
-            let widened = hold.ops;
-            self.by_topic.entry(topic).or_default().insert(id, widened);
-            return;
+            Some(Holders::One(held_by, hold)) if *held_by == id => {
+                hold.count += 1;
+                hold.ops = hold.ops.union(ops);
+                false
+            }
+            Some(holders) => {
+                if let Holders::One(other, hold) = *holders {
+                    *holders = Holders::Many(Box::new(HashMap::from([(other, hold)])));
+                }
+                let Holders::Many(map) = holders else {
+                    unreachable!("made many above")
+                };
+                match map.get_mut(&id) {
+                    Some(hold) => {
+                        hold.count += 1;
+                        hold.ops = hold.ops.union(ops);
+                        false
+                    }
+                    None => {
+                        map.insert(id, Hold { count: 1, ops });
+                        true
+                    }
+                }
+            }
+        };
+        if new {
+            self.by_subscription
+                .entry(id)
+                .or_insert_with(|| Slots::Few(Vec::new()))
+                .insert(slot);
         }
-        holds.insert(topic.clone(), Hold { count: 1, ops });
-        self.by_topic.entry(topic).or_default().insert(id, ops);
     }
 
     /// Removes one hold of `topic`; the topic goes when no hold is left.
     pub fn remove_topic(&mut self, id: SubscriptionId, topic: &Topic) {
-        let Some(topics) = self.by_subscription.get_mut(&id) else {
+        let Some(slot) = self.names.find(topic) else {
             return;
         };
-        let Some(hold) = topics.get_mut(topic) else {
+        let Some(holders) = self.by_topic.get_mut(&slot) else {
             return;
         };
-        hold.count -= 1;
-        if hold.count > 0 {
-            return;
-        }
-        topics.remove(topic);
-        if let Some(subs) = self.by_topic.get_mut(topic) {
-            subs.remove(&id);
-            if subs.is_empty() {
-                self.by_topic.remove(topic);
+        let last = match holders {
+            Holders::One(held_by, hold) if *held_by == id => {
+                hold.count -= 1;
+                hold.count == 0
+            }
+            Holders::One(..) => return,
+            Holders::Many(map) => {
+                let Some(hold) = map.get_mut(&id) else {
+                    return;
+                };
+                hold.count -= 1;
+                hold.count == 0
+            }
+        };
+        if last {
+            self.unhold(id, slot);
+            if let Some(slots) = self.by_subscription.get_mut(&id) {
+                slots.remove(slot);
+                if slots.is_empty() {
+                    self.by_subscription.remove(&id);
+                }
             }
         }
     }
 
-    pub fn remove(&mut self, id: SubscriptionId) {
-        for topic in self
-            .by_subscription
-            .remove(&id)
-            .unwrap_or_default()
-            .into_keys()
-        {
-            if let Some(subs) = self.by_topic.get_mut(&topic) {
-                subs.remove(&id);
-                if subs.is_empty() {
-                    self.by_topic.remove(&topic);
+    /// Takes `id` off `slot` whatever its count; the slot goes with its last holder.
+    fn unhold(&mut self, id: SubscriptionId, slot: Slot) {
+        let Some(holders) = self.by_topic.get_mut(&slot) else {
+            return;
+        };
+        let empty = match holders {
+            Holders::One(held_by, _) => *held_by == id,
+            Holders::Many(map) => {
+                map.remove(&id);
+                if map.len() == 1 {
+                    let (other, hold) = map.iter().next().map(|(k, v)| (*k, *v)).expect("one");
+                    *holders = Holders::One(other, hold);
                 }
+                map_is_empty(holders)
             }
+        };
+        if empty {
+            self.by_topic.remove(&slot);
+            self.names.release(slot);
+        }
+    }
+
+    pub fn remove(&mut self, id: SubscriptionId) {
+        let Some(slots) = self.by_subscription.remove(&id) else {
+            return;
+        };
+        for slot in slots.iter() {
+            self.unhold(id, slot);
         }
     }
 
     pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
         self.by_subscription
             .get(&id)
-            .map(|t| t.keys().cloned().collect())
+            .map(|slots| slots.iter().map(|s| self.names.topic(s)).collect())
             .unwrap_or_default()
     }
 
@@ -92,12 +210,20 @@ impl RouteIndex {
     pub fn matching(&self, change: &Change, touched: &[Topic]) -> HashSet<SubscriptionId> {
         let mut out = HashSet::new();
         for topic in touched {
-            if let Some(subs) = self.by_topic.get(topic) {
-                out.extend(
-                    subs.iter()
-                        .filter(|(_, ops)| ops.contains(change.op))
+            let Some(holders) = self.names.find(topic).and_then(|s| self.by_topic.get(&s)) else {
+                continue;
+            };
+            match holders {
+                Holders::One(id, hold) => {
+                    if hold.ops.contains(change.op) {
+                        out.insert(*id);
+                    }
+                }
+                Holders::Many(map) => out.extend(
+                    map.iter()
+                        .filter(|(_, hold)| hold.ops.contains(change.op))
                         .map(|(id, _)| *id),
-                );
+                ),
             }
         }
         out
@@ -105,22 +231,46 @@ impl RouteIndex {
 
     /// Whether some subscription holds `topic`.
     pub fn has_topic(&self, topic: &Topic) -> bool {
-        self.by_topic.contains_key(topic)
+        self.names
+            .find(topic)
+            .is_some_and(|s| self.by_topic.contains_key(&s))
     }
 
     /// Subscribers with any topic on `table`.
     pub fn on_table(&self, table: &crate::schema::TableName) -> HashSet<SubscriptionId> {
-        self.by_topic
-            .iter()
-            .filter(|(t, _)| t.table == *table)
-            .flat_map(|(_, subs)| subs.keys().copied())
-            .collect()
+        let Some(number) = self.names.table_number(table) else {
+            return HashSet::new();
+        };
+        let mut out = HashSet::new();
+        for (slot, holders) in &self.by_topic {
+            if slot.table() != number {
+                continue;
+            }
+            match holders {
+                Holders::One(id, _) => {
+                    out.insert(*id);
+                }
+                Holders::Many(map) => out.extend(map.keys().copied()),
+            }
+        }
+        out
     }
 
     /// Number of distinct topics indexed (for tests and metrics).
     pub fn topic_count(&self) -> usize {
         self.by_topic.len()
     }
+
+    /// Gives back the spare room of `id`'s list of slots (after filing many at once).
+    pub fn shrink(&mut self, id: SubscriptionId) {
+        if let Some(Slots::Few(list)) = self.by_subscription.get_mut(&id) {
+            list.shrink_to_fit();
+        }
+    }
+}
+
+fn map_is_empty(holders: &Holders) -> bool {
+    matches!(holders, Holders::Many(map) if map.is_empty())
 }
 
 #[cfg(test)]
@@ -154,6 +304,22 @@ mod tests {
         let mut ids: Vec<_> = index.matching(&change, &[topic(key)]).into_iter().collect();
         ids.sort_unstable();
         ids
+    }
+
+    #[test]
+    fn entries_are_small() {
+        // what a hold costs in the index (BENCHMARKS.md breaks memory down by these)
+        let sizes = [
+            ("slot", std::mem::size_of::<Slot>()),
+            ("holders", std::mem::size_of::<Holders>()),
+            ("hold", std::mem::size_of::<Hold>()),
+            ("slots", std::mem::size_of::<Slots>()),
+            ("queue", std::mem::size_of::<crate::route::queue::Queue>()),
+            ("topic", std::mem::size_of::<Topic>()),
+        ];
+        eprintln!("{sizes:?}");
+        assert_eq!(sizes[0].1, 16);
+        assert_eq!(sizes[1].1, 24);
     }
 
     #[test]

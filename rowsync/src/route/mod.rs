@@ -5,6 +5,7 @@ mod inbox;
 mod index;
 mod queue;
 pub(crate) mod router;
+mod slot;
 mod topic;
 
 pub use derive::{topics_for_rows, topics_for_table};

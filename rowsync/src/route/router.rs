@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use tokio::sync::mpsc;
-
 use super::index::{RouteIndex, SubscriptionId};
-use super::queue::{Item, Message, Queue, QueueStats};
+use super::queue::{Message, Queue};
 use super::topic::{touched, Ops, Topic};
 use crate::change::ResyncReason;
 use crate::change::{Change, Op};
@@ -50,17 +48,13 @@ impl Router {
         &self,
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
-    ) -> (SubscriptionId, mpsc::Receiver<Item>, Arc<QueueStats>) {
+    ) -> (SubscriptionId, Arc<Queue>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.capacity);
-        let stats = Arc::new(QueueStats::default());
-        let queue = Arc::new(Queue {
-            tx,
-            stats: stats.clone(),
-        });
-        self.queues.write().insert(id, queue);
+        let queue = Arc::new(Queue::new(self.capacity));
+        self.queues.write().insert(id, queue.clone());
         self.add_topics(id, topics, ops);
-        (id, rx, stats)
+        self.index.write().shrink(id);
+        (id, queue)
     }
 
     pub fn add_topics(
@@ -88,6 +82,7 @@ impl Router {
         for topic in topics {
             index.add(id, topic, Ops::ALL);
         }
+        index.shrink(id);
     }
 
     pub fn unsubscribe(&self, id: SubscriptionId) {
@@ -199,7 +194,9 @@ impl Router {
 
     /// Ends every subscription: their queues close, so `next()` gives `None` once drained.
     pub fn close_all(&self) {
-        self.queues.write().clear();
+        for (_, queue) in self.queues.write().drain() {
+            queue.close();
+        }
     }
 
     /// Distinct topics indexed.
@@ -210,6 +207,12 @@ impl Router {
     /// Live subscriptions.
     pub fn subscription_count(&self) -> usize {
         self.queues.read().len()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.close_all();
     }
 }
 

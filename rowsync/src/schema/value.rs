@@ -101,7 +101,7 @@ impl Value {
         }
     }
 
-    fn as_i64(&self) -> Option<i64> {
+    pub(crate) fn as_i64(&self) -> Option<i64> {
         match *self {
             Value::I16(v) => Some(v.into()),
             Value::I32(v) => Some(v.into()),

@@ -35,6 +35,12 @@ impl SyncOptions {
         self
     }
 
+    /// The options as text, the same for equal options (for keying what they shape).
+    pub(crate) fn key(&self) -> String {
+        let sorted: std::collections::BTreeMap<_, _> = self.preloads.iter().collect();
+        format!("{sorted:?}")
+    }
+
     /// Whether no option is set.
     pub fn is_empty(&self) -> bool {
         self.preloads.is_empty()

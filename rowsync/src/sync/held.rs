@@ -8,6 +8,22 @@ pub trait Held<S: Schema>: Send {
     fn rows(&self) -> Vec<&S>;
     /// The rows held, mutably.
     fn rows_mut(&mut self) -> Vec<&mut S>;
+    /// How many rows are held.
+    fn held_count(&self) -> usize {
+        self.rows().len()
+    }
+    /// The row at position `i`.
+    fn row_at(&self, i: usize) -> Option<&S> {
+        self.rows().get(i).copied()
+    }
+    /// The rows at positions `at` (ascending, distinct), mutably, with their positions.
+    fn rows_at_mut(&mut self, at: &[usize]) -> Vec<(usize, &mut S)> {
+        self.rows_mut()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| at.binary_search(i).is_ok())
+            .collect()
+    }
     /// Removes the rows with `key`; returns them (a plain `S` cannot lose its row).
     fn remove_key(&mut self, key: &Key) -> Vec<S>;
     /// Whether rows can be added (lists, and an empty `Option`).
@@ -102,6 +118,31 @@ impl<S: Schema> Held<S> for Box<S> {
 impl<S: Schema> Held<S> for Vec<S> {
     fn rows(&self) -> Vec<&S> {
         self.iter().collect()
+    }
+    fn held_count(&self) -> usize {
+        self.len()
+    }
+    fn row_at(&self, i: usize) -> Option<&S> {
+        self.get(i)
+    }
+    fn rows_at_mut(&mut self, at: &[usize]) -> Vec<(usize, &mut S)> {
+        // why split: each row reached directly, not by walking the list to it
+        let mut out = Vec::with_capacity(at.len());
+        let mut rest: &mut [S] = self.as_mut_slice();
+        let mut offset = 0;
+        for &i in at {
+            if i < offset || i - offset >= rest.len() {
+                continue;
+            }
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(i - offset);
+            let Some((row, after)) = tail.split_first_mut() else {
+                break;
+            };
+            out.push((i, row));
+            rest = after;
+            offset = i + 1;
+        }
+        out
     }
     fn rows_mut(&mut self) -> Vec<&mut S> {
         self.iter_mut().collect()

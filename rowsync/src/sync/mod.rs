@@ -5,6 +5,7 @@
 mod apply;
 mod context;
 mod held;
+mod index;
 pub(crate) mod order;
 mod root;
 mod versions;
@@ -15,6 +16,8 @@ use std::collections::{BTreeSet, HashSet};
 pub use context::SyncOptions;
 pub(crate) use context::{Membership, SyncCtx};
 pub use held::Held;
+pub use index::set_indexed_from;
+pub(crate) use index::{worth_an_index, HeldIndex};
 pub(crate) use versions::{Verdict, Versions};
 
 use crate::error::SyncError;
@@ -135,20 +138,25 @@ impl std::fmt::Display for Described<'_> {
 }
 
 /// Applies `ctx.change` to `data` held in shape `tree`; `paths` are the shape's paths to
-/// the changed table.
+/// the changed table; `only`: the root positions the change can touch, when known (see
+/// [`HeldIndex`]), else every root row is looked at.
 pub(crate) async fn apply<S: Schema, H: Held<S>>(
     ctx: &SyncCtx,
     data: &mut H,
     tree: &PreloadTree,
     paths: &[TreePath],
+    only: Option<&[usize]>,
 ) -> Result<Changes, SyncError> {
     let mut changes = Changes::default();
     if ctx.change.table == S::meta().table {
-        root::apply_root(ctx, data, tree, &mut changes).await?;
+        root::apply_root(ctx, data, tree, &mut changes, only).await?;
     }
     let mut touched = BTreeSet::new();
     for path in paths {
-        let rows: Vec<(usize, &mut S)> = data.rows_mut().into_iter().enumerate().collect();
+        let rows: Vec<(usize, &mut S)> = match only {
+            Some(at) => data.rows_at_mut(at),
+            None => data.rows_mut().into_iter().enumerate().collect(),
+        };
         touched.extend(walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await?);
     }
     if !touched.is_empty() {

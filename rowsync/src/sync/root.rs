@@ -12,6 +12,7 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
     data: &mut H,
     tree: &PreloadTree,
     changes: &mut Changes,
+    only: Option<&[usize]>,
 ) -> Result<(), SyncError> {
     let change = &ctx.change;
     let op = ctx.op();
@@ -33,9 +34,13 @@ pub(crate) async fn apply_root<S: Schema, H: Held<S>>(
             }
         }
     }
-    // one pass over the held rows (cold memory when a thousand subscribers hold them)
-    let changed: Vec<&mut S> = data
-        .rows_mut()
+    // one pass over the held rows (cold memory when a thousand subscribers hold them), or
+    // straight to the rows an index names
+    let candidates: Vec<&mut S> = match only {
+        Some(at) => data.rows_at_mut(at).into_iter().map(|(_, r)| r).collect(),
+        None => data.rows_mut(),
+    };
+    let changed: Vec<&mut S> = candidates
         .into_iter()
         .filter(|r| ctx.is_changed(&**r))
         .collect();

@@ -1,0 +1,519 @@
+//! One synced value for every live query of the same query and shape: one subscription, one
+//! sync per change, and the value handed to each viewer as an `Arc` snapshot swapped per
+//! transaction.
+//!
+//! why driven by the viewers, not by a task: a value nobody asks for costs nothing, and the
+//! first viewer to ask applies the next transaction for all of them (under the driver lock);
+//! the others wake on the new version and take it. Each viewer still sees every transaction
+//! in order: the versions it has not shown yet are kept (each an `Arc` of the value after it,
+//! with what it changed) until every viewer has passed them, up to [`STEPS`] of them; a viewer
+//! further behind jumps to the latest value, told as a reload.
+//!
+//! why copy-on-write: the driver syncs into `Arc::make_mut` of its own snapshot, so a value
+//! with one viewer is never copied, and one with many is copied once per transaction, not
+//! once per viewer.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+
+use super::LiveValue;
+use crate::change::ResyncReason;
+use crate::error::{ErrorClass, SyncError};
+use crate::hub::{Hub, Subscription, SyncStats};
+use crate::load::Snapshot;
+use crate::route::SubscriptionId;
+use crate::sync::{Changes, SyncOptions};
+
+/// Transactions kept for viewers behind the latest one.
+const STEPS: usize = 128;
+
+/// The value shared by identical live queries.
+pub(crate) struct Shared<T: LiveValue> {
+    hub: Hub,
+    key: u128,
+    id: SubscriptionId,
+    driver: tokio::sync::Mutex<Driver>,
+    state: Mutex<State<T>>,
+    /// The latest version, for viewers to wake on.
+    published: watch::Sender<u64>,
+    /// Viewers that want the driver now (to apply what is queued), not after the next
+    /// change: one waiting for a change under the driver lock lets go for them.
+    wanting: AtomicUsize,
+    wanted: Notify,
+}
+
+/// What applying changes needs: the one subscription and its options.
+struct Driver {
+    sub: Subscription,
+    options: SyncOptions,
+    /// A sync was cut short (its caller gave up): the value may hold part of a transaction.
+    interrupted: bool,
+}
+
+/// The versions published, and where the viewers are.
+struct State<T> {
+    version: u64,
+    /// The latest value (held by the viewers at the latest version, or by its step). Weak,
+    /// so that a single viewer's sync finds it unshared and changes it in place.
+    current: Weak<T>,
+    view: View,
+    /// Versions some viewer has not taken yet, oldest first.
+    steps: VecDeque<Step<T>>,
+    /// How many viewers show each version.
+    positions: Positions,
+    viewers: usize,
+}
+
+/// How many viewers show each version, oldest first (a few versions at most: viewers keep
+/// up, or jump to the latest).
+struct Positions(Vec<(u64, u32)>);
+
+impl Positions {
+    fn add(&mut self, version: u64) {
+        match self.0.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, n)) => *n += 1,
+            None => {
+                let at = self.0.partition_point(|(v, _)| *v < version);
+                self.0.insert(at, (version, 1));
+            }
+        }
+    }
+
+    /// Takes a viewer off `version`; false if none was there.
+    fn remove(&mut self, version: u64) -> bool {
+        let Some(at) = self.0.iter().position(|(v, _)| *v == version) else {
+            return false;
+        };
+        self.0[at].1 -= 1;
+        if self.0[at].1 == 0 {
+            self.0.remove(at);
+        }
+        true
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.0.first().map(|(v, _)| *v)
+    }
+}
+
+/// What a viewer shows beside the data.
+#[derive(Clone, Default)]
+pub(crate) struct View {
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub stats: SyncStats,
+}
+
+/// A published version: the value after a transaction and what the transaction changed.
+struct Step<T> {
+    version: u64,
+    value: Arc<T>,
+    changes: Changes,
+    view: View,
+}
+
+impl<T> State<T> {
+    /// A viewer moved from version `from` to `to`: forget what no viewer needs any more.
+    fn moved(&mut self, from: u64, to: u64) {
+        self.leave(from);
+        self.positions.add(to);
+        self.viewers += 1;
+        self.prune();
+    }
+
+    fn leave(&mut self, from: u64) {
+        if self.positions.remove(from) {
+            self.viewers -= 1;
+        }
+    }
+
+    fn prune(&mut self) {
+        let oldest = self.positions.oldest().unwrap_or(self.version);
+        while self
+            .steps
+            .front()
+            .is_some_and(|s| s.version <= oldest || self.steps.len() > STEPS)
+        {
+            self.steps.pop_front();
+        }
+    }
+}
+
+impl<T: LiveValue> Shared<T> {
+    /// A viewer of the value shared under `key`, if one is alive.
+    pub async fn join(hub: &Hub, key: u128) -> Option<Viewer<T>> {
+        let shared = hub.shared_values().lock().get(&key)?.upgrade()?;
+        let shared = shared.downcast::<Shared<T>>().ok()?;
+        Shared::viewer(shared).await
+    }
+
+    /// The first viewer of a new shared value (loaded into `data`, kept in sync by `sub`),
+    /// or, when an identical one was started meanwhile, a viewer of that one.
+    pub async fn start(
+        hub: &Hub,
+        key: u128,
+        data: T,
+        sub: Subscription,
+        options: SyncOptions,
+    ) -> Viewer<T> {
+        let data = Arc::new(data);
+        let view = view_of(&sub, &View::default());
+        let shared = Arc::new(Shared {
+            hub: hub.clone(),
+            key,
+            id: sub.id(),
+            driver: tokio::sync::Mutex::new(Driver {
+                sub,
+                options,
+                interrupted: false,
+            }),
+            state: Mutex::new(State {
+                version: 0,
+                current: Arc::downgrade(&data),
+                view: view.clone(),
+                steps: VecDeque::new(),
+                positions: Positions(vec![(0, 1)]),
+                viewers: 1,
+            }),
+            published: watch::Sender::new(0),
+            wanting: AtomicUsize::new(0),
+            wanted: Notify::new(),
+        });
+        let existing = {
+            let mut values = hub.shared_values().lock();
+            match values.get(&key).and_then(Weak::upgrade) {
+                Some(existing) => Some(existing),
+                None => {
+                    let weak: Weak<dyn Any + Send + Sync> = Arc::downgrade(&shared) as Weak<_>;
+                    values.insert(key, weak);
+                    None
+                }
+            }
+        };
+        let updates = shared.published.subscribe();
+        let ours = Viewer {
+            data,
+            view,
+            seen: 0,
+            shared,
+            updates,
+        };
+        if let Some(existing) = existing.and_then(|e| e.downcast::<Shared<T>>().ok()) {
+            // an identical value was started while ours loaded: one value, one subscription
+            if let Some(theirs) = Shared::viewer(existing).await {
+                return theirs;
+            }
+        }
+        ours
+    }
+
+    async fn viewer(shared: Arc<Shared<T>>) -> Option<Viewer<T>> {
+        let mut updates = shared.published.subscribe();
+        loop {
+            {
+                let mut state = shared.state.lock();
+                if state.viewers == 0 {
+                    // its last viewer is leaving
+                    return None;
+                }
+                if let Some(data) = state.current.upgrade() {
+                    let seen = state.version;
+                    state.positions.add(seen);
+                    state.viewers += 1;
+                    let view = state.view.clone();
+                    drop(state);
+                    return Some(Viewer {
+                        data,
+                        view,
+                        seen,
+                        shared,
+                        updates,
+                    });
+                }
+            }
+            // a sync is changing the latest value: it is published when done
+            if updates.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<T: LiveValue> Drop for Shared<T> {
+    fn drop(&mut self) {
+        let mut values = self.hub.shared_values().lock();
+        if values.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            values.remove(&self.key);
+        }
+    }
+}
+
+/// The view's snapshot and counters after the driver's syncs, reusing `before`'s snapshot
+/// when it did not change.
+fn view_of(sub: &Subscription, before: &View) -> View {
+    let snapshot = match (sub.snapshot(), &before.snapshot) {
+        (Some(now), Some(was)) if **was == *now => Some(was.clone()),
+        (now, _) => now.cloned().map(Arc::new),
+    };
+    View {
+        snapshot,
+        stats: sub.stats(),
+    }
+}
+
+/// One live value's place in a shared value: the version it shows.
+pub(crate) struct Viewer<T: LiveValue> {
+    pub data: Arc<T>,
+    pub view: View,
+    seen: u64,
+    shared: Arc<Shared<T>>,
+    updates: watch::Receiver<u64>,
+}
+
+/// What a call to the driver did.
+enum Driven {
+    /// A version this viewer has not shown is there (another viewer applied it).
+    Behind,
+    /// Nothing was queued (only when not waiting).
+    Nothing,
+    /// This viewer applied messages: what they changed (empty: nothing it holds).
+    Applied(Changes),
+    /// The hub shut down.
+    Closed,
+}
+
+impl<T: LiveValue> Viewer<T> {
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// The id of the subscription feeding the value.
+    pub fn subscription_id(&self) -> SubscriptionId {
+        self.shared.id
+    }
+
+    /// The next transaction: waits for it and applies it unless another viewer did.
+    pub async fn next(&mut self) -> Option<Result<Changes, SyncError>> {
+        loop {
+            if let Some(changes) = self.advance() {
+                return Some(Ok(changes));
+            }
+            match self.drive(true).await {
+                Ok(Driven::Closed) => return None,
+                Ok(Driven::Applied(changes)) if !changes.is_empty() => return Some(Ok(changes)),
+                Ok(_) => {}
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+
+    /// Every version not shown yet and every message queued now, applied; what they changed,
+    /// all together.
+    pub async fn apply_pending(&mut self) -> Result<Changes, SyncError> {
+        let mut all = Changes::default();
+        loop {
+            while let Some(changes) = self.advance() {
+                all.merge(changes);
+            }
+            match self.drive(false).await? {
+                Driven::Behind => {}
+                Driven::Applied(changes) => all.merge(changes),
+                Driven::Nothing | Driven::Closed => return Ok(all),
+            }
+        }
+    }
+
+    /// Takes the next version this viewer has not shown; a viewer too far behind jumps to
+    /// the latest one, told as a reload.
+    fn advance(&mut self) -> Option<Changes> {
+        // why first: a version published from now on wakes `updates.changed()`
+        self.updates.borrow_and_update();
+        let mut state = self.shared.state.lock();
+        if state.version == self.seen {
+            return None;
+        }
+        let next = self.seen + 1;
+        let step = state
+            .steps
+            .front()
+            .and_then(|first| next.checked_sub(first.version))
+            .and_then(|at| state.steps.get(at as usize))
+            .filter(|s| s.version == next);
+        let (version, value, changes, view) = match step {
+            Some(s) => (
+                s.version,
+                s.value.clone(),
+                s.changes.clone(),
+                s.view.clone(),
+            ),
+            None => (
+                state.version,
+                state.current.upgrade()?,
+                Changes {
+                    reloaded: true,
+                    ..Changes::default()
+                },
+                state.view.clone(),
+            ),
+        };
+        state.moved(self.seen, version);
+        drop(state);
+        self.seen = version;
+        self.view = view;
+        self.data = value;
+        Some(changes)
+    }
+
+    /// Takes the driver and applies the next transaction (`wait`: waiting for it) or every
+    /// message queued now, unless a version this viewer has not shown is there first.
+    async fn drive(&mut self, wait: bool) -> Result<Driven, SyncError> {
+        let shared = self.shared.clone();
+        let mut guard = if wait {
+            tokio::select! {
+                biased;
+                _ = self.updates.changed() => return Ok(Driven::Behind),
+                guard = shared.driver.lock() => guard,
+            }
+        } else {
+            // a viewer waiting for the next change holds the driver: ask it, and every
+            // viewer in line before us, to let go
+            shared.wanting.fetch_add(1, Ordering::AcqRel);
+            shared.wanted.notify_waiters();
+            let guard = shared.driver.lock().await;
+            shared.wanting.fetch_sub(1, Ordering::AcqRel);
+            guard
+        };
+        if shared.state.lock().version != self.seen {
+            return Ok(Driven::Behind);
+        }
+        let driver = &mut *guard;
+        if std::mem::take(&mut driver.interrupted) {
+            driver.sub.resync_first(ResyncReason::Lagged { missed: 0 });
+        }
+        let messages = if wait {
+            let wanted = shared.wanted.notified();
+            tokio::pin!(wanted);
+            // why enabled before the check: a want announced after it wakes `wanted`
+            wanted.as_mut().enable();
+            if shared.wanting.load(Ordering::Acquire) > 0 {
+                return Ok(Driven::Nothing);
+            }
+            tokio::select! {
+                biased;
+                _ = driver.sub.ready() => {}
+                _ = wanted => return Ok(Driven::Nothing),
+            }
+            match driver.sub.next_batch().await {
+                Some(batch) => batch,
+                None => return Ok(Driven::Closed),
+            }
+        } else {
+            std::iter::from_fn(|| driver.sub.try_next()).collect()
+        };
+        if messages.is_empty() {
+            return Ok(Driven::Nothing);
+        }
+        let Driver {
+            sub,
+            options,
+            interrupted,
+        } = driver;
+        // why the viewer's own reference is let go: with no other viewer, the value is
+        // then changed in place instead of copied
+        let placeholder = Arc::new(T::from_rows(Vec::new()));
+        let taken = std::mem::replace(&mut self.data, placeholder);
+        let mut held = Restore {
+            home: &mut self.data,
+            value: Some(taken),
+            shared: &shared,
+            interrupted,
+        };
+        let value = Arc::make_mut(held.value.as_mut().expect("taken above"));
+        let mut all = Changes::default();
+        let mut failed = None;
+        for message in &messages {
+            match sub.sync_with(value, message, options.clone()).await {
+                Ok(changes) => all.merge(changes),
+                // a change that could not be applied: its resync comes next (the change is
+                // not lost, the value is reloaded)
+                Err(SyncError::Load(error)) if wait && error.class() != ErrorClass::Fatal => {}
+                Err(error) => {
+                    failed = Some(error);
+                    if !wait {
+                        break;
+                    }
+                }
+            }
+        }
+        let value = held.value.take().expect("still held");
+        drop(held);
+        self.publish(sub, value, &all);
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(Driven::Applied(all)),
+        }
+    }
+
+    /// Publishes `value`, the result of this viewer's syncs, as the next version when they
+    /// changed anything (`changes`), and shows it.
+    fn publish(&mut self, sub: &Subscription, value: Arc<T>, changes: &Changes) {
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock();
+        state.current = Arc::downgrade(&value);
+        state.view = view_of(sub, &state.view);
+        if !changes.is_empty() {
+            state.version += 1;
+            let version = state.version;
+            if state.viewers > 1 {
+                let step = Step {
+                    version,
+                    value: value.clone(),
+                    changes: changes.clone(),
+                    view: state.view.clone(),
+                };
+                state.steps.push_back(step);
+            }
+            state.moved(self.seen, version);
+            self.seen = version;
+        }
+        self.view = state.view.clone();
+        let version = state.version;
+        drop(state);
+        self.data = value;
+        // why always: viewers joining while the value was being changed wait for this
+        shared.published.send_replace(version);
+    }
+}
+
+impl<T: LiveValue> Drop for Viewer<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock();
+        state.leave(self.seen);
+        state.prune();
+    }
+}
+
+/// Gives a value being synced back to its viewer if the sync is cut short, and marks the
+/// value for a resync (it may hold part of a transaction).
+struct Restore<'a, T: LiveValue> {
+    home: &'a mut Arc<T>,
+    value: Option<Arc<T>>,
+    shared: &'a Shared<T>,
+    interrupted: &'a mut bool,
+}
+
+impl<T: LiveValue> Drop for Restore<'_, T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.take() {
+            self.shared.state.lock().current = Arc::downgrade(&value);
+            *self.home = value;
+            *self.interrupted = true;
+            self.shared.published.send_modify(|_| {});
+        }
+    }
+}
