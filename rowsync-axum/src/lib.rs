@@ -49,7 +49,8 @@
 //! ```
 //!
 //! A slow browser never holds memory without bound: events are made as its socket drains,
-//! and the replay buffer is bounded ([`FeedConfig`]).
+//! and the replay buffer is bounded ([`FeedConfig`]). For a query per request (per-user
+//! filters) use [`sse_per_request`]; for a handler of your own, [`LiveFeed::sse`].
 
 mod error;
 mod event;
