@@ -278,9 +278,11 @@ impl HubBuilder {
             .await?;
         let last_seq = Arc::new(AtomicU64::new(0));
         let waiters = SyncWaiters::default();
+        let accesses = super::pump::Accesses::default();
         let pump = Pump {
             router: router.clone(),
             loader: loader.clone(),
+            accesses: accesses.clone(),
             schemas,
             last_seq: last_seq.clone(),
             acknowledged,
@@ -296,6 +298,8 @@ impl HubBuilder {
                 router,
                 loader,
                 reloads: SingleFlight::default(),
+                accesses,
+                checked_accesses: Default::default(),
                 capture,
                 check,
                 last_seq,

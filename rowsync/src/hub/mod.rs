@@ -24,7 +24,7 @@ use crate::capture::{triggers, CaptureProblem, CaptureStats, Source};
 use crate::change::{Change, Op};
 use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
-use crate::load::{Db, Query, QuerySpec};
+use crate::load::{Access, Db, Query, QuerySpec, ReadConn};
 use crate::route::router::Router;
 use crate::route::{topics_for_rows, topics_for_table, Inbox, Message, Ops, Selector, Topic};
 use crate::schema::{Schema, SchemaMeta};
@@ -89,6 +89,11 @@ struct HubInner {
     loader: Loader,
     /// Reloads under a snapshot in flight, shared by identical ones (`reload.rs`).
     reloads: SingleFlight<String, reload::Entry>,
+    /// The access context of each subscription that has one (the pump batches reads per
+    /// context).
+    accesses: pump::Accesses,
+    /// Contexts the database took on already (checked once per hub).
+    checked_accesses: parking_lot::Mutex<std::collections::HashSet<Access>>,
     capture: Arc<CaptureStats>,
     /// The check of the installed triggers (none for a replication hub).
     check: Option<Arc<health::CaptureCheck>>,
@@ -196,6 +201,85 @@ impl Hub {
         self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
     }
 
+    /// [`subscribe`](Self::subscribe) under an access context: every read serving the
+    /// subscription (the changed rows, the rows sync takes in, reloads) runs as `access`, so
+    /// row-level security decides what it holds; holders sharing a context share each read.
+    /// Load the rows under the same context (`hub.query::<S>().access(access)`).
+    ///
+    /// The context is checked against the database first (once per hub): a role that does
+    /// not exist or may not be taken on, or an invalid setting name, is an
+    /// [`AccessError`](crate::AccessError) here.
+    pub async fn subscribe_as<'a, S: Schema>(
+        &self,
+        access: &Access,
+        rows: impl IntoIterator<Item = &'a S>,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Subscription, HubError> {
+        self.check_access(access).await?;
+        let rows: Vec<&S> = rows.into_iter().collect();
+        let tree = PreloadTree::parse(S::meta(), preloads)?.union(&PreloadTree::of_rows(&rows));
+        let mut topics = topics_for_rows(&rows, &tree)?;
+        topics.extend(subscription::hidden_topics(S::meta(), &tree)?);
+        let keys = rows.iter().map(|r| r.primary_key()).collect();
+        let spec = QuerySpec {
+            preloads: tree.paths(),
+            access: Some(access.clone()),
+            ..QuerySpec::default()
+        };
+        let membership = Membership::Keys(Arc::new(keys));
+        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
+    }
+
+    /// [`subscribe_table`](Self::subscribe_table) under an access context (see
+    /// [`subscribe_as`](Self::subscribe_as)): the rows of the table `access` may see.
+    pub async fn subscribe_table_as<S: Schema>(
+        &self,
+        access: &Access,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Subscription, HubError> {
+        self.check_access(access).await?;
+        let tree = PreloadTree::parse(S::meta(), preloads)?;
+        let topics = topics_for_table(S::meta(), &tree)?;
+        let membership = Membership::Query {
+            filter: None,
+            order_by: Arc::from(Vec::new()),
+        };
+        let spec = QuerySpec {
+            access: Some(access.clone()),
+            ..QuerySpec::default()
+        };
+        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
+    }
+
+    /// Checks that the database takes `access` on (the role exists and the hub's role may
+    /// act as it, the setting names are valid), once per hub and context.
+    pub async fn check_access(&self, access: &Access) -> Result<(), HubError> {
+        access.validate()?;
+        if self.inner.checked_accesses.lock().contains(access) {
+            return Ok(());
+        }
+        let refused = |error| match error {
+            crate::error::LoadError::Access(error) => HubError::Access(error),
+            error => HubError::from(error),
+        };
+        let conn = ReadConn::open(&self.inner.db, Some(access))
+            .await
+            .map_err(refused)?;
+        conn.finish().await.map_err(refused)?;
+        let mut checked = self.inner.checked_accesses.lock();
+        // why bounded: contexts can be per user; a forgotten one is only checked again
+        if checked.len() >= 10_000 {
+            checked.clear();
+        }
+        checked.insert(access.clone());
+        Ok(())
+    }
+
+    /// A subscription with a context ended.
+    pub(crate) fn forget_access(&self, id: crate::route::SubscriptionId) {
+        self.inner.accesses.forget(id);
+    }
+
     /// The one way a subscription with a data shape is made: checks that the hub captures
     /// every table the shape reads, then files the subscription under `topics`.
     pub(crate) fn subscribe_shape(
@@ -209,15 +293,23 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         self.check_watched(&topics_for_table(root, &tree)?)?;
         spec.preloads = tree.paths();
+        if let Some(access) = &spec.access {
+            access.validate()?;
+        }
         let shape = Shape {
             root,
             paths: self.graph().shape(root, &tree)?,
             tree,
             membership,
+            access: spec.access.clone(),
             spec,
             single,
         };
         let inbox = Inbox::open(&self.inner.router, topics, Ops::ALL);
+        if let Some(access) = &shape.access {
+            // why before any change can reach it: the pump reads for it under its context
+            self.inner.accesses.file(inbox.id(), access.clone());
+        }
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
 

@@ -11,7 +11,7 @@ use crate::change::Change;
 use crate::change::ResyncReason;
 use crate::error::{ErrorClass, HubError, SyncError};
 use crate::graph::{PreloadTree, ShapePaths};
-use crate::load::{rows_under_snapshot, QuerySpec, Selection, Snapshot};
+use crate::load::{rows_under_snapshot, Access, QuerySpec, Selection, Snapshot};
 use crate::route::{
     topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,
 };
@@ -29,6 +29,8 @@ pub(crate) struct Shape {
     pub spec: QuerySpec,
     /// Whether the data holds at most one row of a query (`one()`).
     pub single: bool,
+    /// Who is asking: every read serving this data runs under it.
+    pub access: Option<Access>,
 }
 
 impl Shape {
@@ -48,7 +50,10 @@ impl Shape {
                 single: self.single,
             },
         };
-        let key = format!("{}|{selection:?}", self.root.name);
+        // why the context's own key: its `Debug` hides setting values, and holders of two
+        // contexts must never share a load
+        let access = self.access.as_ref().map(Access::key).unwrap_or_default();
+        let key = format!("{}|{selection:?}|{access}", self.root.name);
         (selection, key)
     }
 
@@ -66,8 +71,51 @@ impl Shape {
             }),
             Membership::Any => {}
         }
+        if self.access.is_some() {
+            topics.extend(hidden_topics(self.root, &self.tree)?);
+        }
         Ok(topics)
     }
+}
+
+/// Topics a holder under an access context follows besides those of what it holds: the
+/// whole related table of each many_to_many and through association of its shape.
+///
+/// why: a linked row the context cannot see is not held, so no topic follows its key; when
+/// it becomes visible (a policy column changed) the holder must hear of it to take it in.
+/// Inserts into has_many collections are routed by foreign key already.
+pub(crate) fn hidden_topics(
+    root: &'static SchemaMeta,
+    tree: &PreloadTree,
+) -> Result<Vec<Topic>, crate::error::SchemaError> {
+    let mut out = Vec::new();
+    collect_hidden(root, tree, &mut out)?;
+    Ok(out)
+}
+
+fn collect_hidden(
+    meta: &'static SchemaMeta,
+    tree: &PreloadTree,
+    out: &mut Vec<Topic>,
+) -> Result<(), crate::error::SchemaError> {
+    for node in tree.children() {
+        let def = &meta.assocs[node.assoc];
+        let related = (def.related)();
+        if matches!(
+            def.kind,
+            crate::schema::AssocKind::ManyToMany { .. } | crate::schema::AssocKind::Through { .. }
+        ) {
+            let topic = Topic {
+                table: related.table,
+                selector: Selector::All,
+            };
+            if !out.contains(&topic) {
+                out.push(topic);
+            }
+        }
+        collect_hidden(related, &node.tree, out)?;
+    }
+    Ok(())
 }
 
 /// Counters of a subscription's syncs.
@@ -306,6 +354,7 @@ impl Subscription {
             membership: shape.membership.clone(),
             spec,
             single: shape.single,
+            access: shape.access.clone(),
         });
         self.shape = Some(grown.clone());
         Ok(grown)
@@ -335,7 +384,7 @@ impl Subscription {
         let mut ctx = SyncCtx::new(
             change.clone(),
             meta,
-            self.hub.loader().clone(),
+            self.hub.loader().under(shape.access.clone()),
             options,
             read_seq,
         )
@@ -404,11 +453,14 @@ impl Subscription {
             .set_topics(topics_for_table(shape.root, &shape.tree)?);
         let (selection, key) = shape.selection();
         let db = self.hub.db().clone();
+        let access = shape.access.clone();
         let loaded = self
             .hub
             .shared_reload::<Vec<S>>(
                 key,
-                Box::pin(async move { rows_under_snapshot::<S>(&db, &selection).await }),
+                Box::pin(async move {
+                    rows_under_snapshot::<S>(&db, &selection, access.as_ref()).await
+                }),
             )
             .await
             .map_err(HubError::Load)?;
@@ -442,6 +494,14 @@ fn in_held_order<S: Schema>(held: &[&S], mut rows: Vec<S>) -> Vec<S> {
         }
     });
     rows
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.shape.as_ref().is_some_and(|s| s.access.is_some()) {
+            self.hub.forget_access(self.inbox.id());
+        }
+    }
 }
 
 impl Stream for Subscription {

@@ -117,6 +117,9 @@ impl<S: Schema> Query<'static, S, Follow> {
             }
         };
         let Follow { hub, options } = self.mode;
+        if let Some(access) = &self.spec.access {
+            hub.check_access(access).await?;
+        }
         let tree = options.grow(meta, &tree)?;
         let mut sub = hub.subscribe_shape(meta, tree, membership, self.spec, single, Vec::new())?;
         let rows = sub.reload::<S>(&[]).await?;
