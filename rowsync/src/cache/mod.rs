@@ -31,7 +31,9 @@ use flight::{Found, Slot};
 use crate::error::LoadError;
 use crate::graph::PreloadTree;
 use crate::load::{fetch_related_of, Access, Db, ReadConn, Related};
-use crate::schema::{AssocDef, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value};
+use crate::schema::{
+    AssocDef, Filter, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value,
+};
 
 /// Limits of the shared row cache.
 #[derive(Debug, Clone, Copy)]
@@ -271,8 +273,10 @@ impl RowCache {
 pub(crate) struct Loader {
     pub cache: Arc<RowCache>,
     pub db: Db,
-    /// The access context every read of this loader runs under.
+    /// The access context every read of this loader runs under (its role and settings).
     pub access: Option<Access>,
+    /// The scope rows this loader gives must pass (checked in memory, after the read).
+    pub scope: Option<Arc<Filter>>,
 }
 
 impl Loader {
@@ -281,15 +285,32 @@ impl Loader {
             cache: Arc::new(RowCache::new(config)),
             db,
             access: None,
+            scope: None,
         }
     }
 
-    /// This loader's cache, reading under `access`.
+    /// This loader's cache, reading under `access`: its role and settings decide the reads
+    /// (and key them in the cache), its scope filters what they give.
     pub fn under(&self, access: Option<Access>) -> Loader {
         Loader {
             cache: self.cache.clone(),
             db: self.db.clone(),
-            access,
+            access: access.as_ref().and_then(Access::reads_as),
+            scope: access.and_then(|a| a.scope_arc()),
+        }
+    }
+
+    /// Whether this loader sees less than the hub's own role does.
+    pub fn restricted(&self) -> bool {
+        self.access.is_some() || self.scope.is_some()
+    }
+
+    /// `row` as this loader's scope lets it be held: `None` outside it, its associations
+    /// pruned inside it.
+    fn scoped<S: Schema>(&self, row: Option<S>) -> Option<S> {
+        match (&self.scope, row) {
+            (Some(scope), Some(row)) => crate::load::scope::keep_in_scope(vec![row], scope).pop(),
+            (_, row) => row,
         }
     }
 
@@ -339,6 +360,7 @@ impl Loader {
             return image
                 .map(|image| image.decode::<S>())
                 .transpose()
+                .map(|row| self.scoped(row))
                 .map_err(|cause| decode_error::<S>(cause));
         }
         let shaped_key = ShapedKey {
@@ -369,7 +391,7 @@ impl Loader {
         };
         entry
             .downcast::<Option<S>>()
-            .map(|row| Option::clone(&row))
+            .map(|row| self.scoped(Option::clone(&row)))
             .map_err(|_| unexpected_entry())
     }
 

@@ -13,7 +13,8 @@ use tokio_postgres::error::SqlState;
 
 use super::{Db, Executor};
 use crate::error::{AccessError, LoadError};
-use crate::schema::quote_ident;
+use crate::graph::PreloadTree;
+use crate::schema::{quote_ident, Filter, SchemaMeta};
 
 /// An access context: the database role to act as and/or settings that row-level security
 /// policies read (`request.jwt.claims`, `app.tenant_id`, ...).
@@ -39,6 +40,29 @@ struct Inner {
     role: Option<String>,
     /// Sorted by name, each name once: equal contexts compare equal.
     settings: Vec<(String, String)>,
+    scope: Option<Scope>,
+}
+
+/// A filter every row held must pass, whatever its table.
+#[derive(Clone)]
+struct Scope {
+    filter: Arc<Filter>,
+    /// The filter's text: what tells scopes apart.
+    text: String,
+}
+
+impl PartialEq for Scope {
+    fn eq(&self, other: &Scope) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Scope {}
+
+impl std::hash::Hash for Scope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
 }
 
 impl Access {
@@ -64,6 +88,92 @@ impl Access {
             Err(at) => settings.insert(at, (name, value)),
         }
         self
+    }
+
+    /// Keeps only the rows that pass `filter`, in every table the holder's data reaches
+    /// (the root and every preloaded association), with no row-level security involved:
+    /// `scope(Filter::eq("tenant_id", 7))` holds tenant 7's people, their posts and their
+    /// tags. Checked in memory on the rows sync reads anyway, so a scope costs no read; every
+    /// table on the holder's paths must have the filter's columns (else
+    /// [`AccessError::ScopeColumn`] when the subscription is made). Several calls combine
+    /// with AND.
+    pub fn scope(mut self, filter: Filter) -> Access {
+        let inner = Arc::make_mut(&mut self.inner);
+        let filter = match inner.scope.take() {
+            Some(old) => Filter::and([Filter::clone(&old.filter), filter]),
+            None => filter,
+        };
+        inner.scope = Some(Scope {
+            text: format!("{filter:?}"),
+            filter: Arc::new(filter),
+        });
+        self
+    }
+
+    /// The scope, if any.
+    pub fn scope_filter(&self) -> Option<&Filter> {
+        self.inner.scope.as_ref().map(|s| &*s.filter)
+    }
+
+    /// The scope, shared.
+    pub(crate) fn scope_arc(&self) -> Option<Arc<Filter>> {
+        self.inner.scope.as_ref().map(|s| s.filter.clone())
+    }
+
+    /// The part of this context the database applies (role and settings), if any: what
+    /// reads run under and are shared by. A scope alone reads as the hub's own role.
+    pub(crate) fn reads_as(&self) -> Option<Access> {
+        if self.inner.role.is_none() && self.inner.settings.is_empty() {
+            return None;
+        }
+        if self.inner.scope.is_none() {
+            return Some(self.clone());
+        }
+        let mut inner = Inner::clone(&self.inner);
+        inner.scope = None;
+        Some(Access {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The scope alone, as a context (nothing for the database to apply).
+    pub(crate) fn scope_only(&self) -> Option<Access> {
+        let scope = self.inner.scope.clone()?;
+        Some(Access {
+            inner: Arc::new(Inner {
+                scope: Some(scope),
+                ..Inner::default()
+            }),
+        })
+    }
+
+    /// Checks that every schema of `tree` (under `root`) has the scope's columns.
+    pub(crate) fn check_scope(
+        &self,
+        root: &'static SchemaMeta,
+        tree: &PreloadTree,
+    ) -> Result<(), AccessError> {
+        let Some(scope) = &self.inner.scope else {
+            return Ok(());
+        };
+        for column in scope.filter.columns() {
+            if root.column_index(column).is_none() {
+                return Err(AccessError::ScopeColumn {
+                    schema: root.name,
+                    column: column.to_owned(),
+                    known: root
+                        .columns
+                        .iter()
+                        .map(|c| c.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        for node in tree.children() {
+            self.check_scope((root.assocs[node.assoc].related)(), &node.tree)?;
+        }
+        Ok(())
     }
 
     /// The role acted as, if any.
@@ -179,7 +289,12 @@ impl Access {
 
     /// Everything that tells contexts apart, for keys of shared loads.
     pub(crate) fn key(&self) -> String {
-        format!("{:?}|{:?}", self.inner.role, self.inner.settings)
+        format!(
+            "{:?}|{:?}|{:?}",
+            self.inner.role,
+            self.inner.settings,
+            self.inner.scope.as_ref().map(|s| &s.text)
+        )
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod snapshot;
 pub(crate) use preload::{fetch_related_of, owner_index, preload, Related};
 pub(crate) mod query;
 pub(crate) mod related_sql;
+pub(crate) mod scope;
 mod tls;
 
 pub use access::Access;

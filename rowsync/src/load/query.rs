@@ -141,22 +141,38 @@ impl<'a, S: Schema> Query<'a, S> {
     /// All matching rows, with their preloads.
     pub async fn all(self) -> Result<Vec<S>, LoadError> {
         let tree = PreloadTree::parse(S::meta(), &self.spec.preloads)?;
-        let (sql, params) = root_sql::<S>(&self.spec)?;
-        let access = self.spec.access.as_ref();
-        match self.mode.0 {
+        let mut spec = self.spec;
+        let scope = match &spec.access {
+            Some(access) => {
+                access.validate()?;
+                access.check_scope(S::meta(), &tree)?;
+                access.scope_arc()
+            }
+            None => None,
+        };
+        if let Some(scope) = &scope {
+            spec.filters.push(Filter::clone(scope));
+        }
+        let (sql, params) = root_sql::<S>(&spec)?;
+        let access = spec.access.as_ref().and_then(super::Access::reads_as);
+        let rows = match self.mode.0 {
             Source::Executor(exec) => {
-                if let Some(access) = access {
+                if let Some(access) = &access {
                     access.apply_held(exec).await?;
                 }
-                load_with(exec, &sql, &params, &tree).await
+                load_with(exec, &sql, &params, &tree).await?
             }
             Source::Pool(pool) => {
-                let conn = super::ReadConn::open_on(pool, access).await?;
+                let conn = super::ReadConn::open_on(pool, access.as_ref()).await?;
                 let rows = load_with(conn.exec(), &sql, &params, &tree).await?;
                 conn.finish().await?;
-                Ok(rows)
+                rows
             }
-        }
+        };
+        Ok(match &scope {
+            Some(scope) => super::scope::keep_in_scope(rows, scope),
+            None => rows,
+        })
     }
 
     /// The only matching row, if any; more than one is [`LoadError::MultipleRows`].

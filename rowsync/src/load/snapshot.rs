@@ -114,8 +114,8 @@ pub(crate) async fn rows_under_snapshot<S: Schema>(
         Selection::Query { spec, single } => {
             let mut q = query::<S>(&*tx);
             q.spec = spec.clone();
-            // taken on above, for the whole transaction
-            q.spec.access = None;
+            // taken on above, for the whole transaction: the scope is left
+            q.spec.access = access.and_then(Access::scope_only);
             if *single {
                 q.one().await?.into_iter().collect()
             } else {
@@ -127,16 +127,18 @@ pub(crate) async fn rows_under_snapshot<S: Schema>(
             match meta.single_key_column() {
                 Some(column) => {
                     let values: Vec<Value> = keys.iter().map(|k| k.0[0].clone()).collect();
-                    query::<S>(&*tx)
+                    let mut q = query::<S>(&*tx)
                         .filter(Filter::in_list(column, values))
-                        .preload(preloads)
-                        .all()
-                        .await?
+                        .preload(preloads);
+                    q.spec.access = access.and_then(Access::scope_only);
+                    q.all().await?
                 }
                 None => {
                     let mut rows = Vec::new();
                     for key in keys {
-                        rows.extend(query::<S>(&*tx).preload(preloads).get(key.clone()).await?);
+                        let mut q = query::<S>(&*tx).preload(preloads);
+                        q.spec.access = access.and_then(Access::scope_only);
+                        rows.extend(q.get(key.clone()).await?);
                     }
                     rows
                 }

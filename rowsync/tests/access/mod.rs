@@ -2,6 +2,7 @@
 //! and reads shared per context.
 
 mod rls;
+mod scope;
 
 use rowsync::{Access, Assoc, Hub, Schema};
 

@@ -136,7 +136,7 @@ async fn a_context_the_database_refuses_is_a_clear_error() {
 
 /// Applies what every live value was sent until `f`'s writes so far, then checks each one
 /// against a fresh load under its own context.
-async fn check(f: &Fixture, values: &mut [(Access, Live<Vec<Member>>)], step: &str) {
+pub async fn check(f: &Fixture, values: &mut [(Access, Live<Vec<Member>>)], step: &str) {
     for (access, live) in values.iter_mut() {
         timeout(WAIT, live.catch_up())
             .await
@@ -164,57 +164,59 @@ async fn changes_reach_holders_only_as_their_context_sees_them() {
         values.push((access, live));
     }
     check(&f, &mut values, "loaded").await;
-    let steps = [
-        (
-            "another tenant's note under a held member",
-            "UPDATE t_notes SET title = 'x' WHERE id = 12",
-        ),
-        (
-            "a note leaves its tenant",
-            "UPDATE t_notes SET tenant_id = 8 WHERE id = 11",
-        ),
-        (
-            "a note joins a tenant",
-            "UPDATE t_notes SET tenant_id = 7 WHERE id = 12",
-        ),
-        (
-            "a nested tag leaves",
-            "UPDATE t_tags SET tenant_id = 8 WHERE id = 100",
-        ),
-        (
-            "a nested tag comes back",
-            "UPDATE t_tags SET tenant_id = 7, name = 'crimson' WHERE id = 100",
-        ),
-        (
-            "notes inserted for both tenants",
-            "INSERT INTO t_notes VALUES (15, 8, 2, 'x'), (16, 7, 2, 'y')",
-        ),
-        (
-            "a link to another tenant's tag",
-            "INSERT INTO t_notes_tags VALUES (14, 101), (16, 102)",
-        ),
-        (
-            "members inserted",
-            "INSERT INTO t_members VALUES (4, 7, 'amy'), (5, 8, 'bea')",
-        ),
-        (
-            "a member moves tenant",
-            "UPDATE t_members SET tenant_id = 8 WHERE id = 2",
-        ),
-        (
-            "and back",
-            "UPDATE t_members SET tenant_id = 7 WHERE id = 2",
-        ),
-        (
-            "a visible note deleted",
-            "DELETE FROM t_notes WHERE id = 10",
-        ),
-    ];
-    for (step, sql) in steps {
+    for (step, sql) in STEPS {
         f.sql.batch_execute(sql).await.unwrap();
         check(&f, &mut values, step).await;
     }
 }
+
+/// Writes across tenants: rows moving in and out of a tenant at every depth.
+pub const STEPS: [(&str, &str); 11] = [
+    (
+        "another tenant's note under a held member",
+        "UPDATE t_notes SET title = 'x' WHERE id = 12",
+    ),
+    (
+        "a note leaves its tenant",
+        "UPDATE t_notes SET tenant_id = 8 WHERE id = 11",
+    ),
+    (
+        "a note joins a tenant",
+        "UPDATE t_notes SET tenant_id = 7 WHERE id = 12",
+    ),
+    (
+        "a nested tag leaves",
+        "UPDATE t_tags SET tenant_id = 8 WHERE id = 100",
+    ),
+    (
+        "a nested tag comes back",
+        "UPDATE t_tags SET tenant_id = 7, name = 'crimson' WHERE id = 100",
+    ),
+    (
+        "notes inserted for both tenants",
+        "INSERT INTO t_notes VALUES (15, 8, 2, 'x'), (16, 7, 2, 'y')",
+    ),
+    (
+        "a link to another tenant's tag",
+        "INSERT INTO t_notes_tags VALUES (14, 101), (16, 102)",
+    ),
+    (
+        "members inserted",
+        "INSERT INTO t_members VALUES (4, 7, 'amy'), (5, 8, 'bea')",
+    ),
+    (
+        "a member moves tenant",
+        "UPDATE t_members SET tenant_id = 8 WHERE id = 2",
+    ),
+    (
+        "and back",
+        "UPDATE t_members SET tenant_id = 7 WHERE id = 2",
+    ),
+    (
+        "a visible note deleted",
+        "DELETE FROM t_notes WHERE id = 10",
+    ),
+];
 
 #[tokio::test]
 async fn holders_sharing_a_context_share_each_read() {

@@ -18,7 +18,7 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         let op = self.ctx.op();
         // a row a context could not see is linked but not held: held nowhere and visible
         // now, it may have become visible, and the links decide where it joins
-        if self.ctx.loader.access.is_some()
+        if self.ctx.loader.restricted()
             && op != Op::Deleted
             && !rows.iter().any(|(_, row)| {
                 (self.field.get)(row)
@@ -129,11 +129,13 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             .await?;
         let mut touched = Vec::new();
         for (root, row) in held {
-            let now: Vec<C> = related
-                .by_owner
-                .get(&row.column_value(owner_index))
-                .map(|at| at.iter().map(|&i| related.children[i].clone()).collect())
-                .unwrap_or_default();
+            let now: Vec<C> = self.ctx.scoped(
+                related
+                    .by_owner
+                    .get(&row.column_value(owner_index))
+                    .map(|at| at.iter().map(|&i| related.children[i].clone()).collect())
+                    .unwrap_or_default(),
+            );
             let Some(list) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };
