@@ -92,6 +92,8 @@ struct HubInner {
     /// The access context of each subscription that has one (the pump batches reads per
     /// context).
     accesses: pump::Accesses,
+    /// Tables row-level security policies read (`HubBuilder::policy_table`).
+    policy_tables: Vec<crate::schema::TableName>,
     /// Contexts the database took on already (checked once per hub).
     checked_accesses: parking_lot::Mutex<std::collections::HashSet<Access>>,
     capture: Arc<CaptureStats>,
@@ -218,8 +220,7 @@ impl Hub {
         self.check_access(access).await?;
         let rows: Vec<&S> = rows.into_iter().collect();
         let tree = PreloadTree::parse(S::meta(), preloads)?.union(&PreloadTree::of_rows(&rows));
-        let mut topics = topics_for_rows(&rows, &tree)?;
-        topics.extend(subscription::hidden_topics(S::meta(), &tree)?);
+        let topics = topics_for_rows(&rows, &tree)?;
         let keys = rows.iter().map(|r| r.primary_key()).collect();
         let spec = QuerySpec {
             preloads: tree.paths(),
@@ -279,6 +280,23 @@ impl Hub {
         Ok(())
     }
 
+    /// Every change of the tables policies read.
+    fn policy_topics(&self) -> Vec<Topic> {
+        self.inner
+            .policy_tables
+            .iter()
+            .map(|&table| Topic {
+                table,
+                selector: Selector::All,
+            })
+            .collect()
+    }
+
+    /// Whether policies read `table`.
+    pub(crate) fn is_policy_table(&self, table: &crate::schema::TableName) -> bool {
+        self.inner.policy_tables.contains(table)
+    }
+
     /// A subscription with a context ended.
     pub(crate) fn forget_access(&self, id: crate::route::SubscriptionId) {
         self.inner.accesses.forget(id);
@@ -297,9 +315,16 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         self.check_watched(&topics_for_table(root, &tree)?)?;
         spec.preloads = tree.paths();
+        let mut topics = topics;
+        let mut policy_topics = Vec::new();
         if let Some(access) = &spec.access {
             access.validate()?;
             access.check_scope(root, &tree)?;
+            if access.reads_as().is_some() {
+                policy_topics = self.policy_topics();
+            }
+            topics.extend(subscription::hidden_topics(root, &tree)?);
+            topics.extend(policy_topics.iter().cloned());
         }
         let shape = Shape {
             root,
@@ -307,6 +332,7 @@ impl Hub {
             tree,
             membership,
             access: spec.access.clone(),
+            policy_topics,
             spec,
             single,
         };

@@ -160,7 +160,7 @@ impl Pump {
             pending.in_transaction.extend(r.subscribers.iter().copied());
         }
         // one batched read per (table, context): holders sharing a context share it
-        let mut wanted: HashMap<(TableName, Option<Access>), Vec<(Key, u64)>> = HashMap::new();
+        let mut wanted: Wanted = HashMap::new();
         for r in routed.iter().filter(|r| r.reads_row) {
             for access in self.accesses.of(&r.subscribers) {
                 // a carried row serves the hub's own role; a context reads its own
@@ -182,6 +182,9 @@ impl Pump {
         self.last_seq.store(last, Ordering::Release);
     }
 }
+
+/// The rows a burst's syncs will read, per table and context (`None`: the hub's own role).
+type Wanted = HashMap<(TableName, Option<Access>), Vec<(Key, u64)>>;
 
 /// Callers waiting for sync points, by token.
 #[derive(Clone, Default)]

@@ -31,6 +31,8 @@ pub(crate) struct Shape {
     pub single: bool,
     /// Who is asking: every read serving this data runs under it.
     pub access: Option<Access>,
+    /// Every change of the tables policies read, for a context with a role or settings.
+    pub policy_topics: Vec<Topic>,
 }
 
 impl Shape {
@@ -73,6 +75,7 @@ impl Shape {
         }
         if self.access.is_some() {
             topics.extend(hidden_topics(self.root, &self.tree)?);
+            topics.extend(self.policy_topics.iter().cloned());
         }
         Ok(topics)
     }
@@ -275,6 +278,15 @@ impl Subscription {
                     self.stats.skipped_visible += 1;
                     return Ok(Changes::default());
                 }
+                // what a context sees may have changed anywhere: only a reload can tell
+                if shape.policy_topics.iter().any(|t| t.table == change.table)
+                    && self.hub.is_policy_table(&change.table)
+                {
+                    let reason = ResyncReason::PolicyChanged {
+                        table: change.table,
+                    };
+                    return self.resync(data, &reason).await;
+                }
                 let verdict = self.versions.judge(change);
                 match verdict {
                     Verdict::Apply => {}
@@ -355,6 +367,7 @@ impl Subscription {
             spec,
             single: shape.single,
             access: shape.access.clone(),
+            policy_topics: shape.policy_topics.clone(),
         });
         self.shape = Some(grown.clone());
         Ok(grown)
@@ -449,8 +462,9 @@ impl Subscription {
         shape: &Shape,
         held: &[&S],
     ) -> Result<Vec<S>, HubError> {
-        self.inbox
-            .set_topics(topics_for_table(shape.root, &shape.tree)?);
+        let mut reading = topics_for_table(shape.root, &shape.tree)?;
+        reading.extend(shape.policy_topics.iter().cloned());
+        self.inbox.set_topics(reading);
         let (selection, key) = shape.selection();
         let db = self.hub.db().clone();
         let access = shape.access.clone();

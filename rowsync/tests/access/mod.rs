@@ -38,12 +38,23 @@ pub struct Tag {
     pub name: String,
 }
 
+/// Who shares with whom: tenant `viewer` sees what tenant `owner` sees of its own.
+#[derive(Schema, Clone, Debug, PartialEq)]
+#[rowsync(table = "t_shares")]
+pub struct Share {
+    #[rowsync(primary_key)]
+    pub owner: i64,
+    #[rowsync(primary_key)]
+    pub viewer: i64,
+}
+
 /// The shape holders load: two levels under the members.
 pub const SHAPE: [&str; 1] = ["notes.tags"];
 
-/// The tables, one policy per table (`tenant_id = current_setting('app.tenant_id')`), a
-/// role `app` that the policies bind (no superuser, no BYPASSRLS) and seed rows of tenants
-/// 7 and 8 (with rows of one tenant under the other's members and notes).
+/// The tables, one policy per table (`tenant_id = current_setting('app.tenant_id')`, or a
+/// tenant that shares with it in `t_shares`), a role `app` that the policies bind (no
+/// superuser, no BYPASSRLS) and seed rows of tenants 7 and 8 (with rows of one tenant under
+/// the other's members and notes).
 pub fn schema_sql(app: &str) -> String {
     format!(
         "
@@ -53,13 +64,19 @@ pub fn schema_sql(app: &str) -> String {
     CREATE TABLE t_tags (id bigint PRIMARY KEY, tenant_id bigint NOT NULL, name text NOT NULL);
     CREATE TABLE t_notes_tags (note_id bigint NOT NULL, tag_id bigint NOT NULL,
                                PRIMARY KEY (note_id, tag_id));
+    CREATE TABLE t_shares (owner bigint NOT NULL, viewer bigint NOT NULL,
+                           PRIMARY KEY (owner, viewer));
     CREATE ROLE {app} NOLOGIN;
-    GRANT SELECT ON t_members, t_notes, t_tags, t_notes_tags TO {app};
+    GRANT SELECT ON t_members, t_notes, t_tags, t_notes_tags, t_shares TO {app};
     ALTER TABLE t_members ENABLE ROW LEVEL SECURITY;
     ALTER TABLE t_notes ENABLE ROW LEVEL SECURITY;
     ALTER TABLE t_tags ENABLE ROW LEVEL SECURITY;
-    CREATE POLICY tenant ON t_members USING (tenant_id = current_setting('app.tenant_id')::bigint);
-    CREATE POLICY tenant ON t_notes USING (tenant_id = current_setting('app.tenant_id')::bigint);
+    CREATE POLICY tenant ON t_members USING (tenant_id = current_setting('app.tenant_id')::bigint
+        OR tenant_id IN (SELECT owner FROM t_shares
+                         WHERE viewer = current_setting('app.tenant_id')::bigint));
+    CREATE POLICY tenant ON t_notes USING (tenant_id = current_setting('app.tenant_id')::bigint
+        OR tenant_id IN (SELECT owner FROM t_shares
+                         WHERE viewer = current_setting('app.tenant_id')::bigint));
     CREATE POLICY tenant ON t_tags USING (tenant_id = current_setting('app.tenant_id')::bigint);
     INSERT INTO t_members VALUES (1, 7, 'ann'), (2, 7, 'abe'), (3, 8, 'bob');
     INSERT INTO t_notes VALUES (10, 7, 1, 'a1'), (11, 7, 1, 'a2'), (12, 8, 1, 'leak'),
@@ -84,10 +101,15 @@ pub async fn tenants() -> (Fixture, String) {
 
 /// A hub watching the tenant tables.
 pub async fn tenant_hub(f: &Fixture) -> Hub {
-    with_capture(Hub::builder(f.db.url()).watch::<Member>(SHAPE), f)
-        .start()
-        .await
-        .expect("hub starts")
+    with_capture(
+        Hub::builder(f.db.url())
+            .watch::<Member>(SHAPE)
+            .policy_table::<Share>(),
+        f,
+    )
+    .start()
+    .await
+    .expect("hub starts")
 }
 
 /// Tenant `tenant` acting as `app`.

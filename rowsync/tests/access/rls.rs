@@ -171,7 +171,7 @@ async fn changes_reach_holders_only_as_their_context_sees_them() {
 }
 
 /// Writes across tenants: rows moving in and out of a tenant at every depth.
-pub const STEPS: [(&str, &str); 11] = [
+pub const STEPS: [(&str, &str); 13] = [
     (
         "another tenant's note under a held member",
         "UPDATE t_notes SET title = 'x' WHERE id = 12",
@@ -205,6 +205,10 @@ pub const STEPS: [(&str, &str); 11] = [
         "INSERT INTO t_members VALUES (4, 7, 'amy'), (5, 8, 'bea')",
     ),
     (
+        "tenant 8 shares with tenant 7 (a policy change)",
+        "INSERT INTO t_shares VALUES (8, 7)",
+    ),
+    (
         "a member moves tenant",
         "UPDATE t_members SET tenant_id = 8 WHERE id = 2",
     ),
@@ -212,6 +216,7 @@ pub const STEPS: [(&str, &str); 11] = [
         "and back",
         "UPDATE t_members SET tenant_id = 7 WHERE id = 2",
     ),
+    ("the share revoked", "DELETE FROM t_shares"),
     (
         "a visible note deleted",
         "DELETE FROM t_notes WHERE id = 10",
