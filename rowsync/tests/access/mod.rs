@@ -1,6 +1,7 @@
 //! Who sees what: access contexts under real row-level security, changes that respect them,
 //! and reads shared per context.
 
+mod oracle;
 mod rls;
 mod scope;
 
