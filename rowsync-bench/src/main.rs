@@ -5,7 +5,7 @@
 //! cargo run --release -p rowsync-bench -- <scenario> [--quick]
 //! ```
 //!
-//! Scenarios: stampede, partitioned, broadcast, throughput, sync-cost, memory, all. Each
+//! Scenarios: stampede, partitioned, broadcast, throughput, sync-cost, access, memory, all. Each
 //! prints a table and one JSON line per result. The database is a throwaway PostgreSQL
 //! cluster, or the server of `DATABASE_URL`; each scenario uses a fresh database of its own.
 
@@ -33,7 +33,7 @@ pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 /// Results of the bench.
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const USAGE: &str = "usage: rowsync-bench <stampede|partitioned|broadcast|throughput|sync-cost|memory|all> [--quick]";
+const USAGE: &str = "usage: rowsync-bench <stampede|partitioned|broadcast|throughput|sync-cost|access|memory|all> [--quick]";
 
 /// The command line: which scenarios, full or quick.
 #[derive(Debug, PartialEq)]
@@ -154,7 +154,7 @@ mod tests {
         let a = args(&["stampede", "--quick"]).unwrap();
         assert_eq!(a.scenarios, ["stampede"]);
         assert!(a.mode.quick);
-        assert_eq!(args(&["all"]).unwrap().scenarios.len(), 6);
+        assert_eq!(args(&["all"]).unwrap().scenarios.len(), 7);
         assert!(args(&["nope"]).is_err());
         assert!(args(&[]).is_err());
         assert!(args(&["memory", "memory"]).is_err());

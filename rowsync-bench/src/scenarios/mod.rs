@@ -1,6 +1,7 @@
 //! The scenarios of issue 5, one module each, and what they share: a fresh database with a
 //! hub watching it, and the lists subscribers hold.
 
+pub mod access;
 pub mod broadcast;
 pub mod memory;
 pub mod partitioned;
@@ -21,12 +22,13 @@ use crate::BenchResult;
 
 /// Scenario names, in the order `all` runs them (`memory` in a process of its own, see
 /// `child.rs`).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "stampede",
     "partitioned",
     "broadcast",
     "throughput",
     "sync-cost",
+    "access",
     "memory",
 ];
 
@@ -56,6 +58,7 @@ pub async fn run(name: &str, mode: Mode) -> BenchResult<Vec<Report>> {
         "broadcast" => broadcast::run(mode).await,
         "throughput" => throughput::run(mode).await,
         "sync-cost" => Box::pin(sync_cost::run(mode)).await,
+        "access" => Box::pin(access::run(mode)).await,
         "memory" => memory::run(mode).await,
         other => Err(format!("unknown scenario `{other}`").into()),
     }

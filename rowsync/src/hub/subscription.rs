@@ -82,7 +82,7 @@ impl Shape {
 }
 
 /// Topics a holder under an access context follows besides those of what it holds: the
-/// whole related table of each many_to_many and through association of its shape.
+/// whole related table of each many_to_many, through and belongs_to association of its shape.
 ///
 /// why: a linked row the context cannot see is not held, so no topic follows its key; when
 /// it becomes visible (a policy column changed) the holder must hear of it to take it in.
@@ -106,7 +106,9 @@ fn collect_hidden(
         let related = (def.related)();
         if matches!(
             def.kind,
-            crate::schema::AssocKind::ManyToMany { .. } | crate::schema::AssocKind::Through { .. }
+            crate::schema::AssocKind::ManyToMany { .. }
+                | crate::schema::AssocKind::Through { .. }
+                | crate::schema::AssocKind::BelongsTo { .. }
         ) {
             let topic = Topic {
                 table: related.table,

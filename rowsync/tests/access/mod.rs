@@ -27,6 +27,8 @@ pub struct Note {
     pub tenant_id: i64,
     pub member_id: Option<i64>,
     pub title: String,
+    #[rowsync(belongs_to(Member, foreign_key = "member_id"))]
+    pub member: Assoc<Option<Box<Member>>>,
     #[rowsync(many_to_many(Tag, join_through = "t_notes_tags", join_keys("note_id", "tag_id")))]
     pub tags: Assoc<Vec<Tag>>,
 }
@@ -51,6 +53,9 @@ pub struct Share {
 
 /// The shape holders load: two levels under the members.
 pub const SHAPE: [&str; 1] = ["notes.tags"];
+
+/// A second shape: notes with the member they belong to (a parent a context may not see).
+pub const NOTE_SHAPE: [&str; 2] = ["member", "tags"];
 
 /// The tables, one policy per table (`tenant_id = current_setting('app.tenant_id')`, or a
 /// tenant that shares with it in `t_shares`), a role `app` that the policies bind (no

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rowsync::{Access, Filter, Hub, Live, Message, Subscription};
 
-use super::{fresh, tenant, tenant_hub, tenants, Member, SHAPE};
+use super::{fresh, tenant, tenant_hub, tenants, Member, Note, NOTE_SHAPE, SHAPE};
 use crate::support::Fixture;
 
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +141,18 @@ async fn run(style: Style, transactions: Vec<String>) -> Result<(), String> {
     let hub: Hub = tenant_hub(&f).await;
     let mut lives: Vec<(Access, Live<Vec<Member>>)> = Vec::new();
     let mut by_hand: Vec<ByHand> = Vec::new();
+    let mut notes: Vec<(Access, Live<Vec<Note>>)> = Vec::new();
+    for t in TENANTS {
+        let access = context(style, &app, t);
+        let live = hub
+            .live::<Note>()
+            .preload(NOTE_SHAPE)
+            .access(access.clone())
+            .all()
+            .await
+            .map_err(|e| e.to_string())?;
+        notes.push((access, live));
+    }
     // two live values share tenant 7's context
     for t in TENANTS.into_iter().chain([7]) {
         let access = context(style, &app, t);
@@ -179,6 +191,24 @@ async fn run(style: Style, transactions: Vec<String>) -> Result<(), String> {
             if **live != expected {
                 result = Err(format!(
                     "after {body}, a live value under {access:?}:\n held:     {:?}\n expected: {expected:?}",
+                    **live
+                ));
+                break 'run;
+            }
+        }
+        for (access, live) in &mut notes {
+            live.apply_pending().await.map_err(|e| e.to_string())?;
+            let expected = f
+                .rowsync
+                .query::<Note>()
+                .preload(NOTE_SHAPE)
+                .access(access.clone())
+                .all()
+                .await
+                .map_err(|e| e.to_string())?;
+            if **live != expected {
+                result = Err(format!(
+                    "after {body}, live notes under {access:?}:\n held:     {:?}\n expected: {expected:?}",
                     **live
                 ));
                 break 'run;
