@@ -245,8 +245,8 @@ async fn holders_sharing_a_context_share_each_read() {
     for live in &mut plain {
         live.catch_up().await.unwrap();
     }
+    // one read of the row (none when the replication source carried it)
     let alone = hub.stats().rows_loaded - before;
-    assert!(alone >= 1, "the change is read once");
 
     let mut held = Vec::new();
     for t in [7, 8] {
@@ -268,11 +268,13 @@ async fn holders_sharing_a_context_share_each_read() {
     }
     let shared = hub.stats().rows_loaded - before;
     // tenant 8's holders do not hold note 10: only tenant 7's context reads it, once for
-    // all ten of its holders
+    // all ten of its holders (a row the replication source carried serves the hub's own
+    // role only)
+    let under_context = shared - alone;
     assert_eq!(
-        shared,
-        2 * alone,
-        "reads: {alone} alone, {shared} with contexts"
+        under_context,
+        alone.max(1),
+        "reads: {alone} without contexts, {shared} with them"
     );
     assert_eq!(held[0].notes_title(), Some("two"));
 }
