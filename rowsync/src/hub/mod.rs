@@ -1,6 +1,7 @@
 //! The hub: the long-lived handle that wires capture, cache and routing together
 //! (EctoSync's supervisor). Start one per application and clone it freely.
 
+mod access;
 mod builder;
 mod check;
 mod health;
@@ -24,7 +25,7 @@ use crate::capture::{triggers, CaptureProblem, CaptureStats, Source};
 use crate::change::{Change, Op};
 use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
-use crate::load::{Access, Db, Query, QuerySpec, ReadConn};
+use crate::load::{Access, Db, Query, QuerySpec};
 use crate::route::router::Router;
 use crate::route::{topics_for_rows, topics_for_table, Inbox, Message, Ops, Selector, Topic};
 use crate::schema::{Schema, SchemaMeta};
@@ -203,105 +204,6 @@ impl Hub {
         self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
     }
 
-    /// [`subscribe`](Self::subscribe) under an access context: every read serving the
-    /// subscription (the changed rows, the rows sync takes in, reloads) runs as `access`, so
-    /// row-level security decides what it holds; holders sharing a context share each read.
-    /// Load the rows under the same context (`hub.query::<S>().access(access)`).
-    ///
-    /// The context is checked against the database first (once per hub): a role that does
-    /// not exist or may not be taken on, or an invalid setting name, is an
-    /// [`AccessError`](crate::AccessError) here.
-    pub async fn subscribe_as<'a, S: Schema>(
-        &self,
-        access: &Access,
-        rows: impl IntoIterator<Item = &'a S>,
-        preloads: impl IntoIterator<Item = impl AsRef<str>>,
-    ) -> Result<Subscription, HubError> {
-        self.check_access(access).await?;
-        let rows: Vec<&S> = rows.into_iter().collect();
-        let tree = PreloadTree::parse(S::meta(), preloads)?.union(&PreloadTree::of_rows(&rows));
-        let topics = topics_for_rows(&rows, &tree)?;
-        let keys = rows.iter().map(|r| r.primary_key()).collect();
-        let spec = QuerySpec {
-            preloads: tree.paths(),
-            access: Some(access.clone()),
-            ..QuerySpec::default()
-        };
-        let membership = Membership::Keys(Arc::new(keys));
-        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
-    }
-
-    /// [`subscribe_table`](Self::subscribe_table) under an access context (see
-    /// [`subscribe_as`](Self::subscribe_as)): the rows of the table `access` may see.
-    pub async fn subscribe_table_as<S: Schema>(
-        &self,
-        access: &Access,
-        preloads: impl IntoIterator<Item = impl AsRef<str>>,
-    ) -> Result<Subscription, HubError> {
-        self.check_access(access).await?;
-        let tree = PreloadTree::parse(S::meta(), preloads)?;
-        let topics = topics_for_table(S::meta(), &tree)?;
-        let membership = Membership::Query {
-            filter: None,
-            order_by: Arc::from(Vec::new()),
-        };
-        let spec = QuerySpec {
-            access: Some(access.clone()),
-            ..QuerySpec::default()
-        };
-        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
-    }
-
-    /// Checks that the database takes `access` on (the role exists and the hub's role may
-    /// act as it, the setting names are valid), once per hub and context.
-    pub async fn check_access(&self, access: &Access) -> Result<(), HubError> {
-        access.validate()?;
-        // a scope alone asks nothing of the database
-        let Some(access) = access.reads_as() else {
-            return Ok(());
-        };
-        if self.inner.checked_accesses.lock().contains(&access) {
-            return Ok(());
-        }
-        let refused = |error| match error {
-            crate::error::LoadError::Access(error) => HubError::Access(error),
-            error => HubError::from(error),
-        };
-        let conn = ReadConn::open(&self.inner.db, Some(&access))
-            .await
-            .map_err(refused)?;
-        conn.finish().await.map_err(refused)?;
-        let mut checked = self.inner.checked_accesses.lock();
-        // why bounded: contexts can be per user; a forgotten one is only checked again
-        if checked.len() >= 10_000 {
-            checked.clear();
-        }
-        checked.insert(access);
-        Ok(())
-    }
-
-    /// Every change of the tables policies read.
-    fn policy_topics(&self) -> Vec<Topic> {
-        self.inner
-            .policy_tables
-            .iter()
-            .map(|&table| Topic {
-                table,
-                selector: Selector::All,
-            })
-            .collect()
-    }
-
-    /// Whether policies read `table`.
-    pub(crate) fn is_policy_table(&self, table: &crate::schema::TableName) -> bool {
-        self.inner.policy_tables.contains(table)
-    }
-
-    /// A subscription with a context ended.
-    pub(crate) fn forget_access(&self, id: crate::route::SubscriptionId) {
-        self.inner.accesses.forget(id);
-    }
-
     /// The one way a subscription with a data shape is made: checks that the hub captures
     /// every table the shape reads, then files the subscription under `topics`.
     pub(crate) fn subscribe_shape(
@@ -323,7 +225,7 @@ impl Hub {
             if access.reads_as().is_some() {
                 policy_topics = self.policy_topics();
             }
-            topics.extend(subscription::hidden_topics(root, &tree)?);
+            topics.extend(access::hidden_topics(root, &tree)?);
             topics.extend(policy_topics.iter().cloned());
         }
         let shape = Shape {

@@ -74,53 +74,11 @@ impl Shape {
             Membership::Any => {}
         }
         if self.access.is_some() {
-            topics.extend(hidden_topics(self.root, &self.tree)?);
+            topics.extend(super::access::hidden_topics(self.root, &self.tree)?);
             topics.extend(self.policy_topics.iter().cloned());
         }
         Ok(topics)
     }
-}
-
-/// Topics a holder under an access context follows besides those of what it holds: the
-/// whole related table of each many_to_many, through and belongs_to association of its shape.
-///
-/// why: a linked row the context cannot see is not held, so no topic follows its key; when
-/// it becomes visible (a policy column changed) the holder must hear of it to take it in.
-/// Inserts into has_many collections are routed by foreign key already.
-pub(crate) fn hidden_topics(
-    root: &'static SchemaMeta,
-    tree: &PreloadTree,
-) -> Result<Vec<Topic>, crate::error::SchemaError> {
-    let mut out = Vec::new();
-    collect_hidden(root, tree, &mut out)?;
-    Ok(out)
-}
-
-fn collect_hidden(
-    meta: &'static SchemaMeta,
-    tree: &PreloadTree,
-    out: &mut Vec<Topic>,
-) -> Result<(), crate::error::SchemaError> {
-    for node in tree.children() {
-        let def = &meta.assocs[node.assoc];
-        let related = (def.related)();
-        if matches!(
-            def.kind,
-            crate::schema::AssocKind::ManyToMany { .. }
-                | crate::schema::AssocKind::Through { .. }
-                | crate::schema::AssocKind::BelongsTo { .. }
-        ) {
-            let topic = Topic {
-                table: related.table,
-                selector: Selector::All,
-            };
-            if !out.contains(&topic) {
-                out.push(topic);
-            }
-        }
-        collect_hidden(related, &node.tree, out)?;
-    }
-    Ok(())
 }
 
 /// Counters of a subscription's syncs.

@@ -291,3 +291,38 @@ impl Title for Live<Vec<Member>> {
             .map(|n| n.title.as_str())
     }
 }
+
+#[tokio::test]
+async fn a_burst_is_read_once_per_table_and_context() {
+    let (f, app) = tenants().await;
+    let hub = tenant_hub(&f).await;
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let live = hub
+            .live::<Member>()
+            .preload(SHAPE)
+            .access(tenant(&app, 7))
+            .all()
+            .await
+            .unwrap();
+        held.push(live);
+    }
+    let before = hub.stats().rows_loaded;
+    // one transaction, three held notes of tenant 7 changed
+    f.sql
+        .batch_execute(
+            "BEGIN; UPDATE t_notes SET title = 'u' WHERE id IN (10, 11); \
+             UPDATE t_notes SET title = 'v' WHERE id = 14; COMMIT;",
+        )
+        .await
+        .unwrap();
+    for live in &mut held {
+        live.catch_up().await.unwrap();
+        assert_eq!(**live, fresh(&f, &tenant(&app, 7)).await);
+    }
+    let reads = hub.stats().rows_loaded - before;
+    assert_eq!(
+        reads, 1,
+        "three changes, ten holders, one context: one batched read"
+    );
+}
