@@ -5,7 +5,7 @@
 //! cargo run --release -p rowsync-bench -- <scenario> [--quick]
 //! ```
 //!
-//! Scenarios: stampede, partitioned, broadcast, throughput, sync-cost, memory, live-scale, all. Each
+//! Scenarios: stampede, partitioned, broadcast, throughput, sync-cost, access, memory, live-scale, all. Each
 //! prints a table and one JSON line per result. The database is a throwaway PostgreSQL
 //! cluster, or the server of `DATABASE_URL`; each scenario uses a fresh database of its own.
 
@@ -33,7 +33,7 @@ pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 /// Results of the bench.
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const USAGE: &str = "usage: rowsync-bench <stampede|partitioned|broadcast|throughput|sync-cost|memory|live-scale|all> [--quick]";
+const USAGE: &str = "usage: rowsync-bench <stampede|partitioned|broadcast|throughput|sync-cost|access|memory|live-scale|all> [--quick]";
 
 /// The command line: which scenarios, full or quick.
 #[derive(Debug, PartialEq)]

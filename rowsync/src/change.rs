@@ -96,4 +96,10 @@ pub enum ResyncReason {
         /// The error.
         error: String,
     },
+    /// A table row-level security policies read changed (`HubBuilder::policy_table`): what
+    /// the holder's access context sees may have changed anywhere.
+    PolicyChanged {
+        /// The table.
+        table: TableName,
+    },
 }

@@ -152,6 +152,68 @@ pub enum LoadError {
         /// How many rows matched.
         count: usize,
     },
+    /// The access context the load runs under could not be taken on.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+/// An access context ([`Access`](crate::Access)) cannot be used: found when a query, a
+/// subscription or a live query is made with it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// A setting name PostgreSQL would not take as a custom setting.
+    #[error("`{name}` is not a valid setting name; use a dotted custom name such as `app.tenant_id` or `request.jwt.claims` (ASCII letters, digits and underscores in each part)")]
+    InvalidSetting {
+        /// The name given.
+        name: String,
+    },
+    /// An empty role name.
+    #[error("the access context names an empty role; give the name of an existing role, or leave the role out")]
+    EmptyRole,
+    /// The role does not exist.
+    #[error("role `{role}` does not exist; create it (`CREATE ROLE {role} NOLOGIN`) and grant it to the hub's role")]
+    UnknownRole {
+        /// The role named.
+        role: String,
+    },
+    /// The connecting role may not act as the role.
+    #[error("the database role rowsync connects as may not act as `{role}`; grant it (`GRANT {role} TO <the hub's role>`)")]
+    RoleNotGranted {
+        /// The role named.
+        role: String,
+    },
+    /// A scope names a column a table on the holder's paths does not have.
+    #[error("the scope on `{column}` cannot apply to `{schema}`, which has no such column; its columns are: {known}")]
+    ScopeColumn {
+        /// The schema on the holder's paths.
+        schema: &'static str,
+        /// The column the scope names.
+        column: String,
+        /// The schema's columns.
+        known: String,
+    },
+    /// The context was given a query on a connection outside a transaction, where
+    /// PostgreSQL forgets `SET LOCAL` at once.
+    #[error("an access context needs a transaction: run the query on a transaction you hold (`client.transaction()`) or on a pool")]
+    NotInTransaction,
+    /// PostgreSQL refused the context for another reason, or the connection failed.
+    #[error("taking on the access context failed: {}", describe(error))]
+    Database {
+        /// The driver's error.
+        error: tokio_postgres::Error,
+    },
+}
+
+impl AccessError {
+    /// What to do about this error: a context PostgreSQL refuses is fatal until someone
+    /// fixes it; a lost connection is retried.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            AccessError::Database { error } => classify_db(error),
+            _ => ErrorClass::Fatal,
+        }
+    }
 }
 
 /// Connecting to the database failed.
@@ -219,6 +281,9 @@ pub enum HubError {
     /// The hub has been shut down.
     #[error("the hub has been shut down")]
     Closed,
+    /// The access context of a subscription cannot be used.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 impl From<LoadError> for HubError {
@@ -348,6 +413,7 @@ impl LoadError {
             LoadError::Pool(_) => ErrorClass::Retry,
             LoadError::Decode { .. } | LoadError::MultipleRows { .. } => ErrorClass::Resync,
             LoadError::Shared(inner) => inner.class(),
+            LoadError::Access(inner) => inner.class(),
         }
     }
 }
@@ -368,6 +434,7 @@ impl HubError {
             | HubError::NotWatched { .. }
             | HubError::InProgress { .. }
             | HubError::Closed => ErrorClass::Fatal,
+            HubError::Access(inner) => inner.class(),
         }
     }
 }

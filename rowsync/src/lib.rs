@@ -114,14 +114,14 @@ pub use capture::replication::ReplicationConfig;
 pub use capture::CaptureProblem;
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
-    ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError, ReplicationError,
-    SchemaError, SyncError, TriggerError,
+    AccessError, ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError,
+    ReplicationError, SchemaError, SyncError, TriggerError,
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};
 pub use live::{Follow, Live, LiveQuery, LiveUpdate, LiveValue};
 pub use load::{
-    current_xid, preload_into, query, Db, Executor, Fetch, PgType, Query, Snapshot,
+    current_xid, preload_into, query, Access, Db, Executor, Fetch, PgType, Query, Snapshot,
     SnapshotParseError, Tls,
 };
 pub use route::{Inbox, Message, Ops, Selector, SubscriptionId, Topic};

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod capture_cases;
 mod capture_listen;
 mod capture_triggers;

@@ -1,6 +1,7 @@
 //! The scenarios of issue 5, one module each, and what they share: a fresh database with a
 //! hub watching it, and the lists subscribers hold.
 
+pub mod access;
 pub mod broadcast;
 pub mod live_scale;
 pub mod memory;
@@ -22,12 +23,13 @@ use crate::BenchResult;
 
 /// Scenario names, in the order `all` runs them (`memory` in a process of its own, see
 /// `child.rs`).
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "stampede",
     "partitioned",
     "broadcast",
     "throughput",
     "sync-cost",
+    "access",
     "memory",
     "live-scale",
 ];
@@ -58,6 +60,7 @@ pub async fn run(name: &str, mode: Mode) -> BenchResult<Vec<Report>> {
         "broadcast" => broadcast::run(mode).await,
         "throughput" => throughput::run(mode).await,
         "sync-cost" => Box::pin(sync_cost::run(mode)).await,
+        "access" => Box::pin(access::run(mode)).await,
         "memory" => memory::run(mode).await,
         "live-scale" => live_scale::run(mode).await,
         other => Err(format!("unknown scenario `{other}`").into()),

@@ -30,8 +30,10 @@ use flight::{Found, Slot};
 
 use crate::error::LoadError;
 use crate::graph::PreloadTree;
-use crate::load::{fetch_related_of, Db, Related};
-use crate::schema::{AssocDef, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value};
+use crate::load::{fetch_related_of, Access, Db, ReadConn, Related};
+use crate::schema::{
+    AssocDef, Filter, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value,
+};
 
 /// Limits of the shared row cache.
 #[derive(Debug, Clone, Copy)]
@@ -51,13 +53,16 @@ impl Default for CacheConfig {
     }
 }
 
-/// The row of a table with a key, as of one change.
+/// The row of a table with a key, as of one change, as one access context sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RowKey {
     pub table: TableName,
     pub key: Key,
     /// The change this load serves.
     pub seq: u64,
+    /// Who reads it (`None`: the hub's own role): holders sharing a context share the read,
+    /// and no context sees a row read under another.
+    pub access: Option<Access>,
 }
 
 /// A row loaded with associations, as of one change, decoded as one Rust type.
@@ -268,6 +273,10 @@ impl RowCache {
 pub(crate) struct Loader {
     pub cache: Arc<RowCache>,
     pub db: Db,
+    /// The access context every read of this loader runs under (its role and settings).
+    pub access: Option<Access>,
+    /// The scope rows this loader gives must pass (checked in memory, after the read).
+    pub scope: Option<Arc<Filter>>,
 }
 
 impl Loader {
@@ -275,6 +284,33 @@ impl Loader {
         Loader {
             cache: Arc::new(RowCache::new(config)),
             db,
+            access: None,
+            scope: None,
+        }
+    }
+
+    /// This loader's cache, reading under `access`: its role and settings decide the reads
+    /// (and key them in the cache), its scope filters what they give.
+    pub fn under(&self, access: Option<Access>) -> Loader {
+        Loader {
+            cache: self.cache.clone(),
+            db: self.db.clone(),
+            access: access.as_ref().and_then(Access::reads_as),
+            scope: access.and_then(|a| a.scope_arc()),
+        }
+    }
+
+    /// Whether this loader sees less than the hub's own role does.
+    pub fn restricted(&self) -> bool {
+        self.access.is_some() || self.scope.is_some()
+    }
+
+    /// `row` as this loader's scope lets it be held: `None` outside it, its associations
+    /// pruned inside it.
+    fn scoped<S: Schema>(&self, row: Option<S>) -> Option<S> {
+        match (&self.scope, row) {
+            (Some(scope), Some(row)) => crate::load::scope::keep_in_scope(vec![row], scope).pop(),
+            (_, row) => row,
         }
     }
 
@@ -290,11 +326,12 @@ impl Loader {
             table: meta.table,
             key,
             seq,
+            access: self.access.clone(),
         };
         if let Some(found) = self.cache.images.recent(&row_key, &self.cache.counts) {
             return found;
         }
-        let db = self.db.clone();
+        let (db, access) = (self.db.clone(), self.access.clone());
         let key = row_key.key.clone();
         // why boxed: the load future (the query and its connection checkout) is kilobytes,
         // and living inline it would be moved with every caller's future even on a hit
@@ -303,7 +340,7 @@ impl Loader {
             row_key,
             async move {
                 cache.counts.load();
-                read_image(&db, meta, key).await
+                read_image(&db, access.as_ref(), meta, key).await
             },
             &self.cache.counts,
         ))
@@ -323,6 +360,7 @@ impl Loader {
             return image
                 .map(|image| image.decode::<S>())
                 .transpose()
+                .map(|row| self.scoped(row))
                 .map_err(|cause| decode_error::<S>(cause));
         }
         let shaped_key = ShapedKey {
@@ -330,6 +368,7 @@ impl Loader {
                 table: S::meta().table,
                 key,
                 seq,
+                access: self.access.clone(),
             },
             shape: Arc::from(tree.paths().join(",")),
             type_id: TypeId::of::<Option<S>>(),
@@ -352,7 +391,7 @@ impl Loader {
         };
         entry
             .downcast::<Option<S>>()
-            .map(|row| Option::clone(&row))
+            .map(|row| self.scoped(Option::clone(&row)))
             .map_err(|_| unexpected_entry())
     }
 
@@ -372,8 +411,9 @@ impl Loader {
             table: S::meta().table.to_string(),
             cause,
         })?];
-        let conn = self.db.pool().get().await.map_err(LoadError::Pool)?;
-        crate::load::preload(&mut rows, tree, &conn).await?;
+        let conn = ReadConn::open(&self.db, self.access.as_ref()).await?;
+        crate::load::preload(&mut rows, tree, conn.exec()).await?;
+        conn.finish().await?;
         Ok(rows.pop())
     }
 
@@ -395,6 +435,7 @@ impl Loader {
                 table: change.table,
                 key: change.key.clone(),
                 seq,
+                access: self.access.clone(),
             },
             shape: Arc::from(format!(
                 "{}.{} of {owners:?} with {}",
@@ -408,12 +449,15 @@ impl Loader {
             Some(found) => found?,
             None => {
                 let (db, cache, tree) = (self.db.clone(), self.cache.clone(), tree.clone());
+                let access = self.access.clone();
                 Box::pin(self.cache.shaped.get_or_load(
                     key,
                     async move {
                         cache.counts.load();
-                        let conn = db.pool().get().await.map_err(LoadError::Pool)?;
-                        let related = fetch_related_of::<P, C>(owners, def, &tree, &conn).await?;
+                        let conn = ReadConn::open(&db, access.as_ref()).await?;
+                        let related =
+                            fetch_related_of::<P, C>(owners, def, &tree, conn.exec()).await?;
+                        conn.finish().await?;
                         Ok(Arc::new(Arc::new(related)) as Entry)
                     },
                     &self.cache.counts,
@@ -430,10 +474,13 @@ impl Loader {
     /// Files the row `change` left, as its capture source delivered it (`None`: deleted), so
     /// that no sync of this change reads it.
     pub fn file(&self, change: &crate::change::Change, row: Option<RowImage>) {
+        // why no context: the row as the source carried it is what the hub's own role
+        // sees; holders with a context read theirs
         let key = RowKey {
             table: change.table,
             key: change.key.clone(),
             seq: change.seq,
+            access: None,
         };
         let images = &self.cache.images;
         images
@@ -442,20 +489,23 @@ impl Loader {
     }
 
     /// Offers one batched read of the rows of `meta`'s table that changes `wanted`
-    /// (key, seq) will have syncs read.
+    /// (key, seq) will have syncs read, under this loader's context.
     pub fn prefetch(&self, meta: &'static SchemaMeta, wanted: Vec<(Key, u64)>) {
         prefetch::start(self, meta, wanted);
     }
 }
 
-/// One row's image, read on a connection of the pool.
+/// One row's image, read on a connection of the pool under `access`.
 async fn read_image(
     db: &Db,
+    access: Option<&Access>,
     meta: &'static SchemaMeta,
     key: Key,
 ) -> Result<Option<SharedImage>, LoadError> {
-    let conn = db.pool().get().await.map_err(LoadError::Pool)?;
-    let mut found = crate::load::image::images(&conn, meta, std::slice::from_ref(&key)).await?;
+    let conn = ReadConn::open(db, access).await?;
+    let mut found =
+        crate::load::image::images(conn.exec(), meta, std::slice::from_ref(&key)).await?;
+    conn.finish().await?;
     Ok(found.pop().map(Arc::new))
 }
 

@@ -15,6 +15,7 @@ use futures_util::future::FutureExt;
 use super::{read_image, Loader, RowKey};
 use crate::error::LoadError;
 use crate::load::image::images;
+use crate::load::ReadConn;
 use crate::schema::{Key, SchemaMeta, SharedImage};
 
 /// Fewer changes than this are read one by one (a batch of one is the same read).
@@ -32,12 +33,17 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
         .filter(|(key, _)| seen.insert(key.clone()))
         .map(|(key, _)| key.clone())
         .collect();
-    let (db, cache) = (loader.db.clone(), loader.cache.clone());
+    let (db, cache, access) = (
+        loader.db.clone(),
+        loader.cache.clone(),
+        loader.access.clone(),
+    );
     // lazy: the read runs when the first subscriber asks, after the changes committed
     let batch = async move {
         cache.counts.load();
-        let conn = db.pool().get().await.map_err(LoadError::Pool)?;
-        let rows = images(&conn, meta, &keys).await?;
+        let conn = ReadConn::open(&db, access.as_ref()).await?;
+        let rows = images(conn.exec(), meta, &keys).await?;
+        conn.finish().await?;
         Ok::<_, LoadError>(Arc::new(
             rows.into_iter()
                 .map(|image| (image.key(meta), Arc::new(image)))
@@ -49,7 +55,11 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
     .shared();
     for (key, seq) in wanted {
         let batch = batch.clone();
-        let (db, cache) = (loader.db.clone(), loader.cache.clone());
+        let (db, cache, access) = (
+            loader.db.clone(),
+            loader.cache.clone(),
+            loader.access.clone(),
+        );
         let wanted_key = key.clone();
         let flight = async move {
             match batch.await {
@@ -59,7 +69,9 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
                 Err(error) => {
                     tracing::debug!(%error, "batched read failed; reading the row alone");
                     cache.counts.load();
-                    read_image(&db, meta, wanted_key).await.map_err(Arc::new)
+                    read_image(&db, access.as_ref(), meta, wanted_key)
+                        .await
+                        .map_err(Arc::new)
                 }
             }
         }
@@ -70,6 +82,7 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
                 table: meta.table,
                 key,
                 seq,
+                access: loader.access.clone(),
             },
             flight,
         );

@@ -30,6 +30,8 @@ use crate::schema::{Schema, SchemaMeta, TableName};
 pub struct HubBuilder {
     url: String,
     watches: Vec<(&'static SchemaMeta, Vec<String>)>,
+    /// Tables row-level security policies read (see `policy_table`).
+    policy_tables: Vec<TableName>,
     channel: String,
     queue_capacity: usize,
     cache: CacheConfig,
@@ -45,6 +47,7 @@ impl HubBuilder {
         HubBuilder {
             url,
             watches: Vec::new(),
+            policy_tables: Vec::new(),
             channel: "rowsync".to_owned(),
             queue_capacity: 1024,
             cache: CacheConfig::default(),
@@ -67,6 +70,16 @@ impl HubBuilder {
                 .collect(),
         ));
         self
+    }
+
+    /// Captures `S`'s table as one that row-level security policies read (memberships,
+    /// shares, grants): a change of it may change what any access context sees, so every
+    /// holder with a role or settings in its context reloads (`Resync(PolicyChanged)`), one
+    /// load per context and shape, shared by its holders. Holders without a context, or
+    /// with a scope alone, are not concerned.
+    pub fn policy_table<S: Schema>(mut self) -> Self {
+        self.policy_tables.push(S::meta().table);
+        self.watch::<S>(crate::NO_PRELOADS)
     }
 
     /// The NOTIFY channel (default `rowsync`); hubs on one database that watch different
@@ -278,9 +291,11 @@ impl HubBuilder {
             .await?;
         let last_seq = Arc::new(AtomicU64::new(0));
         let waiters = SyncWaiters::default();
+        let accesses = super::pump::Accesses::default();
         let pump = Pump {
             router: router.clone(),
             loader: loader.clone(),
+            accesses: accesses.clone(),
             schemas,
             last_seq: last_seq.clone(),
             acknowledged,
@@ -296,6 +311,9 @@ impl HubBuilder {
                 router,
                 loader,
                 reloads: SingleFlight::default(),
+                accesses,
+                checked_accesses: Default::default(),
+                policy_tables: self.policy_tables.clone(),
                 capture,
                 check,
                 last_seq,

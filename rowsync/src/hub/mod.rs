@@ -1,6 +1,7 @@
 //! The hub: the long-lived handle that wires capture, cache and routing together
 //! (EctoSync's supervisor). Start one per application and clone it freely.
 
+mod access;
 mod builder;
 mod check;
 mod health;
@@ -24,7 +25,7 @@ use crate::capture::{triggers, CaptureProblem, CaptureStats, Source};
 use crate::change::{Change, Op};
 use crate::error::{HubError, SyncError};
 use crate::graph::{Graph, PreloadTree};
-use crate::load::{Db, Query, QuerySpec};
+use crate::load::{Access, Db, Query, QuerySpec};
 use crate::route::router::Router;
 use crate::route::{topics_for_rows, topics_for_table, Inbox, Message, Ops, Selector, Topic};
 use crate::schema::{Schema, SchemaMeta};
@@ -89,6 +90,13 @@ struct HubInner {
     loader: Loader,
     /// Reloads under a snapshot in flight, shared by identical ones (`reload.rs`).
     reloads: SingleFlight<String, reload::Entry>,
+    /// The access context of each subscription that has one (the pump batches reads per
+    /// context).
+    accesses: pump::Accesses,
+    /// Tables row-level security policies read (`HubBuilder::policy_table`).
+    policy_tables: Vec<crate::schema::TableName>,
+    /// Contexts the database took on already (checked once per hub).
+    checked_accesses: parking_lot::Mutex<std::collections::HashSet<Access>>,
     capture: Arc<CaptureStats>,
     /// The check of the installed triggers (none for a replication hub).
     check: Option<Arc<health::CaptureCheck>>,
@@ -223,15 +231,32 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         self.check_watched(&topics_for_table(root, &tree)?)?;
         spec.preloads = tree.paths();
+        let mut topics = topics;
+        let mut policy_topics = Vec::new();
+        if let Some(access) = &spec.access {
+            access.validate()?;
+            access.check_scope(root, &tree)?;
+            if access.reads_as().is_some() {
+                policy_topics = self.policy_topics();
+            }
+            topics.extend(access::hidden_topics(root, &tree)?);
+            topics.extend(policy_topics.iter().cloned());
+        }
         let shape = Shape {
             root,
             paths: self.graph().shape(root, &tree)?,
             tree,
             membership,
+            access: spec.access.clone(),
+            policy_topics,
             spec,
             single,
         };
         let inbox = Inbox::open(&self.inner.router, topics, Ops::ALL);
+        if let Some(access) = shape.access.as_ref().and_then(Access::reads_as) {
+            // why before any change can reach it: the pump reads for it under its context
+            self.inner.accesses.file(inbox.id(), access);
+        }
         Ok(Subscription::new(inbox, self.clone(), Some(shape)))
     }
 

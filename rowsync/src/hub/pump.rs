@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cache::Loader;
 use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
+use crate::load::Access;
 use crate::route::router::Router;
 use crate::route::SubscriptionId;
 use crate::schema::{Key, SchemaMeta, TableName};
@@ -34,6 +35,42 @@ pub(crate) struct Pump {
     pub acknowledged: Acknowledged,
     /// Callers waiting for a sync point.
     pub waiters: SyncWaiters,
+    /// The access context of each subscription that has one.
+    pub accesses: Accesses,
+}
+
+/// The access context of each subscription that has one, shared by the hub (which files
+/// them) and the pump (which batches reads per context).
+#[derive(Clone, Default)]
+pub(crate) struct Accesses {
+    by_subscription: Arc<parking_lot::RwLock<HashMap<SubscriptionId, Access>>>,
+}
+
+impl Accesses {
+    pub fn file(&self, id: SubscriptionId, access: Access) {
+        self.by_subscription.write().insert(id, access);
+    }
+
+    pub fn forget(&self, id: SubscriptionId) {
+        self.by_subscription.write().remove(&id);
+    }
+
+    /// The distinct contexts of `subscribers` (`None`: the hub's own role), or just `None`
+    /// when no subscription has a context (nothing to look up).
+    fn of(&self, subscribers: &HashSet<SubscriptionId>) -> Vec<Option<Access>> {
+        let map = self.by_subscription.read();
+        if map.is_empty() {
+            return vec![None];
+        }
+        let mut found: Vec<Option<Access>> = Vec::new();
+        for id in subscribers {
+            let access = map.get(id).cloned();
+            if !found.contains(&access) {
+                found.push(access);
+            }
+        }
+        found
+    }
 }
 
 /// Changes taken from the queue, not routed yet.
@@ -122,25 +159,32 @@ impl Pump {
         for r in &routed {
             pending.in_transaction.extend(r.subscribers.iter().copied());
         }
-        let mut wanted: HashMap<TableName, Vec<(Key, u64)>> = HashMap::new();
-        for r in routed
-            .iter()
-            .filter(|r| r.reads_row && !carried.contains(&r.change.seq))
-        {
-            wanted
-                .entry(r.change.table)
-                .or_default()
-                .push((r.change.key.clone(), r.change.seq));
+        // one batched read per (table, context): holders sharing a context share it
+        let mut wanted: Wanted = HashMap::new();
+        for r in routed.iter().filter(|r| r.reads_row) {
+            for access in self.accesses.of(&r.subscribers) {
+                // a carried row serves the hub's own role; a context reads its own
+                if access.is_none() && carried.contains(&r.change.seq) {
+                    continue;
+                }
+                wanted
+                    .entry((r.change.table, access))
+                    .or_default()
+                    .push((r.change.key.clone(), r.change.seq));
+            }
         }
-        for (table, wanted) in wanted {
+        for ((table, access), wanted) in wanted {
             if let Some(meta) = self.schemas.get(&table) {
-                self.loader.prefetch(meta, wanted);
+                self.loader.under(access).prefetch(meta, wanted);
             }
         }
         self.router.deliver(routed);
         self.last_seq.store(last, Ordering::Release);
     }
 }
+
+/// The rows a burst's syncs will read, per table and context (`None`: the hub's own role).
+type Wanted = HashMap<(TableName, Option<Access>), Vec<(Key, u64)>>;
 
 /// Callers waiting for sync points, by token.
 #[derive(Clone, Default)]

@@ -11,7 +11,7 @@ use crate::change::Change;
 use crate::change::ResyncReason;
 use crate::error::{ErrorClass, HubError, SyncError};
 use crate::graph::{PreloadTree, ShapePaths};
-use crate::load::{rows_under_snapshot, QuerySpec, Selection, Snapshot};
+use crate::load::{rows_under_snapshot, Access, QuerySpec, Selection, Snapshot};
 use crate::route::{
     topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,
 };
@@ -32,6 +32,10 @@ pub(crate) struct Shape {
     pub spec: QuerySpec,
     /// Whether the data holds at most one row of a query (`one()`).
     pub single: bool,
+    /// Who is asking: every read serving this data runs under it.
+    pub access: Option<Access>,
+    /// Every change of the tables policies read, for a context with a role or settings.
+    pub policy_topics: Vec<Topic>,
 }
 
 impl Shape {
@@ -51,7 +55,10 @@ impl Shape {
                 single: self.single,
             },
         };
-        let key = format!("{}|{selection:?}", self.root.name);
+        // why the context's own key: its `Debug` hides setting values, and holders of two
+        // contexts must never share a load
+        let access = self.access.as_ref().map(Access::key).unwrap_or_default();
+        let key = format!("{}|{selection:?}|{access}", self.root.name);
         (selection, key)
     }
 
@@ -68,6 +75,10 @@ impl Shape {
                 selector: Selector::All,
             }),
             Membership::Any => {}
+        }
+        if self.access.is_some() {
+            topics.extend(super::access::hidden_topics(self.root, &self.tree)?);
+            topics.extend(self.policy_topics.iter().cloned());
         }
         Ok(topics)
     }
@@ -243,6 +254,15 @@ impl Subscription {
                     self.stats.skipped_visible += 1;
                     return Ok(Changes::default());
                 }
+                // what a context sees may have changed anywhere: only a reload can tell
+                if shape.policy_topics.iter().any(|t| t.table == change.table)
+                    && self.hub.is_policy_table(&change.table)
+                {
+                    let reason = ResyncReason::PolicyChanged {
+                        table: change.table,
+                    };
+                    return self.resync(data, &reason).await;
+                }
                 let verdict = self.versions.judge(change);
                 match verdict {
                     Verdict::Apply => {}
@@ -322,6 +342,8 @@ impl Subscription {
             membership: shape.membership.clone(),
             spec,
             single: shape.single,
+            access: shape.access.clone(),
+            policy_topics: shape.policy_topics.clone(),
         });
         self.shape = Some(grown.clone());
         Ok(grown)
@@ -377,7 +399,7 @@ impl Subscription {
         let mut ctx = SyncCtx::new(
             change.clone(),
             meta,
-            self.hub.loader().clone(),
+            self.hub.loader().under(shape.access.clone()),
             options,
             read_seq,
         )
@@ -451,15 +473,19 @@ impl Subscription {
         shape: &Shape,
         held: &[&S],
     ) -> Result<Vec<S>, HubError> {
-        self.inbox
-            .set_topics(topics_for_table(shape.root, &shape.tree)?);
+        let mut reading = topics_for_table(shape.root, &shape.tree)?;
+        reading.extend(shape.policy_topics.iter().cloned());
+        self.inbox.set_topics(reading);
         let (selection, key) = shape.selection();
         let db = self.hub.db().clone();
+        let access = shape.access.clone();
         let loaded = self
             .hub
             .shared_reload::<Vec<S>>(
                 key,
-                Box::pin(async move { rows_under_snapshot::<S>(&db, &selection).await }),
+                Box::pin(async move {
+                    rows_under_snapshot::<S>(&db, &selection, access.as_ref()).await
+                }),
             )
             .await
             .map_err(HubError::Load)?;
@@ -494,6 +520,14 @@ fn in_held_order<S: Schema>(held: &[&S], mut rows: Vec<S>) -> Vec<S> {
         }
     });
     rows
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.shape.as_ref().is_some_and(|s| s.access.is_some()) {
+            self.hub.forget_access(self.inbox.id());
+        }
+    }
 }
 
 impl Stream for Subscription {

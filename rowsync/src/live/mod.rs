@@ -107,12 +107,14 @@ impl<S: Schema> Query<'static, S, Follow> {
         single: bool,
     ) -> Result<Live<T>, HubError> {
         // why every part of the query: values share only when a fresh load of each would
-        // give the same data, synced the same way
+        // give the same data, synced the same way; the access context by its full key, as
+        // its Debug hides setting values (two tenants must never share a value)
         let shared_key = key_of(&format!(
-            "{}|{:?}|{:?}|{single}|{}",
+            "{}|{:?}|{:?}|{:?}|{single}|{}",
             std::any::type_name::<T>(),
             key,
             self.spec,
+            self.spec.access.as_ref().map(crate::load::Access::key),
             self.mode.options.key()
         ));
         let hub = self.mode.hub.clone();
@@ -153,6 +155,9 @@ impl<S: Schema> Query<'static, S, Follow> {
             }
         };
         let Follow { hub, options } = self.mode;
+        if let Some(access) = &self.spec.access {
+            hub.check_access(access).await?;
+        }
         let tree = options.grow(meta, &tree)?;
         let mut sub = hub.subscribe_shape(meta, tree, membership, self.spec, single, Vec::new())?;
         let rows = sub.reload::<S>(&[]).await?;

@@ -28,6 +28,8 @@ pub(crate) struct QuerySpec {
     pub preloads: Vec<String>,
     pub order_by: Vec<(String, SortOrder)>,
     pub limit: Option<i64>,
+    /// Who is asking: the role and settings the query runs under.
+    pub access: Option<super::Access>,
 }
 
 impl QuerySpec {
@@ -111,6 +113,13 @@ impl<'a, S: Schema, M> Query<'a, S, M> {
         self
     }
 
+    /// Runs the query under an access context: the role and settings row-level security
+    /// policies read, at every level of its preloads (a followed query's reads too).
+    pub fn access(mut self, access: super::Access) -> Self {
+        self.spec.access = Some(access);
+        self
+    }
+
     /// Orders by a column, descending.
     pub fn order_by_desc(mut self, column: impl Into<String>) -> Self {
         self.spec.order_by.push((column.into(), SortOrder::Desc));
@@ -132,14 +141,38 @@ impl<'a, S: Schema> Query<'a, S> {
     /// All matching rows, with their preloads.
     pub async fn all(self) -> Result<Vec<S>, LoadError> {
         let tree = PreloadTree::parse(S::meta(), &self.spec.preloads)?;
-        let (sql, params) = root_sql::<S>(&self.spec)?;
-        match self.mode.0 {
-            Source::Executor(exec) => load_with(exec, &sql, &params, &tree).await,
-            Source::Pool(pool) => {
-                let conn = pool.get().await.map_err(LoadError::Pool)?;
-                load_with(&conn, &sql, &params, &tree).await
+        let mut spec = self.spec;
+        let scope = match &spec.access {
+            Some(access) => {
+                access.validate()?;
+                access.check_scope(S::meta(), &tree)?;
+                access.scope_arc()
             }
+            None => None,
+        };
+        if let Some(scope) = &scope {
+            spec.filters.push(Filter::clone(scope));
         }
+        let (sql, params) = root_sql::<S>(&spec)?;
+        let access = spec.access.as_ref().and_then(super::Access::reads_as);
+        let rows = match self.mode.0 {
+            Source::Executor(exec) => {
+                if let Some(access) = &access {
+                    access.apply_held(exec).await?;
+                }
+                load_with(exec, &sql, &params, &tree).await?
+            }
+            Source::Pool(pool) => {
+                let conn = super::ReadConn::open_on(pool, access.as_ref()).await?;
+                let rows = load_with(conn.exec(), &sql, &params, &tree).await?;
+                conn.finish().await?;
+                rows
+            }
+        };
+        Ok(match &scope {
+            Some(scope) => super::scope::keep_in_scope(rows, scope),
+            None => rows,
+        })
     }
 
     /// The only matching row, if any; more than one is [`LoadError::MultipleRows`].

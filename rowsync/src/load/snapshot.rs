@@ -6,7 +6,7 @@ use std::fmt;
 use tokio_postgres::IsolationLevel;
 
 use super::query::QuerySpec;
-use super::{query, Db};
+use super::{query, Access, Db};
 use crate::error::{DecodeError, LoadError};
 use crate::schema::{Filter, Key, Schema, Value};
 
@@ -78,6 +78,7 @@ pub(crate) enum Selection {
 pub(crate) async fn rows_under_snapshot<S: Schema>(
     db: &Db,
     selection: &Selection,
+    access: Option<&Access>,
 ) -> Result<(Snapshot, Vec<S>), LoadError> {
     let table = S::meta().table.to_string();
     let database = |error| LoadError::Database {
@@ -105,10 +106,16 @@ pub(crate) async fn rows_under_snapshot<S: Schema>(
             message: e.to_string(),
         },
     })?;
+    // after the snapshot: `set_config` is a SELECT, and would take it
+    if let Some(access) = access {
+        access.apply(&*tx).await?;
+    }
     let rows = match selection {
         Selection::Query { spec, single } => {
             let mut q = query::<S>(&*tx);
             q.spec = spec.clone();
+            // taken on above, for the whole transaction: the scope is left
+            q.spec.access = access.and_then(Access::scope_only);
             if *single {
                 q.one().await?.into_iter().collect()
             } else {
@@ -120,16 +127,18 @@ pub(crate) async fn rows_under_snapshot<S: Schema>(
             match meta.single_key_column() {
                 Some(column) => {
                     let values: Vec<Value> = keys.iter().map(|k| k.0[0].clone()).collect();
-                    query::<S>(&*tx)
+                    let mut q = query::<S>(&*tx)
                         .filter(Filter::in_list(column, values))
-                        .preload(preloads)
-                        .all()
-                        .await?
+                        .preload(preloads);
+                    q.spec.access = access.and_then(Access::scope_only);
+                    q.all().await?
                 }
                 None => {
                     let mut rows = Vec::new();
                     for key in keys {
-                        rows.extend(query::<S>(&*tx).preload(preloads).get(key.clone()).await?);
+                        let mut q = query::<S>(&*tx).preload(preloads);
+                        q.spec.access = access.and_then(Access::scope_only);
+                        rows.extend(q.get(key.clone()).await?);
                     }
                     rows
                 }

@@ -141,6 +141,16 @@ pub(crate) struct SyncCtx {
     pub read_seq: u64,
 }
 
+/// Whether a row image of `meta` passes the loader's scope (no scope: it does).
+fn in_scope(loader: &Loader, meta: &'static SchemaMeta, image: &SharedImage) -> bool {
+    loader.scope.as_ref().is_none_or(|scope| {
+        scope.matches(&|c| {
+            meta.column_index(c)
+                .and_then(|i| image.values.get(i).cloned())
+        })
+    })
+}
+
 /// What the database says of the changed row.
 enum Truth {
     /// Its table has no schema here (a join table known by name): only the change says.
@@ -168,6 +178,8 @@ impl SyncCtx {
         let truth = match meta {
             None => Truth::Unknown,
             Some(meta) => match loader.image(meta, change.key.clone(), read_seq).await? {
+                // a row outside the holder's scope is, to it, a row that is not there
+                Some(image) if !in_scope(&loader, meta, &image) => Truth::Gone,
                 Some(image) => Truth::Row { image, meta },
                 None => Truth::Gone,
             },
@@ -259,6 +271,14 @@ impl SyncCtx {
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
         Ok(self.loader.row::<C>(key, self.read_seq, tree).await?)
+    }
+
+    /// `rows` without those outside the holder's scope (pruned at every depth).
+    pub fn scoped<C: Schema>(&self, rows: Vec<C>) -> Vec<C> {
+        match &self.loader.scope {
+            Some(scope) => crate::load::scope::keep_in_scope(rows, scope),
+            None => rows,
+        }
     }
 
     /// Records that `row` (held with `tree`) is now held.

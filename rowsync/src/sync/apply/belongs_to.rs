@@ -38,8 +38,12 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                         self.refresh(&mut list, i, still).await?;
                         Ok(true)
                     }
-                    (Op::Inserted, None)
-                        if list.is_empty()
+                    // a parent inserted late, or (under a context) one the context comes
+                    // to see
+                    (op, None)
+                        if (op == Op::Inserted
+                            || (op == Op::Updated && self.ctx.loader.restricted()))
+                            && list.is_empty()
                             && !fk_value.is_null()
                             && self.ctx.column(referenced).as_ref() == Some(&fk_value) =>
                     {

@@ -16,6 +16,27 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         // an insert reaches held copies only when the row came back under a key held
         // still (its delete not applied yet): they are refreshed like after an update
         let op = self.ctx.op();
+        // a row a context could not see is linked but not held: held nowhere and visible
+        // now, it may have become visible, and the links decide where it joins
+        if self.ctx.loader.restricted()
+            && op != Op::Deleted
+            && !rows.iter().any(|(_, row)| {
+                (self.field.get)(row)
+                    .loaded()
+                    .is_some_and(|held| held.rows().iter().any(|c| self.ctx.is_changed(*c)))
+            })
+        {
+            let owner_index = owner_index::<P>(self.def)?;
+            let mut owners: Vec<Value> = rows
+                .iter()
+                .filter(|(_, row)| (self.field.get)(row).is_loaded())
+                .map(|(_, row)| row.column_value(owner_index))
+                .filter(|v| !v.is_null())
+                .collect();
+            owners.sort_by(crate::schema::compare_values);
+            owners.dedup();
+            return self.relink(rows, owners).await;
+        }
         let mut touched = Vec::new();
         for (root, row) in rows {
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
@@ -76,6 +97,20 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         .cloned()
         .collect();
         owners.dedup();
+        self.relink(rows, owners).await
+    }
+
+    /// The rows of `rows` whose owner column holds one of `owners` get their related rows
+    /// read again (one query shared by every sync of the change under the same context).
+    async fn relink<C: Schema>(
+        self,
+        rows: Rows<'a, P>,
+        owners: Vec<Value>,
+    ) -> Result<Vec<usize>, SyncError>
+    where
+        T: AssocValue<C>,
+    {
+        let change = &self.ctx.change;
         let owner_index = owner_index::<P>(self.def)?;
         let held: Vec<(usize, &'a mut P)> = rows
             .into_iter()
@@ -94,11 +129,13 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             .await?;
         let mut touched = Vec::new();
         for (root, row) in held {
-            let now: Vec<C> = related
-                .by_owner
-                .get(&row.column_value(owner_index))
-                .map(|at| at.iter().map(|&i| related.children[i].clone()).collect())
-                .unwrap_or_default();
+            let now: Vec<C> = self.ctx.scoped(
+                related
+                    .by_owner
+                    .get(&row.column_value(owner_index))
+                    .map(|at| at.iter().map(|&i| related.children[i].clone()).collect())
+                    .unwrap_or_default(),
+            );
             let Some(list) = (self.field.get_mut)(row).loaded_mut() else {
                 continue;
             };

@@ -1,0 +1,180 @@
+//! Access contexts: one change of a row that 1,000 subscribers hold, the subscribers spread
+//! over 1 / 10 / 100 contexts (a role and `app.tenant_id`, under a row-level security
+//! policy). rowsync reads the row once per context concerned; the per-subscriber check
+//! baseline (what a system checking visibility per subscriber does) reads it once per
+//! subscriber, each under that subscriber's context.
+
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use rowsync::{Access, Hub, Message, Subscription, NO_PRELOADS};
+
+use super::{Bench, Mode};
+use crate::db::{open, Seed, Seeding};
+use crate::measure::Window;
+use crate::report::{round, Report};
+use crate::schema::Tag;
+use crate::stats::us;
+use crate::writer::Writer;
+use crate::BenchResult;
+
+/// The role subscribers act as (no superuser: the policy binds it).
+const ROLE: &str = "rowsync_bench_tenant";
+/// How many checks the baseline runs at once (its connection pool's size).
+const CHECKS_AT_ONCE: usize = 16;
+
+/// Runs the scenario.
+pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
+    let subscribers: usize = mode.pick(200, 1_000);
+    let changes: usize = mode.pick(3, 10);
+    let seed = Seed {
+        persons: 1,
+        posts_per_person: 1,
+        tags: 10,
+        tags_per_post: 1,
+    };
+    let bench = Bench::start("access", Seeding::Uniform(seed), |b| b).await?;
+    policies(&bench).await?;
+    let writer = Writer::connect(bench.db.url()).await?;
+    let mut reports = Vec::new();
+    let mut version = 0usize;
+    for contexts in [1usize, 10, 100] {
+        eprintln!("  access: {subscribers} subscribers over {contexts} contexts");
+        let mut report = Report::new("access");
+        report
+            .param("subscribers", subscribers as u64)
+            .param("contexts", contexts as u64)
+            .param("changes", changes as u64);
+        let accesses: Vec<Access> = (0..subscribers).map(|i| tenant(i % contexts)).collect();
+        let mut held = Vec::with_capacity(subscribers);
+        for access in &accesses {
+            let tags = bench
+                .hub
+                .query::<Tag>()
+                .access(access.clone())
+                .all()
+                .await?;
+            let sub = bench
+                .hub
+                .subscribe_table_as::<Tag>(access, NO_PRELOADS)
+                .await?;
+            held.push((tags, sub));
+        }
+
+        // rowsync: every subscriber syncs every change
+        let loads_before = bench.hub.stats().rows_loaded;
+        let window = Window::open(&bench.db).await?;
+        for _ in 0..changes {
+            version += 1;
+            writer
+                .execute(&format!("UPDATE tags SET name = 'v{version}' WHERE id = 1"))
+                .await?;
+            for (tags, sub) in &mut held {
+                sync_next(sub, tags).await?;
+            }
+        }
+        let measured = window.close(&bench.db).await?;
+        let loads = bench.hub.stats().rows_loaded - loads_before;
+        let expected = format!("v{version}");
+        if held
+            .iter()
+            .any(|(tags, _)| !tags.iter().any(|t| t.id == 1 && t.name == expected))
+        {
+            report.note("rowsync: a subscriber missed the last change");
+        }
+        drop(held);
+        let per_change = |n: u64| round(n as f64 / changes as f64);
+        let cpu_per_change = |d: Duration| round(us(d) / changes as f64);
+        report
+            .rowsync("reads_per_change", per_change(measured.reads))
+            .rowsync("hub_loads_per_change", per_change(loads))
+            .rowsync("cpu_us_per_change", cpu_per_change(measured.cpu));
+
+        // baseline: a change reaches every subscriber, who checks it under its own context
+        let window = Window::open(&bench.db).await?;
+        for _ in 0..changes {
+            version += 1;
+            writer
+                .execute(&format!("UPDATE tags SET name = 'v{version}' WHERE id = 1"))
+                .await?;
+            per_subscriber_check(&bench.hub, &accesses).await?;
+        }
+        let baseline = window.close(&bench.db).await?;
+        report
+            .baseline(
+                "per_subscriber_check",
+                "reads_per_change",
+                per_change(baseline.reads),
+            )
+            .baseline(
+                "per_subscriber_check",
+                "cpu_us_per_change",
+                cpu_per_change(baseline.cpu),
+            );
+        let reads = measured.reads as f64 / changes as f64;
+        report.target(
+            format!("at most one read per context per change ({contexts} contexts)"),
+            reads <= contexts as f64,
+            format!(
+                "{reads:.1} reads per change; the per-subscriber check {:.1}",
+                baseline.reads as f64 / changes as f64
+            ),
+        );
+        reports.push(report);
+    }
+    bench.finish().await?;
+    Ok(reports)
+}
+
+/// The role, a policy on `tags` (shared tags, tenant NULL, are everyone's; others their
+/// tenant's) and the grants.
+async fn policies(bench: &Bench) -> BenchResult<()> {
+    let (client, connection) = open(bench.db.url()).await?;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {ROLE} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT SELECT ON tags TO {ROLE};
+             ALTER TABLE tags ADD COLUMN tenant_id bigint;
+             UPDATE tags SET tenant_id = id WHERE id > 1;
+             ALTER TABLE tags ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY tenant ON tags USING (tenant_id IS NULL
+                 OR tenant_id = current_setting('app.tenant_id')::bigint);"
+        ))
+        .await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
+fn tenant(n: usize) -> Access {
+    Access::new()
+        .role(ROLE)
+        .setting("app.tenant_id", (n + 1).to_string())
+}
+
+/// Waits for the next change of `sub` and syncs it into `tags`.
+async fn sync_next(sub: &mut Subscription, tags: &mut Vec<Tag>) -> BenchResult<()> {
+    let message = tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .map_err(|_| "no change arrived within 30 s")?
+        .ok_or("the hub stopped")?;
+    if let Message::Resync(reason) = &message {
+        return Err(format!("unexpected resync: {reason:?}").into());
+    }
+    sub.sync(tags, &message).await?;
+    Ok(())
+}
+
+/// Every subscriber reads the changed row under its own context.
+async fn per_subscriber_check(hub: &Hub, accesses: &[Access]) -> BenchResult<()> {
+    let checks = stream::iter(accesses.iter().cloned())
+        .map(|access| async move { hub.query::<Tag>().access(access).get(1i64).await })
+        .buffer_unordered(CHECKS_AT_ONCE);
+    let results: Vec<_> = checks.collect().await;
+    for result in results {
+        if result?.is_none() {
+            return Err("a subscriber's check did not see the shared tag".into());
+        }
+    }
+    Ok(())
+}
