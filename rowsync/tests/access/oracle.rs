@@ -2,8 +2,8 @@
 //! depth, links, and a policy change: a tenant sharing with another and revoking it) while
 //! holders of three contexts follow. After every transaction each holder equals a fresh load
 //! under its own context; after every message, a holder applying messages one by one holds
-//! no row its context could see neither before nor after the transaction. Runs with row-level
-//! security contexts and with scopes.
+//! no row its context could see neither before nor after the transaction (row-level
+//! security), or no row outside its scope (scopes). Runs for both styles.
 //!
 //! `ROWSYNC_ACCESS_ORACLE_CASES` sets the number of cases per style (default 6).
 
@@ -130,8 +130,30 @@ fn held(members: &[Member]) -> BTreeSet<(char, i64)> {
     out
 }
 
+/// The rows held, at any depth, whose own tenant is not `tenant`.
+fn outside_tenant(members: &[Member], tenant: i64) -> Vec<(char, i64)> {
+    let mut out = Vec::new();
+    for m in members {
+        if m.tenant_id != tenant {
+            out.push(('m', m.id));
+        }
+        for n in m.notes.loaded().into_iter().flatten() {
+            if n.tenant_id != tenant {
+                out.push(('n', n.id));
+            }
+            for t in n.tags.loaded().into_iter().flatten() {
+                if t.tenant_id != tenant {
+                    out.push(('t', t.id));
+                }
+            }
+        }
+    }
+    out
+}
+
 struct ByHand {
     access: Access,
+    tenant: i64,
     data: Vec<Member>,
     sub: Subscription,
 }
@@ -172,7 +194,12 @@ async fn run(style: Style, transactions: Vec<String>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let data = fresh(&f, &access).await;
-        by_hand.push(ByHand { access, data, sub });
+        by_hand.push(ByHand {
+            access,
+            tenant: t,
+            data,
+            sub,
+        });
     }
     let mut before = Vec::new();
     for h in &by_hand {
@@ -233,8 +260,17 @@ async fn run(style: Style, transactions: Vec<String>) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
                 i += 1;
-                let seen: BTreeSet<_> = before.union(&after).copied().collect();
-                let leaked: Vec<_> = held(&h.data).difference(&seen).copied().collect();
+                let leaked: Vec<(char, i64)> = match style {
+                    // what the policies let the context see before or after the transaction
+                    Style::Rls => {
+                        let seen: BTreeSet<_> = before.union(&after).copied().collect();
+                        held(&h.data).difference(&seen).copied().collect()
+                    }
+                    // a scope is a filter on the rows' own values: every row held passes
+                    // it as held (a capture source that carries rows hands over each
+                    // change's row as of that change, inside its transaction)
+                    Style::Scope => outside_tenant(&h.data, h.tenant),
+                };
                 if !leaked.is_empty() {
                     result = Err(format!(
                         "after {body}, message {i} of {}: a holder under {:?} holds rows its context cannot see: {leaked:?}",

@@ -16,27 +16,18 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
         // an insert reaches held copies only when the row came back under a key held
         // still (its delete not applied yet): they are refreshed like after an update
         let op = self.ctx.op();
-        // a row a context could not see is linked but not held: held nowhere and visible
-        // now, it may have become visible, and the links decide where it joins
-        if self.ctx.loader.restricted()
-            && op != Op::Deleted
-            && !rows.iter().any(|(_, row)| {
+        // a row a context could not see is linked but not held, so a list that lacks a row
+        // the context sees now may have to take it in: the links decide (a row held in one
+        // list proves nothing of another's, it may have been taken in by another path)
+        let (rows, lacking) = if self.ctx.loader.restricted() && op != Op::Deleted {
+            rows.into_iter().partition(|(_, row)| {
                 (self.field.get)(row)
                     .loaded()
-                    .is_some_and(|held| held.rows().iter().any(|c| self.ctx.is_changed(*c)))
+                    .is_none_or(|held| held.position(|c| self.ctx.is_changed(c)).is_some())
             })
-        {
-            let owner_index = owner_index::<P>(self.def)?;
-            let mut owners: Vec<Value> = rows
-                .iter()
-                .filter(|(_, row)| (self.field.get)(row).is_loaded())
-                .map(|(_, row)| row.column_value(owner_index))
-                .filter(|v| !v.is_null())
-                .collect();
-            owners.sort_by(crate::schema::compare_values);
-            owners.dedup();
-            return self.relink(rows, owners).await;
-        }
+        } else {
+            (rows, Vec::new())
+        };
         let mut touched = Vec::new();
         for (root, row) in rows {
             let Some(held) = (self.field.get_mut)(row).loaded_mut() else {
@@ -69,6 +60,17 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
             if result? {
                 touched.push(root);
             }
+        }
+        if !lacking.is_empty() {
+            let owner_index = owner_index::<P>(self.def)?;
+            let mut owners: Vec<Value> = lacking
+                .iter()
+                .map(|(_, row)| row.column_value(owner_index))
+                .filter(|v| !v.is_null())
+                .collect();
+            owners.sort_by(crate::schema::compare_values);
+            owners.dedup();
+            touched.extend(self.relink(lacking, owners).await?);
         }
         Ok(touched)
     }
