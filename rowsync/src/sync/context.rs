@@ -139,9 +139,6 @@ pub(crate) struct SyncCtx {
     /// The position rows are read at: the change's own, or a newer one when the holder
     /// applied a newer change already (see `Versions::read_position`).
     pub read_seq: u64,
-    /// The changed row loaded bare, once for every place that holds it (a tag held under
-    /// 1,000 posts is decoded once, then cloned).
-    bare: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// What the database says of the changed row.
@@ -184,7 +181,6 @@ impl SyncCtx {
             options,
             delta: Mutex::new(TopicDelta::default()),
             read_seq,
-            bare: Mutex::new(None),
         })
     }
 
@@ -262,22 +258,7 @@ impl SyncCtx {
         key: Key,
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
-        let bare_changed = tree.is_empty() && key == self.change.key;
-        if bare_changed {
-            if let Some(row) = self
-                .bare
-                .lock()
-                .as_ref()
-                .and_then(|b| b.downcast_ref::<Option<C>>())
-            {
-                return Ok(row.clone());
-            }
-        }
-        let row = self.loader.row::<C>(key, self.read_seq, tree).await?;
-        if bare_changed {
-            *self.bare.lock() = Some(Box::new(row.clone()));
-        }
-        Ok(row)
+        Ok(self.loader.row::<C>(key, self.read_seq, tree).await?)
     }
 
     /// Records that `row` (held with `tree`) is now held.
