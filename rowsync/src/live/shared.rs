@@ -300,8 +300,11 @@ impl<T: LiveValue> Viewer<T> {
     /// The next transaction: waits for it and applies it unless another viewer did.
     pub async fn next(&mut self) -> Option<Result<Changes, SyncError>> {
         loop {
-            if let Some(changes) = self.advance() {
-                return Some(Ok(changes));
+            match self.advance() {
+                Some(changes) if !changes.is_empty() => return Some(Ok(changes)),
+                // a version that changed nothing at the top level (a copy): the next one
+                Some(_) => continue,
+                None => {}
             }
             match self.drive(true).await {
                 Ok(Driven::Closed) => return None,
@@ -433,6 +436,8 @@ impl<T: LiveValue> Viewer<T> {
             shared: &shared,
             interrupted,
         };
+        // (an address, not a pointer: the future stays `Send`)
+        let before = Arc::as_ptr(held.value.as_ref().expect("taken above")) as usize;
         let value = Arc::make_mut(held.value.as_mut().expect("taken above"));
         let mut all = Changes::default();
         let mut failed = None;
@@ -442,17 +447,20 @@ impl<T: LiveValue> Viewer<T> {
                 // a change that could not be applied: its resync comes next (the change is
                 // not lost, the value is reloaded)
                 Err(SyncError::Load(error)) if wait && error.class() != ErrorClass::Fatal => {}
+                // the rest is applied too (each message was taken off the queue); the
+                // first error is returned, and the resync it asked for comes next
                 Err(error) => {
-                    failed = Some(error);
-                    if !wait {
-                        break;
-                    }
+                    failed.get_or_insert(error);
                 }
             }
         }
         let value = held.value.take().expect("still held");
         drop(held);
-        self.publish(sub, value, &all);
+        // why a copy is published even when nothing changed at the top level: viewers at
+        // this version hold the value it was copied from, and the next sync starts from
+        // this one
+        let copied = Arc::as_ptr(&value) as usize != before;
+        self.publish(sub, value, &all, copied);
         match failed {
             Some(error) => Err(error),
             None => Ok(Driven::Applied(all)),
@@ -460,13 +468,13 @@ impl<T: LiveValue> Viewer<T> {
     }
 
     /// Publishes `value`, the result of this viewer's syncs, as the next version when they
-    /// changed anything (`changes`), and shows it.
-    fn publish(&mut self, sub: &Subscription, value: Arc<T>, changes: &Changes) {
+    /// changed anything (`changes`) or it is a copy (`copied`), and shows it.
+    fn publish(&mut self, sub: &Subscription, value: Arc<T>, changes: &Changes, copied: bool) {
         let shared = self.shared.clone();
         let mut state = shared.state.lock();
         state.current = Arc::downgrade(&value);
         state.view = view_of(sub, &state.view);
-        if !changes.is_empty() {
+        if !changes.is_empty() || copied {
             state.version += 1;
             let version = state.version;
             if state.viewers > 1 {
