@@ -29,7 +29,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: TAGS,
         tags_per_post: TAGS_PER_POST,
     };
-    let bench = Bench::start("sync-cost", seeding, |b| b).await?;
+    let bench = Bench::start("sync-cost", seeding, mode, |b| b).await?;
     let writer = Writer::connect(bench.db.url()).await?;
     let mut reports: Vec<Report> = Vec::new();
     let mut version = 0u64;
