@@ -27,5 +27,5 @@ mod subscriber;
 pub use fanout::Fanout;
 pub use listen::BareListener;
 pub use reader::SharedReader;
-pub use recvlogical::{bindir, Recvlogical};
+pub use recvlogical::{bindir, Following, Recvlogical};
 pub use subscriber::{spawn_all, Strategy};

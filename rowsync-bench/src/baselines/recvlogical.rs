@@ -74,6 +74,51 @@ impl Recvlogical {
     }
 }
 
+/// `pg_recvlogical` following the slot as changes come (a consumer of the stream, for the
+/// writers' cost), until stopped.
+pub struct Following {
+    child: std::process::Child,
+}
+
+impl Recvlogical {
+    /// Starts `pg_recvlogical` on the slot, writing what it receives to `/dev/null`.
+    pub fn follow(self, db: &BenchDb) -> BenchResult<Following> {
+        let child = Command::new(&self.binary)
+            .args(["--start", "-S", SLOT, "-f", "/dev/null", "-s", "1"])
+            .args(["-o", "proto_version=1", "-o"])
+            .arg(format!("publication_names={SLOT}"))
+            .args(["-d", db.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Following { child })
+    }
+}
+
+impl Following {
+    /// Stops `pg_recvlogical` and drops its slot and publication.
+    pub async fn stop(mut self, db: &BenchDb) -> BenchResult<()> {
+        let _ = self.child.kill();
+        // why a blocking thread: waiting for the process blocks.
+        let _ = tokio::task::spawn_blocking(move || self.child.wait()).await;
+        // why retried: the WAL sender may hold the slot for a moment after its client went
+        for _ in 0..50 {
+            let dropped = db
+                .execute(&format!(
+                    "SELECT pg_drop_replication_slot('{SLOT}') FROM pg_replication_slots
+                     WHERE slot_name = '{SLOT}'"
+                ))
+                .await;
+            if dropped.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        db.execute(&format!("DROP PUBLICATION IF EXISTS \"{SLOT}\""))
+            .await
+    }
+}
+
 /// PostgreSQL's binaries: `pg_config --bindir`, else the newest Debian server directory,
 /// else the `PATH` (an empty path).
 pub fn bindir() -> std::path::PathBuf {

@@ -1,11 +1,12 @@
 //! Writer cost: what capturing changes costs the application's writers. `pgbench` runs
 //! single-row UPDATE transactions on the bench's posts with 1, 4 and 16 clients, with no
 //! capture, with rowsync's triggers (a hub listening) and with logical replication (a hub
-//! streaming from its slot); TPS of each, as the median of the same number of rounds, the
-//! captures taking turns in each round.
+//! streaming from its slot), and, to tell the server's share of replication from the hub's,
+//! with `pg_recvlogical` as the only consumer of a slot; TPS of each, as the median of the
+//! same number of rounds, the captures taking turns in each round.
 //!
-//! Besides the table, one JSON line per (capture, clients):
-//! `{"scenario": "writer-cost", "capture": "none|triggers|replication", "clients": n, "tps": x}`.
+//! Besides the table, one JSON line per (capture, clients): `{"scenario": "writer-cost",
+//! "capture": "none|triggers|replication|pg_recvlogical", "clients": n, "tps": x}`.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rowsync::Hub;
 use serde_json::json;
 
 use super::{Mode, Source};
-use crate::baselines::{bindir, CHANNEL};
+use crate::baselines::{bindir, Following, Recvlogical, CHANNEL};
 use crate::db::{BenchDb, Seed, Seeding};
 use crate::report::{round, source, Report};
 use crate::schema::{Person, TABLES, WATCH};
@@ -30,6 +31,8 @@ enum Capture {
     None,
     Triggers,
     Replication,
+    /// A slot streamed by `pg_recvlogical` alone (no hub).
+    Recvlogical,
 }
 
 impl Capture {
@@ -38,8 +41,15 @@ impl Capture {
             Capture::None => "none",
             Capture::Triggers => "triggers",
             Capture::Replication => "replication",
+            Capture::Recvlogical => "pg_recvlogical",
         }
     }
+}
+
+/// What runs while the writers do.
+enum Consumer {
+    Hub(Hub),
+    Recvlogical(Following),
 }
 
 /// Runs the scenario.
@@ -64,7 +74,12 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             "\\set id random(1, {POSTS})\nUPDATE posts SET name = 'w' || :id WHERE id = :id;\n"
         ),
     )?;
-    let captures = [Capture::None, Capture::Triggers, Capture::Replication];
+    let captures = [
+        Capture::None,
+        Capture::Triggers,
+        Capture::Replication,
+        Capture::Recvlogical,
+    ];
     eprintln!("  writer-cost: {rounds} rounds x {seconds} s per run");
     // tps[capture][clients]: one figure per round
     let mut tps = vec![vec![Vec::new(); CLIENTS.len()]; captures.len()];
@@ -113,7 +128,9 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             .rowsync("replication_cost_pct", cost(2))
             .rowsync("triggers_tps", round(median(1)))
             .rowsync("triggers_cost_pct", cost(1))
-            .baseline("no_capture", "tps", round(median(0)));
+            .baseline("no_capture", "tps", round(median(0)))
+            .baseline("pg_recvlogical", "tps", round(median(3)))
+            .baseline("pg_recvlogical", "cost_pct", cost(3));
         report.target(
             format!(
                 "replication costs writers at most {:.0}% of their TPS",
@@ -134,8 +151,9 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
     Ok(reports)
 }
 
-/// Starts what `capture` needs: nothing, a trigger hub, or a replication hub.
-async fn start(db: &BenchDb, capture: Capture) -> BenchResult<Option<Hub>> {
+/// Starts what `capture` needs: nothing, a trigger hub, a replication hub, or
+/// `pg_recvlogical` on a slot.
+async fn start(db: &BenchDb, capture: Capture) -> BenchResult<Option<Consumer>> {
     let builder = Hub::builder(db.url())
         .channel(CHANNEL)
         .watch::<Person>(WATCH);
@@ -143,20 +161,25 @@ async fn start(db: &BenchDb, capture: Capture) -> BenchResult<Option<Hub>> {
         Capture::None => return Ok(None),
         Capture::Triggers => Source::Triggers,
         Capture::Replication => Source::Replication,
+        Capture::Recvlogical => {
+            let following = Recvlogical::prepare(db).await?.follow(db)?;
+            return Ok(Some(Consumer::Recvlogical(following)));
+        }
     };
-    Ok(Some(
-        source
-            .configure(builder, "rowsync_bench_writer_cost")
-            .start()
-            .await?,
-    ))
+    let hub = source
+        .configure(builder, "rowsync_bench_writer_cost")
+        .start()
+        .await?;
+    Ok(Some(Consumer::Hub(hub)))
 }
 
-/// Stops the hub and removes what it left that would cost the next writers: the triggers
-/// and the replica identity a replication hub set.
-async fn stop(db: &BenchDb, hub: Option<Hub>) -> BenchResult<()> {
-    if let Some(hub) = hub {
-        hub.shutdown().await;
+/// Stops the consumer and removes what it left that would cost the next writers: the
+/// triggers, the slot, and the replica identity a replication hub set.
+async fn stop(db: &BenchDb, consumer: Option<Consumer>) -> BenchResult<()> {
+    match consumer {
+        Some(Consumer::Hub(hub)) => hub.shutdown().await,
+        Some(Consumer::Recvlogical(following)) => following.stop(db).await?,
+        None => {}
     }
     Hub::builder(db.url())
         .channel(CHANNEL)
