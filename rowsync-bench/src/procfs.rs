@@ -78,11 +78,14 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 
 /// CPU time so far of process `parent` and of every process whose parent it is (a
 /// PostgreSQL postmaster and its backends), by process id: each one's `schedstat`
-/// (backends are single-threaded).
+/// (backends are single-threaded), and the time of the children `parent` reaped.
 ///
 /// why children only: other PostgreSQL clusters may run on the machine.
 pub fn children_cpu(parent: u32) -> ProcessTimes {
-    let mut times = ProcessTimes::default();
+    let mut times = ProcessTimes {
+        reaped_ns: reaped_children_ns(parent),
+        ..ProcessTimes::default()
+    };
     let Ok(entries) = fs::read_dir("/proc") else {
         return times;
     };
@@ -106,33 +109,58 @@ pub fn children_cpu(parent: u32) -> ProcessTimes {
             .next()
             .and_then(|ns| ns.parse().ok())
         {
-            times.0.insert(pid, ns);
+            times.alive.insert(pid, ns);
         }
     }
     times
 }
 
-/// CPU time of processes by id, in nanoseconds.
+/// `cutime + cstime` of `/proc/<pid>/stat`: the CPU time of the children `pid` waited for
+/// (clock ticks of 10 ms).
+fn reaped_children_ns(pid: u32) -> u64 {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let fields = stat_fields(&text);
+    let ticks: u64 = [13, 14]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks * 10_000_000
+}
+
+/// CPU time of a process tree: each live process's, in nanoseconds, and what its root
+/// reaped from children that ended.
 #[derive(Debug, Clone, Default)]
-pub struct ProcessTimes(std::collections::HashMap<u32, u64>);
+pub struct ProcessTimes {
+    alive: std::collections::HashMap<u32, u64>,
+    reaped_ns: u64,
+}
 
 impl ProcessTimes {
     /// The sum of all.
     #[cfg(test)]
     pub fn total(&self) -> Duration {
-        Duration::from_nanos(self.0.values().sum())
+        Duration::from_nanos(self.alive.values().sum::<u64>() + self.reaped_ns)
     }
 
-    /// CPU time used between `earlier` and `self` by the processes alive now (one started
-    /// since counts whole). why not a difference of totals: a backend that exited in
-    /// between took its time with it, and would make the difference shrink.
+    /// CPU time used between `earlier` and `self`. why not a difference of sums: a process
+    /// that ended in between left the live sum with its whole time; its time shows in the
+    /// reaped sum instead, less what it had used before `earlier`.
     pub fn since(&self, earlier: &ProcessTimes) -> Duration {
-        let ns = self
-            .0
+        let alive: u64 = self
+            .alive
             .iter()
-            .map(|(pid, now)| now.saturating_sub(earlier.0.get(pid).copied().unwrap_or(0)))
+            .map(|(pid, now)| now.saturating_sub(earlier.alive.get(pid).copied().unwrap_or(0)))
             .sum();
-        Duration::from_nanos(ns)
+        let ended_before: u64 = earlier
+            .alive
+            .iter()
+            .filter(|(pid, _)| !self.alive.contains_key(pid))
+            .map(|(_, ns)| ns)
+            .sum();
+        let reaped = self.reaped_ns.saturating_sub(earlier.reaped_ns);
+        Duration::from_nanos((alive + reaped).saturating_sub(ended_before))
     }
 }
 
