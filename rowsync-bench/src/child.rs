@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use crate::scenarios::Mode;
 use crate::BenchResult;
 
-/// Runs `name` as `<this binary> <name> [--quick]`, passing its results through to stdout;
+/// Runs `name` as `<this binary> <name> [--quick] --source <source>`, passing its results
+/// through to stdout;
 /// returns its target verdict lines.
 pub async fn run(name: &str, mode: Mode) -> BenchResult<Vec<String>> {
     let exe = std::env::current_exe()?;
@@ -18,6 +19,7 @@ pub async fn run(name: &str, mode: Mode) -> BenchResult<Vec<String>> {
     if mode.quick {
         command.arg("--quick");
     }
+    command.args(["--source", mode.source.name()]);
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     // why a blocking thread: the child runs for a while; the runtime stays free meanwhile.
     let output = tokio::task::spawn_blocking(move || command.output()).await??;

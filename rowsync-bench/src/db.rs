@@ -46,6 +46,16 @@ pub struct BenchDb {
     client: Client,
     connection: JoinHandle<()>,
     dbid: u32,
+    postmaster: Option<u32>,
+}
+
+/// What the server read for the bench tables (`pg_stat_statements`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reads {
+    /// SELECT statements executed.
+    pub statements: u64,
+    /// Rows those statements returned.
+    pub rows: u64,
 }
 
 impl BenchDb {
@@ -86,6 +96,10 @@ impl BenchDb {
             )
             .await?
             .get(0);
+        let backend: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
         let db = BenchDb {
             url,
             admin_url: server.url().to_owned(),
@@ -93,6 +107,9 @@ impl BenchDb {
             client,
             connection,
             dbid,
+            postmaster: u32::try_from(backend)
+                .ok()
+                .and_then(crate::procfs::parent_of),
         };
         db.reset_reads().await.map_err(|e| {
             format!("{e}; the server must load pg_stat_statements (shared_preload_libraries), or unset DATABASE_URL to use a throwaway cluster")
@@ -183,21 +200,49 @@ impl BenchDb {
         Ok(())
     }
 
-    /// SELECT statements the server executed on the bench tables since the last reset.
-    pub async fn reads(&self) -> BenchResult<u64> {
+    /// SELECT statements the server executed on the bench tables since the last reset, and
+    /// the rows they returned.
+    pub async fn reads(&self) -> BenchResult<Reads> {
         let tables = TABLES.join("|");
         let pattern = format!("\\m({tables})\\M");
-        let calls: i64 = self
+        let row = self
             .client
             .query_one(
-                "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements
+                "SELECT coalesce(sum(calls), 0)::int8, coalesce(sum(rows), 0)::int8
+                 FROM pg_stat_statements
                  WHERE dbid = $1 AND query ~* '^\\s*select' AND query ~ $2
                    AND query !~ 'pg_stat_statements'",
                 &[&self.dbid, &pattern],
             )
-            .await?
-            .get(0);
-        Ok(calls as u64)
+            .await?;
+        let (calls, rows): (i64, i64) = (row.get(0), row.get(1));
+        Ok(Reads {
+            statements: calls as u64,
+            rows: rows as u64,
+        })
+    }
+
+    /// CPU time of every process of the server so far (its backends, WAL senders and
+    /// background workers), when the server runs on this machine and `/proc` shows it.
+    pub fn server_cpu(&self) -> Option<crate::procfs::ProcessTimes> {
+        self.postmaster.map(crate::procfs::children_cpu)
+    }
+
+    /// Runs `sql` on the bench's own connection.
+    pub async fn execute(&self, sql: &str) -> BenchResult<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| format!("{sql}: {}", describe(&e)).into())
+    }
+
+    /// The server's current WAL insert position, as text (`pg_current_wal_lsn()`).
+    pub async fn wal_lsn(&self) -> BenchResult<String> {
+        let row = self
+            .client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Drops the database (closing every connection to it).

@@ -2,12 +2,14 @@
 //! fetch, bare listener, capture + one read) in one process and one run.
 //!
 //! ```text
-//! cargo run --release -p rowsync-bench -- <scenario> [--quick]
+//! cargo run --release -p rowsync-bench -- <scenario> [--quick] [--source triggers|replication]
 //! ```
 //!
-//! Scenarios: stampede, partitioned, broadcast, throughput, sync-cost, access, memory, live-scale, all. Each
-//! prints a table and one JSON line per result. The database is a throwaway PostgreSQL
-//! cluster, or the server of `DATABASE_URL`; each scenario uses a fresh database of its own.
+//! Scenarios: stampede, partitioned, broadcast, throughput, sync-cost, writer-cost, access,
+//! memory, live-scale, all. Each prints a table and one JSON line per result, naming the
+//! capture source of the hub (`--source`, triggers by default). The database is a throwaway
+//! PostgreSQL cluster, or the server of `DATABASE_URL` (replication needs `wal_level =
+//! logical` there); each scenario uses a fresh database of its own.
 
 mod baselines;
 mod child;
@@ -25,7 +27,7 @@ mod writer;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use scenarios::{Mode, NAMES};
+use scenarios::{Mode, Source, NAMES};
 
 /// Errors of the bench: shown to the user, then the process exits non-zero.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,7 +35,7 @@ pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 /// Results of the bench.
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const USAGE: &str = "usage: rowsync-bench <stampede|partitioned|broadcast|throughput|sync-cost|access|memory|live-scale|all> [--quick]";
+const USAGE: &str = "usage: rowsync-bench <stampede|partitioned|broadcast|throughput|sync-cost|writer-cost|access|memory|live-scale|all> [--quick] [--source triggers|replication]";
 
 /// The command line: which scenarios, full or quick.
 #[derive(Debug, PartialEq)]
@@ -45,9 +47,17 @@ struct Args {
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut scenarios = None;
     let mut quick = false;
-    for arg in args {
+    let mut source = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--source" if source.is_none() => {
+                let name = args.next().unwrap_or_default();
+                source = Some(Source::parse(&name).ok_or_else(|| {
+                    format!("unknown source `{name}`: use `triggers` or `replication`")
+                })?);
+            }
             "-h" | "--help" => return Err(String::new()),
             "all" if scenarios.is_none() => scenarios = Some(NAMES.to_vec()),
             name if scenarios.is_none() => match NAMES.iter().find(|n| **n == name) {
@@ -60,7 +70,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let scenarios = scenarios.ok_or_else(|| "no scenario given".to_owned())?;
     Ok(Args {
         scenarios,
-        mode: Mode { quick },
+        mode: Mode {
+            quick,
+            source: source.unwrap_or(Source::Triggers),
+        },
     })
 }
 
@@ -106,12 +119,17 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> BenchResult<()> {
     let mode_name = if args.mode.quick { "quick" } else { "full" };
+    let source = args.mode.source.name();
+    report::set_source(source);
     let version = db::server_version().await?;
-    println!("# machine: {}, PostgreSQL {version}", procfs::machine());
+    println!(
+        "# machine: {}, PostgreSQL {version}, source: {source}",
+        procfs::machine()
+    );
     let mut verdicts = Vec::new();
     let several = args.scenarios.len() > 1;
     for name in args.scenarios {
-        eprintln!("rowsync-bench: {name} ({mode_name}) ...");
+        eprintln!("rowsync-bench: {name} ({mode_name}, {source}) ...");
         let started = Instant::now();
         if several && matches!(name, "memory" | "live-scale") {
             verdicts.extend(child::run(name, args.mode).await?);
@@ -154,7 +172,12 @@ mod tests {
         let a = args(&["stampede", "--quick"]).unwrap();
         assert_eq!(a.scenarios, ["stampede"]);
         assert!(a.mode.quick);
-        assert_eq!(args(&["all"]).unwrap().scenarios.len(), 7);
+        assert_eq!(a.mode.source, super::Source::Triggers);
+        let a = args(&["--source", "replication", "throughput"]).unwrap();
+        assert_eq!(a.mode.source, super::Source::Replication);
+        assert!(args(&["all", "--source", "nope"]).is_err());
+        assert!(args(&["all", "--source"]).is_err());
+        assert_eq!(args(&["all"]).unwrap().scenarios.len(), 9);
         assert!(args(&["nope"]).is_err());
         assert!(args(&[]).is_err());
         assert!(args(&["memory", "memory"]).is_err());

@@ -62,16 +62,113 @@ fn stat_total() -> Duration {
     let Ok(text) = fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };
-    // why after ')': the command name may contain spaces.
-    let Some((_, rest)) = text.rsplit_once(')') else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = stat_fields(&text);
     let ticks: u64 = [11, 12]
         .iter()
         .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
         .sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// The parent process of `pid` (field 4 of `/proc/<pid>/stat`).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&text).get(1)?.parse().ok()
+}
+
+/// CPU time so far of process `parent` and of every process whose parent it is (a
+/// PostgreSQL postmaster and its backends), by process id: each one's `schedstat`
+/// (backends are single-threaded), and the time of the children `parent` reaped.
+///
+/// why children only: other PostgreSQL clusters may run on the machine.
+pub fn children_cpu(parent: u32) -> ProcessTimes {
+    let mut times = ProcessTimes {
+        reaped_ns: reaped_children_ns(parent),
+        ..ProcessTimes::default()
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return times;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != parent && parent_of(pid) != Some(parent) {
+            continue;
+        }
+        // why skip unreadable ones: a process may end between the listing and the read.
+        let Ok(text) = fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = text
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+        {
+            times.alive.insert(pid, ns);
+        }
+    }
+    times
+}
+
+/// `cutime + cstime` of `/proc/<pid>/stat`: the CPU time of the children `pid` waited for
+/// (clock ticks of 10 ms).
+fn reaped_children_ns(pid: u32) -> u64 {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let fields = stat_fields(&text);
+    let ticks: u64 = [13, 14]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks * 10_000_000
+}
+
+/// CPU time of a process tree: each live process's, in nanoseconds, and what its root
+/// reaped from children that ended.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessTimes {
+    alive: std::collections::HashMap<u32, u64>,
+    reaped_ns: u64,
+}
+
+impl ProcessTimes {
+    /// The sum of all.
+    #[cfg(test)]
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.alive.values().sum::<u64>() + self.reaped_ns)
+    }
+
+    /// CPU time used between `earlier` and `self`. why not a difference of sums: a process
+    /// that ended in between left the live sum with its whole time; its time shows in the
+    /// reaped sum instead, less what it had used before `earlier`.
+    pub fn since(&self, earlier: &ProcessTimes) -> Duration {
+        let alive: u64 = self
+            .alive
+            .iter()
+            .map(|(pid, now)| now.saturating_sub(earlier.alive.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let ended_before: u64 = earlier
+            .alive
+            .iter()
+            .filter(|(pid, _)| !self.alive.contains_key(pid))
+            .map(|(_, ns)| ns)
+            .sum();
+        let reaped = self.reaped_ns.saturating_sub(earlier.reaped_ns);
+        Duration::from_nanos((alive + reaped).saturating_sub(ended_before))
+    }
+}
+
+/// The fields of a `/proc/<pid>/stat` line after the command name (state first).
+fn stat_fields(text: &str) -> Vec<&str> {
+    // why after ')': the command name may contain spaces.
+    text.rsplit_once(')')
+        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect())
 }
 
 /// The machine in one line: CPUs, memory and CPU model (`/proc/cpuinfo`, `/proc/meminfo`).
@@ -124,7 +221,7 @@ pub fn memory() -> Memory {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_time, memory};
+    use super::{children_cpu, cpu_time, memory, parent_of};
 
     #[test]
     fn reads_cpu_and_memory() {
@@ -137,5 +234,15 @@ mod tests {
         assert!(cpu_time() > before);
         let m = memory();
         assert!(m.rss_kib > 0 && m.peak_kib >= m.rss_kib);
+    }
+
+    #[test]
+    fn reads_a_process_tree() {
+        let me = std::process::id();
+        let parent = parent_of(me).expect("a parent");
+        assert!(children_cpu(parent).total() >= children_cpu(me).total());
+        let before = children_cpu(me);
+        assert!(before.total() > std::time::Duration::ZERO);
+        assert!(children_cpu(me).since(&before) <= children_cpu(me).total());
     }
 }

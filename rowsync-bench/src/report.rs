@@ -1,7 +1,22 @@
 //! One result of a scenario: parameters, rowsync's figures, each baseline's figures and the
 //! target it decides; printed as a readable table and as one JSON line.
 
+use std::sync::OnceLock;
+
 use serde_json::{json, Map, Value};
+
+/// The capture source of this run's hubs, named in every JSON line.
+static SOURCE: OnceLock<&'static str> = OnceLock::new();
+
+/// Names the capture source of this run (once, at start).
+pub fn set_source(source: &'static str) {
+    let _ = SOURCE.set(source);
+}
+
+/// The capture source of this run (`triggers` unless set).
+pub fn source() -> &'static str {
+    SOURCE.get().copied().unwrap_or("triggers")
+}
 
 /// A target of issue 5 and whether this run met it.
 #[derive(Debug, Clone)]
@@ -114,8 +129,8 @@ impl Report {
         self.target.as_ref()
     }
 
-    /// The JSON line: `{"scenario", "params", "rowsync", "baselines"}`, plus `"target"` and
-    /// `"notes"` when present.
+    /// The JSON line: `{"scenario", "source", "params", "rowsync", "baselines"}`, plus
+    /// `"target"` and `"notes"` when present.
     pub fn json(&self) -> String {
         let baselines: Map<String, Value> = self
             .baselines
@@ -124,6 +139,7 @@ impl Report {
             .collect();
         let mut line = json!({
             "scenario": self.scenario,
+            "source": source(),
             "params": self.params,
             "rowsync": self.rowsync,
             "baselines": baselines,
@@ -144,7 +160,12 @@ impl Report {
             .iter()
             .map(|(k, v)| format!("{k}={}", plain(v)))
             .collect();
-        let mut out = format!("== {}  {}\n", self.scenario, params.join(" "));
+        let mut out = format!(
+            "== {} (source: {})  {}\n",
+            self.scenario,
+            source(),
+            params.join(" ")
+        );
         let mut columns: Vec<(&str, &Map<String, Value>)> = vec![("rowsync", &self.rowsync)];
         columns.extend(self.baselines.iter().map(|(n, m)| (n.as_str(), m)));
         let mut figures: Vec<&str> = Vec::new();
@@ -240,6 +261,7 @@ mod tests {
         r.target("exactly 1 read per change", true, "1.00");
         let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(v["scenario"], "stampede");
+        assert_eq!(v["source"], super::source());
         assert_eq!(v["params"]["subscribers"], 10);
         assert_eq!(v["baselines"]["naive"]["reads_per_change"], 20.0);
         assert_eq!(v["target"]["met"], true);

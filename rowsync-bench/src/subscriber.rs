@@ -13,9 +13,19 @@ use crate::BenchResult;
 
 /// Subscribes one subscriber per list in `holdings` and starts its task in `fleet`.
 pub fn spawn_all(fleet: &mut Fleet, hub: &Hub, holdings: Vec<Vec<Post>>) -> BenchResult<()> {
+    spawn(fleet, hub, holdings, true)
+}
+
+/// As [`spawn_all`], but the subscribers keep no samples: their memory stays what
+/// rowsync's is (the `memory` scenario).
+pub fn spawn_unsampled(fleet: &mut Fleet, hub: &Hub, holdings: Vec<Vec<Post>>) -> BenchResult<()> {
+    spawn(fleet, hub, holdings, false)
+}
+
+fn spawn(fleet: &mut Fleet, hub: &Hub, holdings: Vec<Vec<Post>>, keep: bool) -> BenchResult<()> {
     for posts in holdings {
         let sub = hub.subscribe(&posts, POST_SHAPE)?;
-        fleet.spawn(move |probe, stop| run(sub, posts, probe, stop));
+        fleet.spawn(move |probe, stop| run(sub, posts, probe, stop, keep));
     }
     Ok(())
 }
@@ -25,6 +35,7 @@ async fn run(
     mut posts: Vec<Post>,
     probe: Arc<Probe>,
     mut stop: watch::Receiver<bool>,
+    keep: bool,
 ) -> Vec<Sample> {
     let mut samples = Vec::new();
     loop {
@@ -42,7 +53,7 @@ async fn run(
                     .then(|| post_id_of(&change.key))
                     .flatten()
                     .and_then(|id| find_post(&posts, id));
-                if let Some(marker) = post.and_then(|p| marker_of(&p.name)) {
+                if let Some(marker) = post.and_then(|p| marker_of(&p.name)).filter(|_| keep) {
                     samples.push((marker, Instant::now()));
                 }
             }

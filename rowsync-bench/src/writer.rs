@@ -23,10 +23,12 @@ enum Command {
         rate: Option<f64>,
         reply: oneshot::Sender<Result<Vec<Instant>, String>>,
     },
-    /// Rename every post to the marker `first + i` in one transaction.
+    /// Rename every post to the marker `first + i` in one transaction, one UPDATE per
+    /// `chunk` posts (distinct within a chunk).
     Batch {
         posts: Vec<i64>,
         first: u32,
+        chunk: usize,
         reply: oneshot::Sender<Result<Instant, String>>,
     },
     /// Run this SQL.
@@ -113,11 +115,25 @@ impl Writer {
     /// One transaction renaming every post of `posts` (distinct), each to a marker of its
     /// own; returns the markers, in the order of `posts`.
     pub async fn batch(&mut self, posts: &[i64]) -> BenchResult<std::ops::Range<u32>> {
+        self.backlog(posts, posts.len()).await
+    }
+
+    /// One transaction renaming every post of `posts`, each to a marker of its own, with
+    /// one UPDATE per `chunk` posts (the posts of a chunk distinct; a post may come back
+    /// in another chunk): a backlog committed at once. Returns the markers, in the order
+    /// of `posts`; their commit instant is when the COMMIT was sent (when there was more
+    /// than one chunk).
+    pub async fn backlog(
+        &mut self,
+        posts: &[i64],
+        chunk: usize,
+    ) -> BenchResult<std::ops::Range<u32>> {
         let first = self.next_marker();
         let (reply, answer) = oneshot::channel();
         self.send(Command::Batch {
             posts: posts.to_vec(),
             first,
+            chunk: chunk.max(1),
             reply,
         })?;
         let at = answer.await.map_err(|_| "the writer thread ended")??;
@@ -183,9 +199,10 @@ fn thread_main(
                 Command::Batch {
                     posts,
                     first,
+                    chunk,
                     reply,
                 } => {
-                    let _ = reply.send(write_batch(&client, &posts, first).await);
+                    let _ = reply.send(write_batch(&client, &posts, first, chunk).await);
                 }
                 Command::Execute { sql, reply } => {
                     let result = client.batch_execute(&sql).await;
@@ -231,17 +248,36 @@ async fn write_posts(
     Ok(commits)
 }
 
-async fn write_batch(client: &Client, posts: &[i64], first: u32) -> Result<Instant, String> {
-    let markers: Vec<i64> = (0..posts.len() as i64)
-        .map(|i| i64::from(first) + i)
-        .collect();
-    client
-        .execute(
-            "UPDATE posts AS p SET name = 'm' || v.n FROM unnest($1::int8[], $2::int8[]) AS v(id, n)
-             WHERE p.id = v.id",
-            &[&posts, &markers],
-        )
-        .await
-        .map_err(|e| crate::db::describe(&e))?;
+async fn write_batch(
+    client: &Client,
+    posts: &[i64],
+    first: u32,
+    chunk: usize,
+) -> Result<Instant, String> {
+    let describe = |e: tokio_postgres::Error| crate::db::describe(&e);
+    let several = posts.len() > chunk;
+    if several {
+        client.batch_execute("BEGIN").await.map_err(describe)?;
+    }
+    for (c, ids) in posts.chunks(chunk).enumerate() {
+        let from = i64::from(first) + (c * chunk) as i64;
+        let markers: Vec<i64> = (0..ids.len() as i64).map(|i| from + i).collect();
+        client
+            .execute(
+                "UPDATE posts AS p SET name = 'm' || v.n FROM unnest($1::int8[], $2::int8[]) AS v(id, n)
+                 WHERE p.id = v.id",
+                &[&ids, &markers],
+            )
+            .await
+            .map_err(describe)?;
+    }
+    if several {
+        // why the moment COMMIT is sent: the backlog is there for consumers from then on
+        // (NOTIFY and logical decoding deliver it as the commit happens, before the
+        // writer hears back)
+        let committing = Instant::now();
+        client.batch_execute("COMMIT").await.map_err(describe)?;
+        return Ok(committing);
+    }
     Ok(Instant::now())
 }

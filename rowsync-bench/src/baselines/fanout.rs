@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rowsync::testing::{decode, Decoded};
-use rowsync::{Change, Hub};
+use rowsync::{CapturePlan, Change};
 use tokio::sync::broadcast;
 
 use super::listen::PlainListener;
@@ -16,12 +16,12 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// Listens on the hub's channel and decodes with the hub's capture plan; a receiver
+    /// Listens on the triggers' channel and decodes with their capture plan; a receiver
     /// more than `capacity` changes behind is told it lagged.
-    pub async fn start(hub: &Hub, url: &str, capacity: usize) -> BenchResult<Fanout> {
+    pub async fn start(plan: &CapturePlan, url: &str, capacity: usize) -> BenchResult<Fanout> {
         let (tx, _) = broadcast::channel(capacity.max(16));
         let sender = tx.clone();
-        let plan = hub.plan().clone();
+        let plan = plan.clone();
         let mut seq = 0u64;
         let listener = PlainListener::start(url, super::CHANNEL, move |_, payload| {
             seq += 1;

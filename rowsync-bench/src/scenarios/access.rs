@@ -33,7 +33,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: 10,
         tags_per_post: 1,
     };
-    let bench = Bench::start("access", Seeding::Uniform(seed), |b| b).await?;
+    let bench = Bench::start("access", Seeding::Uniform(seed), mode, |b| b).await?;
     policies(&bench).await?;
     let writer = Writer::connect(bench.db.url()).await?;
     let mut reports = Vec::new();
@@ -97,7 +97,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         let per_change = |n: u64| round(n as f64 / changes as f64);
         let cpu_per_change = |d: Duration| round(us(d) / changes as f64);
         report
-            .rowsync("reads_per_change", per_change(measured.reads))
+            .rowsync("reads_per_change", per_change(measured.reads.rows))
             .rowsync("hub_loads_per_change", per_change(loads))
             .rowsync("cpu_us_per_change", cpu_per_change(measured.cpu));
 
@@ -115,14 +115,14 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             .baseline(
                 "per_subscriber_check",
                 "reads_per_change",
-                per_change(baseline.reads),
+                per_change(baseline.reads.rows),
             )
             .baseline(
                 "per_subscriber_check",
                 "cpu_us_per_change",
                 cpu_per_change(baseline.cpu),
             );
-        let reads = measured.reads as f64 / changes as f64;
+        let reads = measured.reads.rows as f64 / changes as f64;
         report.target(
             format!(
                 "at most one read per context per change ({contexts} contexts; none: one read)"
@@ -130,7 +130,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             reads <= contexts.max(1) as f64,
             format!(
                 "{reads:.1} reads per change; the per-subscriber check {:.1}",
-                baseline.reads as f64 / changes as f64
+                baseline.reads.rows as f64 / changes as f64
             ),
         );
         reports.push(report);

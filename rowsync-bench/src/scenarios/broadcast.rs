@@ -35,7 +35,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: 20,
         tags_per_post: 3,
     };
-    let bench = Bench::start("broadcast", Seeding::Uniform(seed), |b| b).await?;
+    let bench = Bench::start("broadcast", Seeding::Uniform(seed), mode, |b| b).await?;
     let list = bench.holdings(1).await?.remove(0).1;
     let mut writer = Writer::connect(bench.db.url()).await?;
     let mut report = Report::new("broadcast");
@@ -63,6 +63,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         &m,
         latencies(&samples, &writer, markers),
         target,
+        changes,
     );
     report.target(
         format!(
@@ -86,7 +87,9 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         "shared live value: p99 {shared_p99:.1} ms (issue 15: below 10 ms)"
     ));
 
-    let fanout = Fanout::start(&bench.hub, bench.db.url(), 4096).await?;
+    // why here: nothing of rowsync runs while the baselines do.
+    let plan = bench.stop_hub().await?;
+    let fanout = Fanout::start(&plan, bench.db.url(), 4096).await?;
     let pool = Db::connect(bench.db.url())?;
     for strategy in [Strategy::Naive, Strategy::Fetch] {
         let mut fleet = Fleet::default();
@@ -101,7 +104,8 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         let m = window.close(&bench.db).await?;
         let samples = fleet.stop().await;
         let lat = latencies(&samples, &writer, markers);
-        figures(&mut report, Some(strategy.name()), &m, lat, target);
+        let name = Some(strategy.name());
+        figures(&mut report, name, &m, lat, target, baseline_changes);
     }
     fanout.stop();
 
@@ -119,20 +123,29 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         .zip(&arrivals)
         .filter_map(|(n, at)| Some(at.saturating_duration_since(writer.commit_of(n)?)))
         .collect();
-    figures(&mut report, Some("bare_listener"), &m, lat, changes as u64);
+    let expected = changes as u64;
+    figures(
+        &mut report,
+        Some("bare_listener"),
+        &m,
+        lat,
+        expected,
+        changes,
+    );
     report.note("latency: writer's COMMIT returned -> change held by the subscriber (bare listener: notification received)");
     bench.finish().await?;
     Ok(vec![report])
 }
 
-/// Latency percentiles and how many (subscriber, change) pairs were seen applied; returns p99
-/// in ms.
+/// Latency percentiles, how many (subscriber, change) pairs were seen applied, reads and
+/// the server's CPU per change; returns p99 in ms.
 pub(super) fn figures(
     report: &mut Report,
     system: Option<&str>,
     m: &Measured,
     latencies: Vec<Duration>,
     expected: u64,
+    changes: usize,
 ) -> f64 {
     let p = Percentiles::of(latencies);
     report
@@ -141,7 +154,7 @@ pub(super) fn figures(
         .figure(system, "latency_max_ms", round(ms(p.max)))
         .figure(system, "applied_seen", p.count as u64)
         .figure(system, "applied_expected", expected)
-        .figure(system, "cpu_s", round(m.cpu.as_secs_f64()))
-        .figure(system, "reads", m.reads);
+        .figure(system, "cpu_s", round(m.cpu.as_secs_f64()));
+    m.record_reads(report, system, changes);
     ms(p.p99)
 }

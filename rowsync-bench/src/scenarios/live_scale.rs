@@ -43,7 +43,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: 100,
         tags_per_post: TAGS_PER_POST,
     };
-    let bench = Bench::start("live-scale", Seeding::Uniform(seed), |b| b).await?;
+    let bench = Bench::start("live-scale", Seeding::Uniform(seed), mode, |b| b).await?;
     let mut report = Report::new("live-scale");
     report
         .param("subscriptions", persons)
@@ -123,7 +123,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             "cpu_us_per_change",
             round(m.cpu.as_secs_f64() * 1e6 / changes as f64),
         )
-        .rowsync("reads", m.reads)
+        .rowsync("reads", m.reads.rows)
         .rowsync("peak_rss_mib", round(memory().peak_kib as f64 / 1024.0));
     report.note("bytes_per_subscription: RSS growth of starting the live queries less that of loading the same persons one by one (kept alive meanwhile), per subscription (the hub's routing, queues, subscriptions and live values; tasks apart)");
     report.note("latency: writer's COMMIT returned -> the changed post held by its live value");
@@ -209,6 +209,7 @@ pub async fn shared_broadcast(
         &m,
         latencies(&samples, writer, markers),
         target,
+        changes,
     );
     report.baseline(SHARED, "hub_subscriptions", shared);
     report.note(format!(

@@ -1,5 +1,10 @@
 //! The scenarios of issue 5, one module each, and what they share: a fresh database with a
-//! hub watching it, and the lists subscribers hold.
+//! hub watching it (through the capture source of the run), and the lists subscribers hold.
+//!
+//! why the hub is stopped before the baselines run: a hub left running would charge its
+//! LISTEN, decoding and routing to every baseline's CPU (issue 15). Every scenario measures
+//! rowsync first, stops it ([`Bench::stop_hub`]), then measures the baselines, which always
+//! capture with triggers and LISTEN: what a plain LISTEN/NOTIFY application does.
 
 pub mod access;
 pub mod broadcast;
@@ -9,10 +14,11 @@ pub mod partitioned;
 pub mod stampede;
 pub mod sync_cost;
 pub mod throughput;
+pub mod writer_cost;
 
 use std::time::Duration;
 
-use rowsync::{Filter, Hub, HubBuilder};
+use rowsync::{CapturePlan, Filter, Hub, HubBuilder, ReplicationConfig};
 
 use crate::baselines::CHANNEL;
 use crate::db::{BenchDb, Seeding};
@@ -23,22 +29,60 @@ use crate::BenchResult;
 
 /// Scenario names, in the order `all` runs them (`memory` in a process of its own, see
 /// `child.rs`).
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "stampede",
     "partitioned",
     "broadcast",
     "throughput",
     "sync-cost",
+    "writer-cost",
     "access",
     "memory",
     "live-scale",
 ];
 
-/// Full or quick (small S and K: every figure, in seconds, for CI).
+/// Where the hub's changes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Triggers and LISTEN/NOTIFY (each change read once).
+    Triggers,
+    /// A logical replication slot (rows carried, nothing read).
+    Replication,
+}
+
+impl Source {
+    /// The name the command line and the JSON lines use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Triggers => "triggers",
+            Source::Replication => "replication",
+        }
+    }
+
+    /// The source named `name`.
+    pub fn parse(name: &str) -> Option<Source> {
+        [Source::Triggers, Source::Replication]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+
+    /// `builder` capturing from this source; a replication hub gets a temporary slot
+    /// (and publication) named `slot`.
+    pub fn configure(self, builder: HubBuilder, slot: &str) -> HubBuilder {
+        match self {
+            Source::Triggers => builder,
+            Source::Replication => builder.replication(ReplicationConfig::temporary(slot)),
+        }
+    }
+}
+
+/// Full or quick (small S and K: every figure, in seconds, for CI), and the capture source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
     /// Small sizes.
     pub quick: bool,
+    /// The hub's capture source.
+    pub source: Source,
 }
 
 impl Mode {
@@ -60,6 +104,7 @@ pub async fn run(name: &str, mode: Mode) -> BenchResult<Vec<Report>> {
         "broadcast" => broadcast::run(mode).await,
         "throughput" => throughput::run(mode).await,
         "sync-cost" => Box::pin(sync_cost::run(mode)).await,
+        "writer-cost" => writer_cost::run(mode).await,
         "access" => Box::pin(access::run(mode)).await,
         "memory" => memory::run(mode).await,
         "live-scale" => live_scale::run(mode).await,
@@ -76,24 +121,40 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Creates database `rowsync_bench_<scenario>`, seeds it, then starts a hub (so the
-    /// seeding fires no trigger); `configure` adjusts the hub.
+    /// Creates database `rowsync_bench_<scenario>`, seeds it, then starts a hub capturing
+    /// from `mode.source` (so the seeding fires no trigger); `configure` adjusts the hub.
     pub async fn start(
         scenario: &str,
         seeding: Seeding,
+        mode: Mode,
         configure: impl FnOnce(HubBuilder) -> HubBuilder,
     ) -> BenchResult<Bench> {
         let name = format!("rowsync_bench_{}", scenario.replace('-', "_"));
         let db = BenchDb::create(&name).await?;
         db.seed(&seeding).await?;
-        let hub = configure(
-            Hub::builder(db.url())
-                .channel(CHANNEL)
-                .watch::<Person>(WATCH),
-        )
-        .start()
-        .await?;
+        let builder = Hub::builder(db.url())
+            .channel(CHANNEL)
+            .watch::<Person>(WATCH);
+        let hub = configure(mode.source.configure(builder, &name))
+            .start()
+            .await?;
         Ok(Bench { db, hub })
+    }
+
+    /// Stops the hub (nothing of rowsync runs afterwards) and makes sure the triggers the
+    /// baselines listen to are installed; returns the plan their payloads decode with.
+    pub async fn stop_hub(&self) -> BenchResult<CapturePlan> {
+        self.hub.shutdown().await;
+        // why a trigger hub started and stopped: it installs (or finds) the triggers and
+        // their plan, whatever source the measured hub had; it leaves nothing running.
+        let installer = Hub::builder(self.db.url())
+            .channel(CHANNEL)
+            .watch::<Person>(WATCH)
+            .start()
+            .await?;
+        let plan = installer.plan().clone();
+        installer.shutdown().await;
+        Ok(plan)
     }
 
     /// Persons `1..=persons` with posts and tags: each person's id and posts.

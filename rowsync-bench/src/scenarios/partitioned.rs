@@ -21,7 +21,7 @@ const POSTS_PER_PERSON: i64 = 5;
 const DEADLINE: Duration = Duration::from_secs(120);
 /// Changes per second the writer keeps up.
 const RATE: f64 = 1000.0;
-/// rowsync's changes are measured in this many rounds; CPU per change is their median.
+/// Every system's changes are measured in this many rounds; CPU per change is their median.
 const ROUNDS: usize = 3;
 
 /// Runs the scenario.
@@ -35,33 +35,32 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: 100,
         tags_per_post: 3,
     };
-    let bench = Bench::start("partitioned", Seeding::Uniform(seed), |b| b).await?;
+    let bench = Bench::start("partitioned", Seeding::Uniform(seed), mode, |b| b).await?;
     let everyone = bench.holdings(largest as i64).await?;
     let mut writer = Writer::connect(bench.db.url()).await?;
-    let pool = Db::connect(bench.db.url())?;
     let mut reports: Vec<Report> = Vec::new();
     for &s in sizes {
-        eprintln!("  partitioned: S={s}");
-        // why fewer for the baselines at large S: each change wakes all S of them.
-        let baseline_changes = (changes * 100 / s).clamp(changes.min(100), changes);
+        eprintln!("  partitioned: S={s} rowsync");
         let posts = s as i64 * POSTS_PER_PERSON;
         let mut rng = Rng::new(s as u64);
         let mut report = Report::new("partitioned");
         report
             .param("subscribers", s as u64)
             .param("changes", changes as u64)
-            .param("baseline_changes", baseline_changes as u64)
+            .param("baseline_changes", baseline_changes(changes, s) as u64)
+            .param("rounds", ROUNDS as u64)
             .param("rate_per_s", RATE)
             .param("posts_per_subscriber", POSTS_PER_PERSON);
-        let holdings: Vec<_> = everyone[..s].to_vec();
 
         let mut fleet = Fleet::default();
-        let lists = holdings.iter().map(|(_, posts)| posts.clone()).collect();
+        let lists = everyone[..s]
+            .iter()
+            .map(|(_, posts)| posts.clone())
+            .collect();
         subscriber::spawn_all(&mut fleet, &bench.hub, lists)?;
         let phase = Phase {
             bench: &bench,
-            fleet: &fleet,
-            rounds: ROUNDS,
+            fleet: Some(&fleet),
             changes,
         };
         let measured = phase
@@ -73,63 +72,79 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             None,
             latencies(&samples, &writer, measured.markers.clone()),
         );
-
-        // why started here: its listener must not cost rowsync's measurement anything.
-        let fanout = Fanout::start(&bench.hub, bench.db.url(), 4096).await?;
-        for strategy in [Strategy::Naive, Strategy::Fetch] {
-            let mut fleet = Fleet::default();
-            baselines::spawn_all(&mut fleet, &fanout, &pool, strategy, holdings.clone());
-            let phase = Phase {
-                bench: &bench,
-                fleet: &fleet,
-                rounds: 1,
-                changes: baseline_changes,
-            };
-            let name = Some(strategy.name());
-            let measured = phase
-                .run(&mut writer, &mut report, name, &mut rng, posts)
-                .await?;
-            let samples = fleet.stop().await;
-            let lat = latencies(&samples, &writer, measured.markers.clone());
-            measured.record(&mut report, name, lat);
-        }
-        fanout.stop();
-
-        let bare = BareListener::start(bench.db.url(), baselines::CHANNEL).await?;
-        let window = Window::open(&bench.db).await?;
-        let markers = writer.paced(changes, RATE, |_| rng.one_to(posts)).await?;
-        if !bare.wait_for(changes, DEADLINE).await {
-            report.note("bare_listener: deadline passed");
-        }
-        let m = window.close(&bench.db).await?;
-        let arrivals = bare.stop();
-        let lat = markers
-            .clone()
-            .zip(&arrivals)
-            .filter_map(|(n, at)| Some(at.saturating_duration_since(writer.commit_of(n)?)))
-            .collect();
-        let measured = Measured {
-            markers,
-            cpu_per_change: m.cpu / changes as u32,
-            reads: m.reads,
-            changes,
-        };
-        measured.record(&mut report, Some("bare_listener"), lat);
-
         if let Some(first) = reports.first() {
             target(&mut report, first);
         }
         reports.push(report);
     }
+
+    // why after every rowsync phase: nothing of rowsync runs while the baselines do.
+    let plan = bench.stop_hub().await?;
+    let pool = Db::connect(bench.db.url())?;
+    for (&s, report) in sizes.iter().zip(&mut reports) {
+        eprintln!("  partitioned: S={s} baselines");
+        // why fewer for the baselines at large S: each change wakes all S of them.
+        let baseline_changes = baseline_changes(changes, s);
+        let posts = s as i64 * POSTS_PER_PERSON;
+        let mut rng = Rng::new(s as u64 + 1);
+        let holdings: Vec<_> = everyone[..s].to_vec();
+        let fanout = Fanout::start(&plan, bench.db.url(), 4096).await?;
+        for strategy in [Strategy::Naive, Strategy::Fetch] {
+            let mut fleet = Fleet::default();
+            baselines::spawn_all(&mut fleet, &fanout, &pool, strategy, holdings.clone());
+            let phase = Phase {
+                bench: &bench,
+                fleet: Some(&fleet),
+                changes: baseline_changes,
+            };
+            let name = Some(strategy.name());
+            let measured = phase
+                .run(&mut writer, report, name, &mut rng, posts)
+                .await?;
+            let samples = fleet.stop().await;
+            let lat = latencies(&samples, &writer, measured.markers.clone());
+            measured.record(report, name, lat);
+        }
+        fanout.stop();
+
+        let bare = BareListener::start(bench.db.url(), baselines::CHANNEL).await?;
+        let phase = Phase {
+            bench: &bench,
+            fleet: None,
+            changes,
+        };
+        let name = Some("bare_listener");
+        let measured = phase
+            .run(&mut writer, report, name, &mut rng, posts)
+            .await?;
+        if !bare.wait_for(measured.changes, DEADLINE).await {
+            report.note("bare_listener: deadline passed");
+        }
+        let arrivals = bare.stop();
+        let lat = measured
+            .markers
+            .clone()
+            .zip(&arrivals)
+            .filter_map(|(n, at)| Some(at.saturating_duration_since(writer.commit_of(n)?)))
+            .collect();
+        measured.record(report, name, lat);
+    }
     bench.finish().await?;
     Ok(reports)
 }
 
-/// One system's measurement: `changes` changes in `rounds` windows.
+/// Changes the baselines are measured on at S subscribers (each change wakes all of them).
+fn baseline_changes(changes: usize, subscribers: usize) -> usize {
+    (changes * 100 / subscribers).clamp(changes.min(100), changes)
+}
+
+/// One system's measurement: `changes` changes in `ROUNDS` windows (every system the same
+/// number, scored on the median).
 struct Phase<'a> {
     bench: &'a Bench,
-    fleet: &'a Fleet,
-    rounds: usize,
+    /// The subscribers to wait for (the bare listener has none: its window closes when
+    /// the writer is done, its arrivals are checked afterwards).
+    fleet: Option<&'a Fleet>,
     changes: usize,
 }
 
@@ -138,7 +153,10 @@ struct Measured {
     markers: std::ops::Range<u32>,
     /// Median over the rounds.
     cpu_per_change: Duration,
-    reads: u64,
+    /// Median over the rounds, when the server's CPU shows.
+    server_cpu_per_change: Option<Duration>,
+    rows: u64,
+    statements: u64,
     changes: usize,
 }
 
@@ -151,50 +169,56 @@ impl Phase<'_> {
         rng: &mut Rng,
         posts: i64,
     ) -> BenchResult<Measured> {
-        let per_round = self.changes / self.rounds;
+        let per_round = self.changes / ROUNDS;
         let first = writer.next_marker();
-        let mut cpu = Vec::new();
-        let mut reads = 0;
-        for round in 1..=self.rounds {
+        let (mut cpu, mut server) = (Vec::new(), Vec::new());
+        let (mut rows, mut statements) = (0, 0);
+        for round in 1..=ROUNDS {
             let window = Window::open(&self.bench.db).await?;
             writer.paced(per_round, RATE, |_| rng.one_to(posts)).await?;
-            let target = (round * per_round) as u64;
-            settle(
-                self.fleet,
-                target,
-                DEADLINE,
-                report,
-                system.unwrap_or("rowsync"),
-            )
-            .await;
+            if let Some(fleet) = self.fleet {
+                let target = (round * per_round) as u64;
+                let system = system.unwrap_or("rowsync");
+                settle(fleet, target, DEADLINE, report, system).await;
+            }
             let m = window.close(&self.bench.db).await?;
             cpu.push(m.cpu / per_round as u32);
-            reads += m.reads;
+            server.extend(m.server_cpu.map(|c| c / per_round as u32));
+            rows += m.reads.rows;
+            statements += m.reads.statements;
         }
         Ok(Measured {
             markers: first..writer.next_marker(),
             cpu_per_change: median(&cpu),
-            reads,
-            changes: per_round * self.rounds,
+            server_cpu_per_change: (!server.is_empty()).then(|| median(&server)),
+            rows,
+            statements,
+            changes: per_round * ROUNDS,
         })
     }
 }
 
 impl Measured {
-    /// CPU per change, reads per change and latency percentiles.
+    /// CPU per change (ours and the server's), rows and statements read per change and
+    /// latency percentiles.
     fn record(&self, report: &mut Report, system: Option<&str>, latencies: Vec<Duration>) {
         let p = Percentiles::of(latencies);
+        let k = self.changes.max(1) as f64;
         report
             .figure(system, "cpu_us_per_change", round(us(self.cpu_per_change)))
+            .figure(system, "rows_read_per_change", round(self.rows as f64 / k))
             .figure(
                 system,
-                "reads_per_change",
-                round(self.reads as f64 / self.changes as f64),
+                "statements_per_change",
+                round(self.statements as f64 / k),
             )
             .figure(system, "latency_p50_ms", round(ms(p.p50)))
             .figure(system, "latency_p99_ms", round(ms(p.p99)))
             .figure(system, "latency_max_ms", round(ms(p.max)))
             .figure(system, "latency_samples", p.count as u64);
+        if let Some(server) = self.server_cpu_per_change {
+            report.figure(system, "server_cpu_us_per_change", round(us(server)));
+        }
     }
 }
 

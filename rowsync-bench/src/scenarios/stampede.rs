@@ -1,11 +1,12 @@
 //! Stampede: S subscribers hold the same posts-with-tags list and K posts change. How many
-//! reads does the database serve per change? rowsync: one per change per hub, whatever S.
+//! rows does the database read per change? rowsync: at most one per change per hub,
+//! whatever S, with triggers; none with replication (the change carries its row).
 
 use std::time::Duration;
 
 use rowsync::Db;
 
-use super::{settle, Bench, Mode};
+use super::{settle, Bench, Mode, Source};
 use crate::baselines::{self, BareListener, Fanout, Strategy};
 use crate::db::{Seed, Seeding};
 use crate::fleet::Fleet;
@@ -31,20 +32,17 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: 10,
         tags_per_post: TAGS_PER_POST,
     };
-    let bench = Bench::start("stampede", Seeding::Uniform(seed), |b| b).await?;
+    let bench = Bench::start("stampede", Seeding::Uniform(seed), mode, |b| b).await?;
     let list = bench.holdings(1).await?.remove(0).1;
     let mut writer = Writer::connect(bench.db.url()).await?;
-    let pool = Db::connect(bench.db.url())?;
     let mut reports = Vec::new();
     for &s in sizes {
-        eprintln!("  stampede: S={s}");
-        // why fewer changes for the baselines at large S: naive costs 2·S reads per change.
-        let baseline_changes = changes.min((100_000 / s).max(5));
+        eprintln!("  stampede: S={s} rowsync");
         let mut report = Report::new("stampede");
         report
             .param("subscribers", s as u64)
             .param("changes", changes as u64)
-            .param("baseline_changes", baseline_changes as u64)
+            .param("baseline_changes", baseline_changes(changes, s) as u64)
             .param("posts_held", POSTS)
             .param("tags_per_post", TAGS_PER_POST);
 
@@ -61,30 +59,50 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         let loads = bench.hub.stats().rows_loaded - loads_before;
         figures(&mut report, None, &m, changes);
         report.rowsync("hub_loads_per_change", round(loads as f64 / changes as f64));
-        let reads = m.reads;
+        let rows = m.reads.rows;
         // why "at most": changes that reach the hub in one burst share one read (the hub's
-        // batched reads); one by one, as here, it is exactly one each
-        let met = reads >= 1 && reads <= changes as u64;
+        // batched reads); one by one it is exactly one each. Replication carries the rows.
+        let (goal, met) = match mode.source {
+            Source::Triggers => (
+                "at most 1 row read per change per hub, for every S (issue 5: exactly 1)",
+                rows >= 1 && rows <= changes as u64,
+            ),
+            Source::Replication => (
+                "0 rows read per change, for every S (issue 14)",
+                rows == 0 && m.reads.statements == 0,
+            ),
+        };
         report.target(
-            "at most 1 read per change per hub, for every S (issue: exactly 1)",
+            goal,
             met,
-            format!("{reads} reads for {changes} changes"),
+            format!(
+                "{rows} rows in {} statements for {changes} changes",
+                m.reads.statements
+            ),
         );
+        reports.push(report);
+    }
 
-        // why started here: its listener must not cost rowsync's measurement anything.
-        let fanout = Fanout::start(&bench.hub, bench.db.url(), 4096).await?;
+    // why after every rowsync phase: nothing of rowsync runs while the baselines do.
+    let plan = bench.stop_hub().await?;
+    let pool = Db::connect(bench.db.url())?;
+    for (&s, report) in sizes.iter().zip(&mut reports) {
+        eprintln!("  stampede: S={s} baselines");
+        // why fewer changes for the baselines at large S: naive costs 2·S reads per change.
+        let baseline_changes = baseline_changes(changes, s);
+        let fanout = Fanout::start(&plan, bench.db.url(), 4096).await?;
         for strategy in [Strategy::Naive, Strategy::Fetch] {
             let mut fleet = Fleet::default();
             let holdings = vec![(1, list.clone()); s];
             baselines::spawn_all(&mut fleet, &fanout, &pool, strategy, holdings);
-            warm_up(&mut writer, &fleet, s, &mut report, strategy.name()).await?;
+            warm_up(&mut writer, &fleet, s, report, strategy.name()).await?;
             let window = Window::open(&bench.db).await?;
             burst(&mut writer, baseline_changes).await?;
             let target = (s * baseline_changes + s) as u64;
-            settle(&fleet, target, DEADLINE, &mut report, strategy.name()).await;
+            settle(&fleet, target, DEADLINE, report, strategy.name()).await;
             let m = window.close(&bench.db).await?;
             fleet.stop().await;
-            figures(&mut report, Some(strategy.name()), &m, baseline_changes);
+            figures(report, Some(strategy.name()), &m, baseline_changes);
         }
         fanout.stop();
 
@@ -96,11 +114,15 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         }
         let m = window.close(&bench.db).await?;
         bare.stop();
-        figures(&mut report, Some("bare_listener"), &m, changes);
-        reports.push(report);
+        figures(report, Some("bare_listener"), &m, changes);
     }
     bench.finish().await?;
     Ok(reports)
+}
+
+/// Changes the baselines are measured on at S subscribers (naive reads 2·S per change).
+fn baseline_changes(changes: usize, subscribers: usize) -> usize {
+    changes.min((100_000 / subscribers).max(5))
 }
 
 /// `count` single-row transactions, back to back, each renaming another post.
@@ -124,11 +146,12 @@ async fn warm_up(
     Ok(())
 }
 
-/// Reads, wall time and CPU time per change, for rowsync (`None`) or a baseline.
+/// Rows and statements read, the server's CPU, wall time and CPU time per change, for
+/// rowsync (`None`) or a baseline.
 fn figures(report: &mut Report, system: Option<&str>, m: &Measured, changes: usize) {
     let k = changes as f64;
+    m.record_reads(report, system, changes);
     let values = [
-        ("reads_per_change", round(m.reads as f64 / k)),
         ("wall_ms_per_change", round(ms(m.wall) / k)),
         ("cpu_ms_per_change", round(ms(m.cpu) / k)),
     ];

@@ -7,6 +7,7 @@ use rowsync::{Filter, Message, Subscription};
 
 use super::{Bench, Mode};
 use crate::db::Seeding;
+use crate::measure::Window;
 use crate::report::{round, Report};
 use crate::schema::{Post, Tag, POST_SHAPE};
 use crate::stats::{median, ms};
@@ -29,7 +30,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         tags: TAGS,
         tags_per_post: TAGS_PER_POST,
     };
-    let bench = Bench::start("sync-cost", seeding, |b| b).await?;
+    let bench = Bench::start("sync-cost", seeding, mode, |b| b).await?;
     let writer = Writer::connect(bench.db.url()).await?;
     let mut reports: Vec<Report> = Vec::new();
     let mut version = 0u64;
@@ -47,6 +48,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         let reload_reps = if n >= 100_000 { 3 } else { reps.min(7) };
         let mut reloads = Vec::new();
         let mut posts = Vec::new();
+        let window = Window::open(&bench.db).await?;
         for _ in 0..reload_reps {
             let started = Instant::now();
             posts = bench
@@ -58,6 +60,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
                 .await?;
             reloads.push(started.elapsed());
         }
+        let reloading = window.close(&bench.db).await?;
         if posts.len() as i64 != n {
             return Err(format!("expected {n} posts, loaded {}", posts.len()).into());
         }
@@ -104,10 +107,22 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             .rowsync("reload_over_post_sync", round(ratio(reload, post_sync)))
             .baseline("naive", "reload_ms", round(ms(reload)))
             .baseline(
-                "per_subscriber_fetch",
-                "fetch_and_patch_tag_ms",
-                round(ms(median(&patches))),
+                "naive",
+                "rows_read_per_reload",
+                round(reloading.reads.rows as f64 / reload_reps as f64),
             );
+        if let Some(server) = reloading.server_cpu {
+            report.baseline(
+                "naive",
+                "server_cpu_ms_per_reload",
+                round(ms(server) / reload_reps as f64),
+            );
+        }
+        report.baseline(
+            "per_subscriber_fetch",
+            "fetch_and_patch_tag_ms",
+            round(ms(median(&patches))),
+        );
         reports.push(report);
         first_id += n;
     }

@@ -28,7 +28,14 @@ pub(crate) type Loaded<V> = Result<V, Arc<LoadError>>;
 pub(crate) type Flight<V> = Shared<BoxFuture<'static, Loaded<V>>>;
 
 /// A load for one key, finished or in flight.
-pub(crate) enum Slot<V> {
+pub(crate) struct Slot<V> {
+    state: State<V>,
+    /// Filed for callers to come (a batched read's share, a row its change carried) and
+    /// asked for by no one yet.
+    unclaimed: bool,
+}
+
+enum State<V> {
     Ready(V),
     Loading(Flight<V>),
 }
@@ -63,17 +70,24 @@ where
 {
     /// The value for `key` if it is known now, without waiting (a finished load counts).
     pub fn peek(&self, key: &K) -> Option<Loaded<V>> {
-        match self.slots.lock().get(key)? {
-            Slot::Ready(value) => Some(Ok(value.clone())),
-            Slot::Loading(flight) => flight.peek().cloned(),
-        }
+        let mut slots = self.slots.lock();
+        let slot = slots.get_mut(key)?;
+        let found = match &slot.state {
+            State::Ready(value) => Ok(value.clone()),
+            State::Loading(flight) => flight.peek().cloned()?,
+        };
+        slot.unclaimed = false;
+        Some(found)
     }
 
     /// What the map holds for `key`.
     pub fn find(&self, key: &K) -> Option<Found<V>> {
-        Some(match self.slots.lock().get(key)? {
-            Slot::Ready(value) => Found::Ready(value.clone()),
-            Slot::Loading(flight) => Found::Loading(flight.clone()),
+        let mut slots = self.slots.lock();
+        let slot = slots.get_mut(key)?;
+        slot.unclaimed = false;
+        Some(match &slot.state {
+            State::Ready(value) => Found::Ready(value.clone()),
+            State::Loading(flight) => Found::Loading(flight.clone()),
         })
     }
 
@@ -90,31 +104,41 @@ where
         F: Future<Output = Result<V, LoadError>> + Send + 'static,
     {
         let mut slots = self.slots.lock();
-        if let Some(slot) = slots.get(&key) {
+        if let Some(slot) = slots.get_mut(&key) {
+            slot.unclaimed = false;
             return (slot.flight(), false);
         }
         self.started.fetch_add(1, Ordering::Relaxed);
         let flight = load().map(|r| r.map_err(Arc::new)).boxed().shared();
         room(&mut slots);
-        slots.insert(key, Slot::Loading(flight.clone()));
+        slots.insert(key, Slot::new(State::Loading(flight.clone()), false));
         (flight, true)
     }
 
     /// Files `flight` as the load of `key` unless the key is known already (a batched read
-    /// offering its share of rows).
+    /// offering its share of rows); it stays unclaimed until a caller asks for it.
     pub fn offer(&self, key: K, flight: Flight<V>, room: impl FnOnce(&mut HashMap<K, Slot<V>>)) {
         let mut slots = self.slots.lock();
         if !slots.contains_key(&key) {
             room(&mut slots);
-            slots.insert(key, Slot::Loading(flight));
+            slots.insert(key, Slot::new(State::Loading(flight), true));
         }
     }
 
-    /// Files a finished value unless the key is known already.
-    pub fn insert_ready(&self, key: K, value: V, room: impl FnOnce(&mut HashMap<K, Slot<V>>)) {
+    /// Files a finished value unless the key is known already; `unclaimed`: no caller has
+    /// asked for it yet (a row its change carried).
+    pub fn insert_ready(
+        &self,
+        key: K,
+        value: V,
+        unclaimed: bool,
+        room: impl FnOnce(&mut HashMap<K, Slot<V>>),
+    ) {
         let mut slots = self.slots.lock();
         room(&mut slots);
-        slots.entry(key).or_insert(Slot::Ready(value));
+        slots
+            .entry(key)
+            .or_insert(Slot::new(State::Ready(value), unclaimed));
     }
 
     /// Records how the load of `key` ended: a value is kept as ready, an error forgets the
@@ -122,12 +146,15 @@ where
     /// end (so that exactly one caller stores the value elsewhere).
     pub fn settle(&self, key: &K, loaded: &Loaded<V>) -> bool {
         let mut slots = self.slots.lock();
-        if !matches!(slots.get(key), Some(Slot::Loading(_))) {
+        let Some(slot) = slots.get_mut(key) else {
+            return false;
+        };
+        if !matches!(slot.state, State::Loading(_)) {
             return false;
         }
         match loaded {
             Ok(value) => {
-                slots.insert(key.clone(), Slot::Ready(value.clone()));
+                slot.state = State::Ready(value.clone());
             }
             Err(_) => {
                 slots.remove(key);
@@ -139,7 +166,7 @@ where
     /// Removes `key` if it still holds `flight` (a later load under the same key stays).
     pub fn close(&self, key: &K, flight: &Flight<V>) {
         let mut slots = self.slots.lock();
-        if let Some(Slot::Loading(current)) = slots.get(key) {
+        if let Some(State::Loading(current)) = slots.get(key).map(|slot| &slot.state) {
             if current.ptr_eq(flight) {
                 slots.remove(key);
             }
@@ -153,11 +180,15 @@ where
 }
 
 impl<V: Clone + Send + Sync + 'static> Slot<V> {
+    fn new(state: State<V>, unclaimed: bool) -> Self {
+        Slot { state, unclaimed }
+    }
+
     /// The slot as a future of its value.
     fn flight(&self) -> Flight<V> {
-        match self {
-            Slot::Loading(flight) => flight.clone(),
-            Slot::Ready(value) => {
+        match &self.state {
+            State::Loading(flight) => flight.clone(),
+            State::Ready(value) => {
                 let value = value.clone();
                 async move { Ok(value) }.boxed().shared()
             }
@@ -166,9 +197,14 @@ impl<V: Clone + Send + Sync + 'static> Slot<V> {
 
     /// Whether a caller still waits for this slot (a finished value waits for no one).
     pub fn awaited(&self) -> bool {
-        match self {
-            Slot::Loading(flight) => flight.strong_count().is_some_and(|n| n > 1),
-            Slot::Ready(_) => false,
+        match &self.state {
+            State::Loading(flight) => flight.strong_count().is_some_and(|n| n > 1),
+            State::Ready(_) => false,
         }
+    }
+
+    /// Whether the slot was filed for callers to come and none has asked for it yet.
+    pub fn unclaimed(&self) -> bool {
+        self.unclaimed
     }
 }
