@@ -65,6 +65,7 @@ struct Entry {
 }
 
 /// The value as JSON, and the recent transactions.
+#[derive(Default)]
 pub(crate) struct State {
     /// The last transaction published.
     pub(crate) seq: u64,
@@ -193,15 +194,7 @@ impl LiveFeed {
         config: FeedConfig,
     ) -> Result<LiveFeed, FeedError> {
         let live = query.all().await?;
-        let mut state = State {
-            seq: 0,
-            order: Vec::new(),
-            rows: HashMap::new(),
-            ring: VecDeque::new(),
-            ring_bytes: 0,
-            ended: false,
-            snapshot: None,
-        };
+        let mut state = State::default();
         reload_rows(&mut state, &live)?;
         let (published, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -313,15 +306,7 @@ fn publish<S: Schema + Serialize>(
 ) -> Result<(), FeedError> {
     let rows: &[S] = live.data();
     if changes.reloaded {
-        let mut fresh = State {
-            seq: 0,
-            order: Vec::new(),
-            rows: HashMap::new(),
-            ring: VecDeque::new(),
-            ring_bytes: 0,
-            ended: false,
-            snapshot: None,
-        };
+        let mut fresh = State::default();
         reload_rows(&mut fresh, rows)?;
         let mut state = shared.state.lock();
         state.order = fresh.order;

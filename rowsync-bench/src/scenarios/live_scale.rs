@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use rowsync::{Filter, Live};
+use rowsync::{Changes, Filter, Live, LiveValue};
 use tokio::sync::watch;
 
 use super::{settle, Bench, Mode, Rng};
@@ -140,9 +140,28 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
 
 /// A web session: applies each transaction to its person and notes when it held which change.
 async fn follow_person(
-    mut live: Live<Option<Person>>,
+    live: Live<Option<Person>>,
+    probe: Arc<Probe>,
+    stop: watch::Receiver<bool>,
+) -> Vec<Sample> {
+    follow(live, probe, stop, |live, _, at, samples| {
+        let posts = live.as_ref().and_then(|p| p.posts.loaded());
+        for post in posts.into_iter().flatten() {
+            if let Some(marker) = marker_of(&post.name) {
+                samples.push((marker, at));
+            }
+        }
+    })
+    .await
+}
+
+/// Applies each transaction to `live` until stopped; `note` records which changes the value
+/// holds once a transaction is applied.
+async fn follow<T: LiveValue>(
+    mut live: Live<T>,
     probe: Arc<Probe>,
     mut stop: watch::Receiver<bool>,
+    note: impl Fn(&Live<T>, &Changes, Instant, &mut Vec<Sample>),
 ) -> Vec<Sample> {
     let mut samples = Vec::new();
     loop {
@@ -157,13 +176,7 @@ async fn follow_person(
                 if changes.reloaded {
                     probe.resynced();
                 }
-                let at = Instant::now();
-                let posts = live.as_ref().and_then(|p| p.posts.loaded());
-                for post in posts.into_iter().flatten() {
-                    if let Some(marker) = marker_of(&post.name) {
-                        samples.push((marker, at));
-                    }
-                }
+                note(&live, &changes, Instant::now(), &mut samples);
                 probe.applied();
             }
         }
@@ -220,33 +233,17 @@ pub async fn shared_broadcast(
 
 /// A viewer of a shared list: notes when it held which change.
 async fn follow_posts(
-    mut live: Live<Vec<Post>>,
+    live: Live<Vec<Post>>,
     probe: Arc<Probe>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    loop {
-        let next = tokio::select! {
-            n = live.next() => n,
-            _ = stop.changed() => None,
-        };
-        match next {
-            None => break,
-            Some(Err(e)) => probe.error(e),
-            Some(Ok(changes)) => {
-                if changes.reloaded {
-                    probe.resynced();
-                }
-                let at = Instant::now();
-                for key in &changes.updated {
-                    let post = post_id_of(key).and_then(|id| find_post(&live, id));
-                    if let Some(marker) = post.and_then(|p| marker_of(&p.name)) {
-                        samples.push((marker, at));
-                    }
-                }
-                probe.applied();
+    follow(live, probe, stop, |live, changes, at, samples| {
+        for key in &changes.updated {
+            let post = post_id_of(key).and_then(|id| find_post(live, id));
+            if let Some(marker) = post.and_then(|p| marker_of(&p.name)) {
+                samples.push((marker, at));
             }
         }
-    }
-    samples
+    })
+    .await
 }

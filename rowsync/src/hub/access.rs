@@ -7,7 +7,7 @@ use super::{Hub, Subscription};
 use crate::error::HubError;
 use crate::graph::PreloadTree;
 use crate::load::{Access, QuerySpec, ReadConn};
-use crate::route::{topics_for_rows, topics_for_table, Selector, Topic};
+use crate::route::{topics_for_table, Selector, Topic};
 use crate::schema::{Schema, SchemaMeta};
 use crate::sync::Membership;
 
@@ -27,17 +27,7 @@ impl Hub {
         preloads: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<Subscription, HubError> {
         self.check_access(access).await?;
-        let rows: Vec<&S> = rows.into_iter().collect();
-        let tree = PreloadTree::parse(S::meta(), preloads)?.union(&PreloadTree::of_rows(&rows));
-        let topics = topics_for_rows(&rows, &tree)?;
-        let keys = rows.iter().map(|r| r.primary_key()).collect();
-        let spec = QuerySpec {
-            preloads: tree.paths(),
-            access: Some(access.clone()),
-            ..QuerySpec::default()
-        };
-        let membership = Membership::Keys(Arc::new(keys));
-        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
+        self.subscribe_rows(rows, preloads, Some(access.clone()))
     }
 
     /// [`subscribe_table`](Self::subscribe_table) under an access context (see

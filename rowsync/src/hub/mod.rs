@@ -204,6 +204,17 @@ impl Hub {
         rows: impl IntoIterator<Item = &'a S>,
         preloads: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<Subscription, HubError> {
+        self.subscribe_rows(rows, preloads, None)
+    }
+
+    /// What [`subscribe`](Self::subscribe) and `subscribe_as` share: the rows held, under
+    /// `access` when there is one.
+    pub(crate) fn subscribe_rows<'a, S: Schema>(
+        &self,
+        rows: impl IntoIterator<Item = &'a S>,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+        access: Option<Access>,
+    ) -> Result<Subscription, HubError> {
         let rows: Vec<&S> = rows.into_iter().collect();
         // why the rows' own shape too: a copy held deeper than `preloads` names must follow
         // its changes like the rest (every place that holds a row is kept fresh)
@@ -212,6 +223,7 @@ impl Hub {
         let keys = rows.iter().map(|r| r.primary_key()).collect();
         let spec = QuerySpec {
             preloads: tree.paths(),
+            access,
             ..QuerySpec::default()
         };
         let membership = Membership::Keys(Arc::new(keys));
