@@ -250,12 +250,24 @@ impl BenchDb {
         drop(self.client);
         let _ = self.connection.await;
         let (admin, conn) = open(&self.admin_url).await?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await?;
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // why retried: a replication hub that just shut down leaves its WAL sender holding
+        // the slot for a moment, and FORCE does not end WAL senders ("used by an active
+        // logical replication slot", object_in_use)
+        let mut attempts = 0;
+        loop {
+            match admin.batch_execute(&sql).await {
+                Ok(()) => break,
+                Err(e)
+                    if attempts < 100
+                        && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         drop(admin);
         let _ = conn.await;
         Ok(())

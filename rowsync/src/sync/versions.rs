@@ -25,8 +25,9 @@ pub(crate) enum Verdict {
     Duplicate,
     /// Older than what is held of its row.
     Stale,
-    /// At or below the floor of a memory that was emptied, for a row not remembered since:
-    /// it may be old news or not; only a reload can tell.
+    /// At or below the floor of a memory that was emptied, for a row not remembered since,
+    /// or a key change whose old key holds a newer row: it may be old news or not; only a
+    /// reload can tell.
     Unknown,
 }
 
@@ -55,9 +56,16 @@ impl Versions {
             .old_key
             .as_ref()
             .is_some_and(|old| held(old).is_none_or(|v| v < change.seq));
+        // a key change whose old key changed since (a row inserted again under it): applied,
+        // it would take that newer row away; only a reload can tell what is right
+        let old_is_newer = change
+            .old_key
+            .as_ref()
+            .is_some_and(|old| held(old).is_some_and(|v| v > change.seq));
         match version {
             Some(v) if change.seq == v => Verdict::Duplicate,
             Some(v) if change.seq < v && !old_is_news => Verdict::Stale,
+            _ if old_is_newer => Verdict::Unknown,
             Some(_) => Verdict::Apply,
             None if change.seq <= self.floor => Verdict::Unknown,
             None => Verdict::Apply,
@@ -142,6 +150,16 @@ mod tests {
         moved.old_key = Some(Key::from(1i64));
         v.record(&moved);
         assert_eq!(v.judge(&change(4, 1, Op::Updated)), Verdict::Stale);
+    }
+
+    #[test]
+    fn an_older_key_change_never_takes_a_newer_row_of_its_old_key_away() {
+        let mut v = Versions::default();
+        // row 5 inserted again at 9; the key change 5 -> 4 of 7 comes late
+        v.record(&change(9, 5, Op::Inserted));
+        let mut moved = change(7, 4, Op::Updated);
+        moved.old_key = Some(Key::from(5i64));
+        assert_eq!(v.judge(&moved), Verdict::Unknown);
     }
 
     #[test]
