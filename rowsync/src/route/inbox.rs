@@ -91,7 +91,7 @@ impl Inbox {
             if !self.pending.is_empty() {
                 return;
             }
-            match self.queue.recv().await {
+            match self.queue.recv(false).await {
                 None => return,
                 Some(Item::Committed(_)) => {}
                 Some(item) => self.pending.push_back(item),
@@ -218,7 +218,7 @@ impl Inbox {
             }
             let item = match self.pending.pop_front() {
                 Some(item) => item,
-                None => match self.queue.recv().await {
+                None => match self.queue.recv(true).await {
                     Some(item) => item,
                     None => return Some(batch),
                 },
@@ -286,7 +286,7 @@ impl Inbox {
             }
             let item = match self.pending.pop_front() {
                 Some(item) => item,
-                None => match self.queue.poll_recv(cx) {
+                None => match self.queue.poll_recv(cx, false) {
                     Poll::Ready(Some(item)) => item,
                     Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,

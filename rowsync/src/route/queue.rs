@@ -59,6 +59,9 @@ struct Slots {
     items: VecDeque<Item>,
     waker: Option<Waker>,
     closed: bool,
+    /// Whether the waiting subscriber waits for a transaction's mark (`next_batch`): only
+    /// then does a mark wake it.
+    mark_wanted: bool,
 }
 
 impl Queue {
@@ -123,10 +126,15 @@ impl Queue {
         if slots.items.len() >= self.capacity as usize {
             return Pushed::Full;
         }
+        // why a mark wakes only a subscriber waiting for one: one that takes message by
+        // message skips marks, and waking a thousand of them again for each transaction's
+        // mark doubled the wake-ups of a broadcast (the trigger source's marks come a round
+        // trip after the change)
+        let wake = !matches!(item, Item::Committed(_)) || slots.mark_wanted;
         slots.items.push_back(item);
         // why the waker leaves the lock first: waking under it would make the woken task
         // wait for it
-        Pushed::Queued(slots.waker.take())
+        Pushed::Queued(if wake { slots.waker.take() } else { None })
     }
 
     /// The next item, if one is queued.
@@ -139,9 +147,11 @@ impl Queue {
         item
     }
 
-    /// The next item; `None` once the queue is closed and drained.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+    /// The next item; `None` once the queue is closed and drained. A transaction's mark
+    /// queued while this waits wakes it only if `mark_wanted`.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, mark_wanted: bool) -> Poll<Option<Item>> {
         let mut slots = self.slots.lock();
+        slots.mark_wanted = mark_wanted;
         if let Some(item) = slots.items.pop_front() {
             if slots.items.is_empty() {
                 slots.items = VecDeque::new();
@@ -159,8 +169,9 @@ impl Queue {
     }
 
     /// Waits for the next item; `None` once the queue is closed and drained. Cancel-safe.
-    pub async fn recv(&self) -> Option<Item> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    /// See [`poll_recv`](Self::poll_recv) for `mark_wanted`.
+    pub async fn recv(&self, mark_wanted: bool) -> Option<Item> {
+        std::future::poll_fn(|cx| self.poll_recv(cx, mark_wanted)).await
     }
 
     /// Drops every queued item.
