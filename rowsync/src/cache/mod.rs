@@ -503,15 +503,21 @@ impl Loader {
     }
 
     /// Files the row `change` left, as its capture source delivered it (`None`: deleted), so
-    /// that no sync of this change reads it.
+    /// that no sync of this change under this loader's context reads it.
+    ///
+    /// A row the source carried is what the hub's own role sees: file it only on the hub's
+    /// own loader (holders with a context read theirs). A row deleted is gone for every
+    /// context, so its absence may be filed under any.
     pub fn file(&self, change: &crate::change::Change, row: Option<RowImage>) {
-        // why no context: the row as the source carried it is what the hub's own role
-        // sees; holders with a context read theirs
+        // why a guard: a carried row filed under a context would reach its holders unchecked
+        if row.is_some() && self.access.is_some() {
+            return;
+        }
         let key = RowKey {
             table: change.table,
             key: change.key.clone(),
             seq: change.seq,
-            access: None,
+            access: self.access.clone(),
         };
         let images = &self.cache.images;
         images

@@ -79,6 +79,8 @@ struct Pending {
     changes: Vec<Arc<Change>>,
     /// The `seq`s of those whose row the source carried.
     carried: HashSet<u64>,
+    /// The `seq`s of those the source carried as deleted: gone for every context.
+    gone: HashSet<u64>,
     /// The subscribers that received changes of the transaction not ended yet.
     in_transaction: HashSet<SubscriptionId>,
 }
@@ -141,6 +143,9 @@ impl Pump {
             Carried::Gone => Some(None),
         };
         if let Some(row) = filed {
+            if row.is_none() {
+                pending.gone.insert(change.seq);
+            }
             self.loader.file(&change, row);
             pending.carried.insert(change.seq);
         }
@@ -155,6 +160,7 @@ impl Pump {
         };
         let last = last.seq;
         let carried = std::mem::take(&mut pending.carried);
+        let gone = std::mem::take(&mut pending.gone);
         let routed = self.router.route(std::mem::take(&mut pending.changes));
         for r in &routed {
             pending.in_transaction.extend(r.subscribers.iter().copied());
@@ -165,6 +171,11 @@ impl Pump {
             for access in self.accesses.of(&r.subscribers) {
                 // a carried row serves the hub's own role; a context reads its own
                 if access.is_none() && carried.contains(&r.change.seq) {
+                    continue;
+                }
+                // why no read: a row deleted as of this change is gone whoever looks
+                if access.is_some() && gone.contains(&r.change.seq) {
+                    self.loader.under(access).file(&r.change, None);
                     continue;
                 }
                 wanted

@@ -118,9 +118,9 @@ impl Router {
                         table: change.table,
                         selector: super::Selector::Row(change.key.clone()),
                     }),
-                    // an insert is read by a collection or list that may take it in
-                    Op::Inserted => !subscribers.is_empty(),
-                    Op::Deleted => false,
+                    // an insert is read by a collection or list that may take it in; a
+                    // delete by every holder it reaches (the read, not the hint, decides)
+                    Op::Inserted | Op::Deleted => !subscribers.is_empty(),
                 };
                 Routed {
                     change,

@@ -6,7 +6,7 @@ use rowsync::{Access, AccessError, HubError, Live, LoadError};
 use tokio::time::timeout;
 
 use super::{fresh, tenant, tenant_hub, tenants, Member, SHAPE};
-use crate::support::Fixture;
+use crate::support::{replication, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -324,5 +324,54 @@ async fn a_burst_is_read_once_per_table_and_context() {
     assert_eq!(
         reads, 1,
         "three changes, ten holders, one context: one batched read"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_deletes_is_read_once_per_table_and_context() {
+    let (f, app) = tenants().await;
+    f.sql
+        .batch_execute("INSERT INTO t_notes VALUES (15, 8, 3, 'b2'), (16, 8, 3, 'b3')")
+        .await
+        .unwrap();
+    let hub = tenant_hub(&f).await;
+    let contexts = [None, Some(tenant(&app, 7)), Some(tenant(&app, 8))];
+    let mut held = Vec::new();
+    for access in &contexts {
+        for _ in 0..10 {
+            let live = hub.live::<Member>().preload(SHAPE);
+            let live = match access {
+                Some(access) => live.access(access.clone()),
+                None => live,
+            };
+            held.push((access.clone(), live.all().await.unwrap()));
+        }
+    }
+    let before = hub.stats().rows_loaded;
+    // one transaction: three notes each context holds, gone
+    f.sql
+        .batch_execute("DELETE FROM t_notes WHERE id IN (10, 11, 14, 13, 15, 16)")
+        .await
+        .unwrap();
+    for (access, live) in &mut held {
+        live.catch_up().await.unwrap();
+        let expected = match access {
+            Some(access) => fresh(&f, access).await,
+            None => f
+                .rowsync
+                .query::<Member>()
+                .preload(SHAPE)
+                .all()
+                .await
+                .unwrap(),
+        };
+        assert_eq!(**live, expected);
+    }
+    let reads = hub.stats().rows_loaded - before;
+    // the replication source carries a delete: gone for every context, nothing to read
+    let expected = if replication() { 0 } else { contexts.len() as u64 };
+    assert_eq!(
+        reads, expected,
+        "six deletes, thirty holders, three contexts (none among them): one batched read each"
     );
 }
