@@ -5,7 +5,7 @@ use std::time::Duration;
 use rowsync::{Access, AccessError, HubError, Live, LoadError};
 use tokio::time::timeout;
 
-use super::{fresh, tenant, tenant_hub, tenants, Member, SHAPE};
+use super::{fresh, tenant, tenant_hub, tenants, Member, Note, SHAPE};
 use crate::support::{replication, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -374,4 +374,39 @@ async fn a_burst_of_deletes_is_read_once_per_table_and_context() {
         reads, expected,
         "six deletes, thirty holders, three contexts (none among them): one batched read each"
     );
+}
+
+#[tokio::test]
+async fn a_one_off_read_under_a_context_sees_what_it_may() {
+    let (f, app) = tenants().await;
+    let hub = tenant_hub(&f).await;
+    let mut sub = hub
+        .subscribe_to::<Note>(rowsync::Op::Updated, rowsync::Selector::row(12i64))
+        .unwrap();
+    // note 12 is tenant 8's, under tenant 7's member 1
+    f.sql
+        .batch_execute("UPDATE t_notes SET title = 'changed' WHERE id = 12")
+        .await
+        .unwrap();
+    let Some(rowsync::Message::Change(change)) = timeout(WAIT, sub.next()).await.unwrap() else {
+        panic!("expected the change of note 12");
+    };
+    let (seven, eight) = (tenant(&app, 7), tenant(&app, 8));
+    let hidden = hub.get_as::<Note>(&seven, &change).await.unwrap();
+    assert_eq!(hidden, None, "tenant 7 may not see note 12");
+    let seen = hub.get_as::<Note>(&eight, &change).await.unwrap();
+    assert_eq!(seen.map(|n| n.title).as_deref(), Some("changed"));
+    // the preloads under the context too: member 1 is tenant 7's
+    let with_member = hub
+        .get_with_as::<Note>(&eight, &change, ["member"])
+        .await
+        .unwrap()
+        .expect("tenant 8 sees note 12");
+    assert_eq!(with_member.member.loaded(), Some(&None));
+    // the hub's own role sees it all, as before
+    let plain = hub.get::<Note>(&change).await.unwrap();
+    assert_eq!(plain.map(|n| n.id), Some(12));
+    // a scope is a context too
+    let scoped = Access::new().scope(rowsync::Filter::eq("tenant_id", 7i64));
+    assert_eq!(hub.get_as::<Note>(&scoped, &change).await.unwrap(), None);
 }
