@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{Hub, Subscription};
-use crate::error::HubError;
 use crate::change::Change;
+use crate::error::HubError;
 use crate::graph::PreloadTree;
 use crate::load::{Access, QuerySpec, ReadConn};
 use crate::route::{topics_for_table, Selector, Topic};

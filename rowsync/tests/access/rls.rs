@@ -369,7 +369,11 @@ async fn a_burst_of_deletes_is_read_once_per_table_and_context() {
     }
     let reads = hub.stats().rows_loaded - before;
     // the replication source carries a delete: gone for every context, nothing to read
-    let expected = if replication() { 0 } else { contexts.len() as u64 };
+    let expected = if replication() {
+        0
+    } else {
+        contexts.len() as u64
+    };
     assert_eq!(
         reads, expected,
         "six deletes, thirty holders, three contexts (none among them): one batched read each"
