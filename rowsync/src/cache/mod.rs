@@ -336,6 +336,17 @@ impl Loader {
         self.access.is_some() || self.scope.is_some()
     }
 
+    /// Whether a row image of `meta` that this loader read passes its scope (no scope: it
+    /// does); what row-level security hides is not read at all.
+    pub fn sees(&self, meta: &'static SchemaMeta, image: &SharedImage) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            scope.matches(&|c| {
+                meta.column_index(c)
+                    .and_then(|i| image.values.get(i).cloned())
+            })
+        })
+    }
+
     /// `row` as this loader's scope lets it be held: `None` outside it, its associations
     /// pruned inside it.
     fn scoped<S: Schema>(&self, row: Option<S>) -> Option<S> {

@@ -133,6 +133,11 @@ impl Hub {
     pub(crate) fn forget_access(&self, id: crate::route::SubscriptionId) {
         self.inner.accesses.forget(id);
     }
+
+    /// Says whether subscription `id`'s topics name every row it holds (see `told.rs`).
+    pub(crate) fn track_access(&self, id: crate::route::SubscriptionId, tracked: bool) {
+        self.inner.accesses.track(id, tracked);
+    }
 }
 
 /// Topics a holder under an access context follows besides those of what it holds: the

@@ -340,6 +340,7 @@ impl HubBuilder {
             router: router.clone(),
             loader: loader.clone(),
             accesses: accesses.clone(),
+            policy_tables: self.policy_tables.clone(),
             schemas,
             last_seq: last_seq.clone(),
             acknowledged,

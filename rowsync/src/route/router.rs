@@ -90,6 +90,11 @@ impl Router {
         self.queues.write().remove(&id);
     }
 
+    /// Whether subscription `id` is routed by `topic`.
+    pub fn holds(&self, id: SubscriptionId, topic: &Topic) -> bool {
+        self.index.read().holds(id, topic)
+    }
+
     pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
         self.index.read().topics_of(id)
     }

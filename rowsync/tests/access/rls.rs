@@ -414,3 +414,51 @@ async fn a_one_off_read_under_a_context_sees_what_it_may() {
     let scoped = Access::new().scope(rowsync::Filter::eq("tenant_id", 7i64));
     assert_eq!(hub.get_as::<Note>(&scoped, &change).await.unwrap(), None);
 }
+
+/// The next message of `sub`, which must be a change.
+async fn next_change(sub: &mut rowsync::Subscription) -> std::sync::Arc<rowsync::Change> {
+    match timeout(WAIT, sub.next()).await {
+        Ok(Some(rowsync::Message::Change(change))) => change,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_under_a_context_is_not_told_of_rows_it_cannot_see() {
+    let (f, app) = tenants().await;
+    let hub = tenant_hub(&f).await;
+    let seven = tenant(&app, 7);
+    let mut members = fresh(&f, &seven).await;
+    let mut sub = hub.subscribe_as(&seven, &members, SHAPE).await.unwrap();
+    // a change of tenant 8's tag (a holder under a context follows the tags whole) and a
+    // tenant 8 note inserted under tenant 7's member 1 (routed by its foreign key): neither
+    // row is tenant 7's to see, nor its key
+    for sql in [
+        "UPDATE t_tags SET name = 'navy' WHERE id = 101",
+        "INSERT INTO t_notes VALUES (20, 8, 1, 'secret')",
+        "UPDATE t_notes SET title = 'seen' WHERE id = 11",
+    ] {
+        f.sql.batch_execute(sql).await.unwrap();
+    }
+    let change = next_change(&mut sub).await;
+    assert_eq!(
+        (change.table.name, &change.key),
+        ("t_notes", &rowsync::Key::from(11i64)),
+        "the first change told is of tenant 7's own note"
+    );
+    sub.sync(&mut members, &rowsync::Message::Change(change))
+        .await
+        .unwrap();
+    assert_eq!(members, fresh(&f, &seven).await);
+    // a row held that the context stops seeing is still told, and leaves
+    f.sql
+        .batch_execute("UPDATE t_notes SET tenant_id = 8 WHERE id = 10")
+        .await
+        .unwrap();
+    let change = next_change(&mut sub).await;
+    assert_eq!(change.key, rowsync::Key::from(10i64));
+    sub.sync(&mut members, &rowsync::Message::Change(change))
+        .await
+        .unwrap();
+    assert_eq!(members, fresh(&f, &seven).await);
+}
