@@ -341,6 +341,7 @@ impl HubBuilder {
             loader: loader.clone(),
             accesses: accesses.clone(),
             policy_tables: self.policy_tables.clone(),
+            rows_arrive_early: source.arrives_before_visible(),
             schemas,
             last_seq: last_seq.clone(),
             acknowledged,

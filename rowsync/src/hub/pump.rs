@@ -39,6 +39,9 @@ pub(crate) struct Pump {
     pub accesses: Accesses,
     /// Tables row-level security policies read (their changes resync holders as they are).
     pub policy_tables: Vec<TableName>,
+    /// Whether changes can arrive before other sessions see their transactions (a
+    /// replication stream); reads made for them at once wait until they do.
+    pub rows_arrive_early: bool,
 }
 
 /// The access context of each subscription that has one, shared by the hub (which files
