@@ -210,7 +210,8 @@ impl Pump {
         let mut wanted: Wanted = HashMap::new();
         for r in &routed {
             for access in self.accesses.of(&r.subscribers) {
-                // a context's holders are told of a change once its row is looked at
+                // a context's holders read every change routed to them (a sync reads the
+                // changed row, deletes too; `told.rs` looks at it first)
                 if access.is_none() && !r.reads_row {
                     continue;
                 }

@@ -123,9 +123,11 @@ impl Router {
                         table: change.table,
                         selector: super::Selector::Row(change.key.clone()),
                     }),
-                    // an insert is read by a collection or list that may take it in; a
-                    // delete by every holder it reaches (the read, not the hint, decides)
-                    Op::Inserted | Op::Deleted => !subscribers.is_empty(),
+                    // an insert is read by a collection or list that may take it in
+                    Op::Inserted => !subscribers.is_empty(),
+                    // a delete is read one by one by the hub's own role (holders under a
+                    // context have every change they are routed read in the batch)
+                    Op::Deleted => false,
                 };
                 Routed {
                     change,
