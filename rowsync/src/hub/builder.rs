@@ -77,6 +77,10 @@ impl HubBuilder {
     /// holder with a role or settings in its context reloads (`Resync(PolicyChanged)`), one
     /// load per context and shape, shared by its holders. Holders without a context, or
     /// with a scope alone, are not concerned.
+    ///
+    /// `start` fails with [`HubError::UndeclaredPolicyInputs`] when a row-level security
+    /// policy on a watched table reads a table (as `pg_depend` records it) not declared here
+    /// or with [`policy_table_named`](Self::policy_table_named).
     pub fn policy_table<S: Schema>(mut self) -> Self {
         self.policy_tables.push(S::meta().table);
         self.watch::<S>(crate::NO_PRELOADS)
