@@ -284,6 +284,46 @@ pub enum HubError {
     /// The access context of a subscription cannot be used.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// Row-level security policies on watched tables read tables the hub does not capture
+    /// as policy tables: a change of one would change what access contexts see without
+    /// any message. Declare each with [`HubBuilder::policy_table`](crate::HubBuilder::policy_table)
+    /// (or [`policy_table_named`](crate::HubBuilder::policy_table_named)).
+    #[error("row-level security policies read tables the hub does not capture as policy tables, so a change of them would change what access contexts see without a message; declare each with `Hub::builder(..).policy_table::<Schema>()` or `.policy_table_named(\"schema.table\")`:\n  - {}", list(.inputs))]
+    UndeclaredPolicyInputs {
+        /// Each policy and the table it reads.
+        inputs: Vec<PolicyInput>,
+    },
+}
+
+/// A table a row-level security policy on a watched table reads (found in `pg_depend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyInput {
+    /// The policy's name.
+    pub policy: String,
+    /// The watched table the policy is on, as PostgreSQL names it (`regclass` text).
+    pub table: String,
+    /// The table the policy's expressions read, as PostgreSQL names it.
+    pub reads: String,
+}
+
+impl std::fmt::Display for PolicyInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "policy `{}` on {} reads {}",
+            self.policy, self.table, self.reads
+        )
+    }
+}
+
+/// Items one per line (after the first, which follows the message).
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  - ")
 }
 
 impl From<LoadError> for HubError {
@@ -432,6 +472,7 @@ impl HubError {
             | HubError::Connect(_)
             | HubError::Triggers(_)
             | HubError::NotWatched { .. }
+            | HubError::UndeclaredPolicyInputs { .. }
             | HubError::InProgress { .. }
             | HubError::Closed => ErrorClass::Fatal,
             HubError::Access(inner) => inner.class(),

@@ -115,7 +115,7 @@ pub use capture::CaptureProblem;
 pub use change::{Change, Op, ResyncReason};
 pub use error::{
     AccessError, ConnectError, DecodeError, ErrorClass, HubError, ListenError, LoadError,
-    ReplicationError, SchemaError, SyncError, TriggerError,
+    PolicyInput, ReplicationError, SchemaError, SyncError, TriggerError,
 };
 pub use graph::{Graph, GraphBuilder, Path, PreloadNode, PreloadTree, Reached};
 pub use hub::{Hub, HubBuilder, HubStats, Subscription, SyncStats};

@@ -3,11 +3,13 @@
 //! policy), or with no context at all (0). rowsync reads the row once per context
 //! concerned; the per-subscriber check baseline (what a system checking visibility per
 //! subscriber does) reads it once per subscriber, each under that subscriber's context.
+//! rowsync is measured at every context count first; the hub is then stopped and the
+//! baselines run with nothing of rowsync alive, on a pool of their own.
 
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use rowsync::{Access, Hub, Message, Subscription, NO_PRELOADS};
+use rowsync::{Access, Db, Message, Subscription, NO_PRELOADS};
 
 use super::{Bench, Mode};
 use crate::db::{open, Seed, Seeding};
@@ -36,7 +38,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
     let bench = Bench::start("access", Seeding::Uniform(seed), mode, |b| b).await?;
     policies(&bench).await?;
     let writer = Writer::connect(bench.db.url()).await?;
-    let mut reports = Vec::new();
+    let mut runs = Vec::new();
     let mut version = 0usize;
     for contexts in [0usize, 1, 10, 100] {
         eprintln!("  access: {subscribers} subscribers over {contexts} contexts");
@@ -94,13 +96,18 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             report.note("rowsync: a subscriber missed the last change");
         }
         drop(held);
-        let per_change = |n: u64| round(n as f64 / changes as f64);
-        let cpu_per_change = |d: Duration| round(us(d) / changes as f64);
         report
-            .rowsync("reads_per_change", per_change(measured.reads.rows))
-            .rowsync("hub_loads_per_change", per_change(loads))
-            .rowsync("cpu_us_per_change", cpu_per_change(measured.cpu));
+            .rowsync("reads_per_change", per_change(measured.reads.rows, changes))
+            .rowsync("hub_loads_per_change", per_change(loads, changes))
+            .rowsync("cpu_us_per_change", cpu_per_change(measured.cpu, changes));
+        runs.push((report, contexts, accesses, measured.reads.rows));
+    }
 
+    // why here: nothing of rowsync runs while the baselines do (see `Bench::stop_hub`)
+    bench.stop_hub().await?;
+    let checks = Db::connect(bench.db.url())?;
+    let mut reports = Vec::new();
+    for (mut report, contexts, accesses, reads) in runs {
         // baseline: a change reaches every subscriber, who checks it under its own context
         let window = Window::open(&bench.db).await?;
         for _ in 0..changes {
@@ -108,21 +115,21 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             writer
                 .execute(&format!("UPDATE tags SET name = 'v{version}' WHERE id = 1"))
                 .await?;
-            per_subscriber_check(&bench.hub, &accesses).await?;
+            per_subscriber_check(&checks, &accesses).await?;
         }
         let baseline = window.close(&bench.db).await?;
         report
             .baseline(
                 "per_subscriber_check",
                 "reads_per_change",
-                per_change(baseline.reads.rows),
+                per_change(baseline.reads.rows, changes),
             )
             .baseline(
                 "per_subscriber_check",
                 "cpu_us_per_change",
-                cpu_per_change(baseline.cpu),
+                cpu_per_change(baseline.cpu, changes),
             );
-        let reads = measured.reads.rows as f64 / changes as f64;
+        let reads = reads as f64 / changes as f64;
         report.target(
             format!(
                 "at most one read per context per change ({contexts} contexts; none: one read)"
@@ -137,6 +144,14 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
     }
     bench.finish().await?;
     Ok(reports)
+}
+
+fn per_change(n: u64, changes: usize) -> f64 {
+    round(n as f64 / changes as f64)
+}
+
+fn cpu_per_change(cpu: Duration, changes: usize) -> f64 {
+    round(us(cpu) / changes as f64)
 }
 
 /// The role, a policy on `tags` (shared tags, tenant NULL, are everyone's; others their
@@ -178,13 +193,13 @@ async fn sync_next(sub: &mut Subscription, tags: &mut Vec<Tag>) -> BenchResult<(
     Ok(())
 }
 
-/// Every subscriber reads the changed row under its own context.
-async fn per_subscriber_check(hub: &Hub, accesses: &[Option<Access>]) -> BenchResult<()> {
+/// Every subscriber reads the changed row under its own context, on a pool of its own.
+async fn per_subscriber_check(db: &Db, accesses: &[Option<Access>]) -> BenchResult<()> {
     let checks = stream::iter(accesses.iter().cloned())
         .map(|access| async move {
             match access {
-                Some(access) => hub.query::<Tag>().access(access).get(1i64).await,
-                None => hub.query::<Tag>().get(1i64).await,
+                Some(access) => db.query::<Tag>().access(access).get(1i64).await,
+                None => db.query::<Tag>().get(1i64).await,
             }
         })
         .buffer_unordered(CHECKS_AT_ONCE);

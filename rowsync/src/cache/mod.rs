@@ -336,6 +336,17 @@ impl Loader {
         self.access.is_some() || self.scope.is_some()
     }
 
+    /// Whether a row image of `meta` that this loader read passes its scope (no scope: it
+    /// does); what row-level security hides is not read at all.
+    pub fn sees(&self, meta: &'static SchemaMeta, image: &SharedImage) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            scope.matches(&|c| {
+                meta.column_index(c)
+                    .and_then(|i| image.values.get(i).cloned())
+            })
+        })
+    }
+
     /// `row` as this loader's scope lets it be held: `None` outside it, its associations
     /// pruned inside it.
     fn scoped<S: Schema>(&self, row: Option<S>) -> Option<S> {
@@ -503,15 +514,21 @@ impl Loader {
     }
 
     /// Files the row `change` left, as its capture source delivered it (`None`: deleted), so
-    /// that no sync of this change reads it.
+    /// that no sync of this change under this loader's context reads it.
+    ///
+    /// A row the source carried is what the hub's own role sees: file it only on the hub's
+    /// own loader (holders with a context read theirs). A row deleted is gone for every
+    /// context, so its absence may be filed under any.
     pub fn file(&self, change: &crate::change::Change, row: Option<RowImage>) {
-        // why no context: the row as the source carried it is what the hub's own role
-        // sees; holders with a context read theirs
+        // why a guard: a carried row filed under a context would reach its holders unchecked
+        if row.is_some() && self.access.is_some() {
+            return;
+        }
         let key = RowKey {
             table: change.table,
             key: change.key.clone(),
             seq: change.seq,
-            access: None,
+            access: self.access.clone(),
         };
         let images = &self.cache.images;
         images

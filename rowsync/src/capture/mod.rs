@@ -102,6 +102,17 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// Whether a change can arrive a moment before other sessions see its transaction (a
+    /// replication stream decodes the commit as soon as it is written; a notification is
+    /// sent once the transaction is visible).
+    pub fn arrives_before_visible(&self) -> bool {
+        match self {
+            Source::Triggers(_) => false,
+            #[cfg(feature = "replication")]
+            Source::Replication(_) => true,
+        }
+    }
+
     /// The backend pid of the capture connection (`None` while reconnecting).
     pub fn process_id(&self) -> Option<i32> {
         match self {

@@ -114,6 +114,14 @@ impl CapturePlan {
         }
     }
 
+    /// Adds `table`, when not planned already, as a table no schema maps and nothing routes
+    /// by: identified by no column, each change of it concerns the whole table.
+    pub(crate) fn add_unmapped(&mut self, table: TableName) {
+        self.tables
+            .entry(table)
+            .or_insert_with(|| TablePlan::new(table, Vec::new(), Vec::new()));
+    }
+
     fn add_schema(&mut self, meta: &'static SchemaMeta) -> &mut TablePlan {
         self.tables.entry(meta.table).or_insert_with(|| {
             TablePlan::new(

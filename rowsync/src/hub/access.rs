@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Hub, Subscription};
+use crate::change::Change;
 use crate::error::HubError;
 use crate::graph::PreloadTree;
 use crate::load::{Access, QuerySpec, ReadConn};
@@ -49,6 +50,38 @@ impl Hub {
             ..QuerySpec::default()
         };
         self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
+    }
+
+    /// [`get`](Self::get) under an access context: the changed row as `access` sees it,
+    /// `None` when it no longer exists or the context may not see it (row-level security or
+    /// the context's scope). Read once per context and change however many callers ask;
+    /// the row a capture source carried serves the hub's own role only.
+    pub async fn get_as<S: Schema>(
+        &self,
+        access: &Access,
+        change: &Change,
+    ) -> Result<Option<S>, HubError> {
+        self.get_with_as::<S>(access, change, crate::NO_PRELOADS)
+            .await
+    }
+
+    /// [`get_with`](Self::get_with) under an access context (see [`get_as`](Self::get_as)):
+    /// the associations are read under it too, at every depth.
+    pub async fn get_with_as<S: Schema>(
+        &self,
+        access: &Access,
+        change: &Change,
+        preloads: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Option<S>, HubError> {
+        self.check_access(access).await?;
+        let tree = PreloadTree::parse(S::meta(), preloads)?;
+        access.check_scope(S::meta(), &tree)?;
+        self.inner
+            .loader
+            .under(Some(access.clone()))
+            .row::<S>(change.key.clone(), change.seq, &tree)
+            .await
+            .map_err(HubError::Load)
     }
 
     /// Checks that the database takes `access` on (the role exists and the hub's role may
@@ -99,6 +132,11 @@ impl Hub {
     /// A subscription with a context ended.
     pub(crate) fn forget_access(&self, id: crate::route::SubscriptionId) {
         self.inner.accesses.forget(id);
+    }
+
+    /// Says whether subscription `id`'s topics name every row it holds (see `told.rs`).
+    pub(crate) fn track_access(&self, id: crate::route::SubscriptionId, tracked: bool) {
+        self.inner.accesses.track(id, tracked);
     }
 }
 

@@ -77,9 +77,34 @@ impl HubBuilder {
     /// holder with a role or settings in its context reloads (`Resync(PolicyChanged)`), one
     /// load per context and shape, shared by its holders. Holders without a context, or
     /// with a scope alone, are not concerned.
+    ///
+    /// `start` fails with [`HubError::UndeclaredPolicyInputs`] when a row-level security
+    /// policy on a watched table reads a table (as `pg_depend` records it) not declared here
+    /// or with [`policy_table_named`](Self::policy_table_named).
     pub fn policy_table<S: Schema>(mut self) -> Self {
         self.policy_tables.push(S::meta().table);
         self.watch::<S>(crate::NO_PRELOADS)
+    }
+
+    /// [`policy_table`](Self::policy_table) for a table no schema maps, by name: `"shares"`
+    /// (found through the search path) or `"app.shares"`. Its changes are captured (none of
+    /// its rows is ever read) and reload every holder with a role or settings in its
+    /// context, as `policy_table` says. The name is an identifier, quoted when used.
+    pub fn policy_table_named(mut self, table: &'static str) -> Self {
+        let table = match table.split_once('.') {
+            Some((schema, name)) => TableName {
+                schema: Some(schema),
+                name,
+            },
+            None => TableName {
+                schema: None,
+                name: table,
+            },
+        };
+        if !self.policy_tables.contains(&table) {
+            self.policy_tables.push(table);
+        }
+        self
     }
 
     /// The NOTIFY channel (default `rowsync`); hubs on one database that watch different
@@ -158,7 +183,11 @@ impl HubBuilder {
         for (meta, paths) in &self.watches {
             watches.push((*meta, PreloadTree::parse(meta, paths)?));
         }
-        let plan = CapturePlan::new(&graph, &watches)?;
+        let mut plan = CapturePlan::new(&graph, &watches)?;
+        for table in &self.policy_tables {
+            // a policy table no schema maps: captured by name, its rows never read
+            plan.add_unmapped(*table);
+        }
         Ok((graph, plan))
     }
 
@@ -229,7 +258,7 @@ impl HubBuilder {
             .tables()
             .filter_map(|t| graph.schema_of(t.table))
             .collect();
-        let prepared = match check::check_and_type(&client, plan, &schemas).await {
+        let prepared = match self.check(&client, plan, &schemas).await {
             Ok(oids) => self
                 .prepare_capture(&mut client, plan)
                 .await
@@ -239,6 +268,25 @@ impl HubBuilder {
         drop(client);
         driver.abort();
         prepared
+    }
+
+    /// Checks the watched tables against the schemas, then that every table their
+    /// row-level security policies read is a declared policy table; returns each table's oid.
+    async fn check(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &mut CapturePlan,
+        schemas: &[&'static SchemaMeta],
+    ) -> Result<HashMap<TableName, u32>, HubError> {
+        let oids = check::check_and_type(client, plan, schemas).await?;
+        let watched: Vec<u32> = oids.values().copied().collect();
+        let declared: Vec<u32> = self
+            .policy_tables
+            .iter()
+            .filter_map(|table| oids.get(table).copied())
+            .collect();
+        check::policy_inputs(client, &watched, &declared).await?;
+        Ok(oids)
     }
 
     /// What the chosen capture needs in the database.
@@ -296,6 +344,8 @@ impl HubBuilder {
             router: router.clone(),
             loader: loader.clone(),
             accesses: accesses.clone(),
+            policy_tables: self.policy_tables.clone(),
+            rows_arrive_early: source.arrives_before_visible(),
             schemas,
             last_seq: last_seq.clone(),
             acknowledged,

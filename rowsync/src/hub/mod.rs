@@ -8,6 +8,7 @@ mod health;
 mod pump;
 mod reload;
 mod subscription;
+mod told;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -227,7 +228,11 @@ impl Hub {
             ..QuerySpec::default()
         };
         let membership = Membership::Keys(Arc::new(keys));
-        self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)
+        let sub = self.subscribe_shape(S::meta(), tree, membership, spec, false, topics)?;
+        // its topics name every row it holds: it is told only of those and of rows its
+        // context may see
+        self.inner.accesses.track(sub.id(), true);
+        Ok(sub)
     }
 
     /// The one way a subscription with a data shape is made: checks that the hub captures

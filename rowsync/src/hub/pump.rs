@@ -37,22 +37,65 @@ pub(crate) struct Pump {
     pub waiters: SyncWaiters,
     /// The access context of each subscription that has one.
     pub accesses: Accesses,
+    /// Tables row-level security policies read (their changes resync holders as they are).
+    pub policy_tables: Vec<TableName>,
+    /// Whether changes can arrive before other sessions see their transactions (a
+    /// replication stream); reads made for them at once wait until they do.
+    pub rows_arrive_early: bool,
 }
 
 /// The access context of each subscription that has one, shared by the hub (which files
 /// them) and the pump (which batches reads per context).
 #[derive(Clone, Default)]
 pub(crate) struct Accesses {
-    by_subscription: Arc<parking_lot::RwLock<HashMap<SubscriptionId, Access>>>,
+    by_subscription: Arc<parking_lot::RwLock<HashMap<SubscriptionId, Filed>>>,
+}
+
+/// A subscription's context, and whether its topics name every row it holds.
+#[derive(Clone)]
+pub(crate) struct Filed {
+    pub access: Access,
+    /// Whether each row it holds has a row topic (rows given when subscribing, or loaded by
+    /// a reload): then a change of a row it neither holds nor may see is not for it.
+    pub tracked: bool,
 }
 
 impl Accesses {
+    /// Files `id`'s context; its rows are not known yet (see [`track`](Self::track)).
     pub fn file(&self, id: SubscriptionId, access: Access) {
-        self.by_subscription.write().insert(id, access);
+        let filed = Filed {
+            access,
+            tracked: false,
+        };
+        self.by_subscription.write().insert(id, filed);
+    }
+
+    /// Says whether `id`'s topics name every row it holds now.
+    pub fn track(&self, id: SubscriptionId, tracked: bool) {
+        if let Some(filed) = self.by_subscription.write().get_mut(&id) {
+            filed.tracked = tracked;
+        }
     }
 
     pub fn forget(&self, id: SubscriptionId) {
         self.by_subscription.write().remove(&id);
+    }
+
+    /// The context of each tracked subscription among `subscribers`.
+    pub fn tracked<'a>(
+        &self,
+        subscribers: impl Iterator<Item = &'a SubscriptionId>,
+    ) -> Vec<(SubscriptionId, Access)> {
+        let map = self.by_subscription.read();
+        if map.is_empty() {
+            return Vec::new();
+        }
+        subscribers
+            .filter_map(|id| {
+                let filed = map.get(id).filter(|f| f.tracked)?;
+                Some((*id, filed.access.clone()))
+            })
+            .collect()
     }
 
     /// The distinct contexts of `subscribers` (`None`: the hub's own role), or just `None`
@@ -64,7 +107,7 @@ impl Accesses {
         }
         let mut found: Vec<Option<Access>> = Vec::new();
         for id in subscribers {
-            let access = map.get(id).cloned();
+            let access = map.get(id).map(|f| f.access.clone());
             if !found.contains(&access) {
                 found.push(access);
             }
@@ -79,6 +122,8 @@ struct Pending {
     changes: Vec<Arc<Change>>,
     /// The `seq`s of those whose row the source carried.
     carried: HashSet<u64>,
+    /// The `seq`s of those the source carried as deleted: gone for every context.
+    gone: HashSet<u64>,
     /// The subscribers that received changes of the transaction not ended yet.
     in_transaction: HashSet<SubscriptionId>,
 }
@@ -103,7 +148,7 @@ impl Pump {
                     CaptureEvent::Change { change, row } => self.take(&mut pending, change, row),
                     CaptureEvent::Resync { table, reason } => {
                         // everything before it is routed before the resync it causes
-                        self.route(&mut pending);
+                        self.route(&mut pending).await;
                         let everyone = table.is_none();
                         self.router.resync(table, reason);
                         // a resync of everyone covers whatever a sync point waited for
@@ -112,18 +157,18 @@ impl Pump {
                         }
                     }
                     CaptureEvent::Committed { xid, lsn } => {
-                        self.route(&mut pending);
+                        self.route(&mut pending).await;
                         self.router.commit(xid, &pending.in_transaction);
                         pending.in_transaction.clear();
                         committed = lsn.or(committed);
                     }
                     CaptureEvent::Reached { token } => {
-                        self.route(&mut pending);
+                        self.route(&mut pending).await;
                         self.waiters.reached(token);
                     }
                 }
             }
-            self.route(&mut pending);
+            self.route(&mut pending).await;
             // why after routing: the source may tell the server it is done with the
             // transaction only once every subscriber's queue holds it
             if let Some(lsn) = committed {
@@ -141,6 +186,9 @@ impl Pump {
             Carried::Gone => Some(None),
         };
         if let Some(row) = filed {
+            if row.is_none() {
+                pending.gone.insert(change.seq);
+            }
             self.loader.file(&change, row);
             pending.carried.insert(change.seq);
         }
@@ -148,23 +196,32 @@ impl Pump {
     }
 
     /// Routes the pending changes in order, after offering one batched read per table of
-    /// the rows their syncs would read one by one (except rows carried, filed already).
-    fn route(&self, pending: &mut Pending) {
+    /// the rows their syncs would read one by one (except rows carried, filed already);
+    /// holders under a context are told only of rows they may see or hold (`told.rs`).
+    async fn route(&self, pending: &mut Pending) {
         let Some(last) = pending.changes.last() else {
             return;
         };
         let last = last.seq;
         let carried = std::mem::take(&mut pending.carried);
-        let routed = self.router.route(std::mem::take(&mut pending.changes));
-        for r in &routed {
-            pending.in_transaction.extend(r.subscribers.iter().copied());
-        }
+        let gone = std::mem::take(&mut pending.gone);
+        let mut routed = self.router.route(std::mem::take(&mut pending.changes));
         // one batched read per (table, context): holders sharing a context share it
         let mut wanted: Wanted = HashMap::new();
-        for r in routed.iter().filter(|r| r.reads_row) {
+        for r in &routed {
             for access in self.accesses.of(&r.subscribers) {
+                // a context's holders read every change routed to them (a sync reads the
+                // changed row, deletes too; `told.rs` looks at it first)
+                if access.is_none() && !r.reads_row {
+                    continue;
+                }
                 // a carried row serves the hub's own role; a context reads its own
                 if access.is_none() && carried.contains(&r.change.seq) {
+                    continue;
+                }
+                // why no read: a row deleted as of this change is gone whoever looks
+                if access.is_some() && gone.contains(&r.change.seq) {
+                    self.loader.under(access).file(&r.change, None);
                     continue;
                 }
                 wanted
@@ -177,6 +234,10 @@ impl Pump {
             if let Some(meta) = self.schemas.get(&table) {
                 self.loader.under(access).prefetch(meta, wanted);
             }
+        }
+        super::told::hide(self, &mut routed).await;
+        for r in &routed {
+            pending.in_transaction.extend(r.subscribers.iter().copied());
         }
         self.router.deliver(routed);
         self.last_seq.store(last, Ordering::Release);

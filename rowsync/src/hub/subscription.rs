@@ -475,6 +475,8 @@ impl Subscription {
     ) -> Result<Vec<S>, HubError> {
         let mut reading = topics_for_table(shape.root, &shape.tree)?;
         reading.extend(shape.policy_topics.iter().cloned());
+        // why untracked meanwhile: its topics name tables, not the rows the reload gives
+        self.hub.track_access(self.inbox.id(), false);
         self.inbox.set_topics(reading);
         let (selection, key) = shape.selection();
         let db = self.hub.db().clone();
@@ -495,6 +497,7 @@ impl Subscription {
         }
         let held: Vec<&S> = rows.iter().collect();
         self.inbox.set_topics(shape.topics(&held)?);
+        self.hub.track_access(self.inbox.id(), true);
         self.snapshot = Some(snapshot);
         self.held_index = None;
         self.versions.reset();

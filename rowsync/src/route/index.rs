@@ -229,6 +229,15 @@ impl RouteIndex {
         out
     }
 
+    /// Whether subscription `id` holds `topic`.
+    pub fn holds(&self, id: SubscriptionId, topic: &Topic) -> bool {
+        match self.names.find(topic).and_then(|s| self.by_topic.get(&s)) {
+            Some(Holders::One(one, _)) => *one == id,
+            Some(Holders::Many(map)) => map.contains_key(&id),
+            None => false,
+        }
+    }
+
     /// Whether some subscription holds `topic`.
     pub fn has_topic(&self, topic: &Topic) -> bool {
         self.names

@@ -90,6 +90,11 @@ impl Router {
         self.queues.write().remove(&id);
     }
 
+    /// Whether subscription `id` is routed by `topic`.
+    pub fn holds(&self, id: SubscriptionId, topic: &Topic) -> bool {
+        self.index.read().holds(id, topic)
+    }
+
     pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
         self.index.read().topics_of(id)
     }
@@ -120,6 +125,8 @@ impl Router {
                     }),
                     // an insert is read by a collection or list that may take it in
                     Op::Inserted => !subscribers.is_empty(),
+                    // a delete is read one by one by the hub's own role (holders under a
+                    // context have every change they are routed read in the batch)
                     Op::Deleted => false,
                 };
                 Routed {

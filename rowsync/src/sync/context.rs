@@ -141,16 +141,6 @@ pub(crate) struct SyncCtx {
     pub read_seq: u64,
 }
 
-/// Whether a row image of `meta` passes the loader's scope (no scope: it does).
-fn in_scope(loader: &Loader, meta: &'static SchemaMeta, image: &SharedImage) -> bool {
-    loader.scope.as_ref().is_none_or(|scope| {
-        scope.matches(&|c| {
-            meta.column_index(c)
-                .and_then(|i| image.values.get(i).cloned())
-        })
-    })
-}
-
 /// What the database says of the changed row.
 enum Truth {
     /// Its table has no schema here (a join table known by name): only the change says.
@@ -179,7 +169,7 @@ impl SyncCtx {
             None => Truth::Unknown,
             Some(meta) => match loader.image(meta, change.key.clone(), read_seq).await? {
                 // a row outside the holder's scope is, to it, a row that is not there
-                Some(image) if !in_scope(&loader, meta, &image) => Truth::Gone,
+                Some(image) if !loader.sees(meta, &image) => Truth::Gone,
                 Some(image) => Truth::Row { image, meta },
                 None => Truth::Gone,
             },

@@ -2,6 +2,7 @@
 //! and reads shared per context.
 
 mod oracle;
+mod policy_inputs;
 mod rls;
 mod scope;
 

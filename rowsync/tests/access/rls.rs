@@ -5,8 +5,8 @@ use std::time::Duration;
 use rowsync::{Access, AccessError, HubError, Live, LoadError};
 use tokio::time::timeout;
 
-use super::{fresh, tenant, tenant_hub, tenants, Member, SHAPE};
-use crate::support::Fixture;
+use super::{fresh, tenant, tenant_hub, tenants, Member, Note, SHAPE};
+use crate::support::{replication, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -325,4 +325,132 @@ async fn a_burst_is_read_once_per_table_and_context() {
         reads, 1,
         "three changes, ten holders, one context: one batched read"
     );
+}
+
+#[tokio::test]
+async fn a_burst_of_deletes_is_read_once_per_table_and_context() {
+    let (f, app) = tenants().await;
+    f.sql
+        .batch_execute("INSERT INTO t_notes VALUES (15, 8, 3, 'b2'), (16, 8, 3, 'b3')")
+        .await
+        .unwrap();
+    let hub = tenant_hub(&f).await;
+    let contexts = [tenant(&app, 7), tenant(&app, 8)];
+    let mut held = Vec::new();
+    for access in &contexts {
+        for _ in 0..10 {
+            let live = hub
+                .live::<Member>()
+                .preload(SHAPE)
+                .access(access.clone())
+                .all()
+                .await
+                .unwrap();
+            held.push((access.clone(), live));
+        }
+    }
+    let before = hub.stats().rows_loaded;
+    // one transaction: three notes each context holds, gone
+    f.sql
+        .batch_execute("DELETE FROM t_notes WHERE id IN (10, 11, 14, 13, 15, 16)")
+        .await
+        .unwrap();
+    for (access, live) in &mut held {
+        live.catch_up().await.unwrap();
+        assert_eq!(**live, fresh(&f, access).await);
+    }
+    let reads = hub.stats().rows_loaded - before;
+    // the replication source carries a delete: gone for every context, nothing to read
+    let expected = if replication() {
+        0
+    } else {
+        contexts.len() as u64
+    };
+    assert_eq!(
+        reads, expected,
+        "six deletes, twenty holders, two contexts: one batched read each"
+    );
+}
+
+#[tokio::test]
+async fn a_one_off_read_under_a_context_sees_what_it_may() {
+    let (f, app) = tenants().await;
+    let hub = tenant_hub(&f).await;
+    let mut sub = hub
+        .subscribe_to::<Note>(rowsync::Op::Updated, rowsync::Selector::row(12i64))
+        .unwrap();
+    // note 12 is tenant 8's, under tenant 7's member 1
+    f.sql
+        .batch_execute("UPDATE t_notes SET title = 'changed' WHERE id = 12")
+        .await
+        .unwrap();
+    let Some(rowsync::Message::Change(change)) = timeout(WAIT, sub.next()).await.unwrap() else {
+        panic!("expected the change of note 12");
+    };
+    let (seven, eight) = (tenant(&app, 7), tenant(&app, 8));
+    let hidden = hub.get_as::<Note>(&seven, &change).await.unwrap();
+    assert_eq!(hidden, None, "tenant 7 may not see note 12");
+    let seen = hub.get_as::<Note>(&eight, &change).await.unwrap();
+    assert_eq!(seen.map(|n| n.title).as_deref(), Some("changed"));
+    // the preloads under the context too: member 1 is tenant 7's
+    let with_member = hub
+        .get_with_as::<Note>(&eight, &change, ["member"])
+        .await
+        .unwrap()
+        .expect("tenant 8 sees note 12");
+    assert_eq!(with_member.member.loaded(), Some(&None));
+    // the hub's own role sees it all, as before
+    let plain = hub.get::<Note>(&change).await.unwrap();
+    assert_eq!(plain.map(|n| n.id), Some(12));
+    // a scope is a context too
+    let scoped = Access::new().scope(rowsync::Filter::eq("tenant_id", 7i64));
+    assert_eq!(hub.get_as::<Note>(&scoped, &change).await.unwrap(), None);
+}
+
+/// The next message of `sub`, which must be a change.
+async fn next_change(sub: &mut rowsync::Subscription) -> std::sync::Arc<rowsync::Change> {
+    match timeout(WAIT, sub.next()).await {
+        Ok(Some(rowsync::Message::Change(change))) => change,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_under_a_context_is_not_told_of_rows_it_cannot_see() {
+    let (f, app) = tenants().await;
+    let hub = tenant_hub(&f).await;
+    let seven = tenant(&app, 7);
+    let mut members = fresh(&f, &seven).await;
+    let mut sub = hub.subscribe_as(&seven, &members, SHAPE).await.unwrap();
+    // a change of tenant 8's tag (a holder under a context follows the tags whole) and a
+    // tenant 8 note inserted under tenant 7's member 1 (routed by its foreign key): neither
+    // row is tenant 7's to see, nor its key
+    for sql in [
+        "UPDATE t_tags SET name = 'navy' WHERE id = 101",
+        "INSERT INTO t_notes VALUES (20, 8, 1, 'secret')",
+        "UPDATE t_notes SET title = 'seen' WHERE id = 11",
+    ] {
+        f.sql.batch_execute(sql).await.unwrap();
+    }
+    let change = next_change(&mut sub).await;
+    assert_eq!(
+        (change.table.name, &change.key),
+        ("t_notes", &rowsync::Key::from(11i64)),
+        "the first change told is of tenant 7's own note"
+    );
+    sub.sync(&mut members, &rowsync::Message::Change(change))
+        .await
+        .unwrap();
+    assert_eq!(members, fresh(&f, &seven).await);
+    // a row held that the context stops seeing is still told, and leaves
+    f.sql
+        .batch_execute("UPDATE t_notes SET tenant_id = 8 WHERE id = 10")
+        .await
+        .unwrap();
+    let change = next_change(&mut sub).await;
+    assert_eq!(change.key, rowsync::Key::from(10i64));
+    sub.sync(&mut members, &rowsync::Message::Change(change))
+        .await
+        .unwrap();
+    assert_eq!(members, fresh(&f, &seven).await);
 }

@@ -1,0 +1,136 @@
+//! Which holders under an access context are told of a change: those whose context may
+//! see its row, and those holding it (it leaves at their sync); never one that neither
+//! holds the row nor may see it, which would learn the key and routing values of a row
+//! hidden from it.
+//!
+//! why in the pump, before the queues: routing sends a change to every holder whose topics
+//! it touches (a holder under a context follows some tables whole), and what sits in a
+//! queue is what `next()` and `try_next()` hand out. The look is the read the holders'
+//! syncs make anyway, through the shared cache under the same key (row, change, context):
+//! it moves that read earlier, batched per table and context, and adds none.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::pump::Pump;
+use crate::change::Change;
+use crate::load::Access;
+use crate::route::router::Routed;
+use crate::route::{Selector, SubscriptionId, Topic};
+
+/// How long routing waits for the looks of a burst; past it, everyone is told (their syncs
+/// read again and decide), since a slow read must not stop every other holder's changes.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Takes out of each routed change's subscribers those under a context that neither may see
+/// its row nor hold it. Only subscriptions whose topics name every row they hold are
+/// concerned (others cannot tell what they hold); changes of policy tables and of tables
+/// no schema maps (join tables known by name) are told as they are.
+pub(super) async fn hide(pump: &Pump, routed: &mut [Routed]) {
+    // (change, context) → whether the context sees the row
+    let mut looks: HashMap<(usize, Access), bool> = HashMap::new();
+    let mut concerned: Vec<(usize, SubscriptionId, Access)> = Vec::new();
+    for (i, r) in routed.iter().enumerate() {
+        if !pump.schemas.contains_key(&r.change.table)
+            || pump.policy_tables.contains(&r.change.table)
+        {
+            continue;
+        }
+        for (id, access) in pump.accesses.tracked(r.subscribers.iter()) {
+            looks.insert((i, access.clone()), true);
+            concerned.push((i, id, access));
+        }
+    }
+    if concerned.is_empty() {
+        return;
+    }
+    if pump.rows_arrive_early && !committed_visible(pump, routed).await {
+        tracing::warn!(
+            "the transactions of changes did not become visible in time; every holder is told"
+        );
+        return;
+    }
+    let asked = looks.keys().cloned().map(|(i, access)| {
+        let change = routed[i].change.clone();
+        let meta = pump.schemas.get(&change.table).copied();
+        let loader = pump.loader.under(Some(access.clone()));
+        async move {
+            let Some(meta) = meta else {
+                return ((i, access), true);
+            };
+            // a read that fails tells the holder: its sync reads again and resyncs
+            let read = loader.image(meta, change.key.clone(), change.seq).await;
+            ((i, access), !matches!(read, Ok(None)))
+        }
+    });
+    match tokio::time::timeout(LOOK_TIMEOUT, join_all(asked)).await {
+        Ok(seen) => looks.extend(seen),
+        Err(_) => {
+            tracing::warn!(
+                "looking at changed rows under access contexts timed out; every holder is told"
+            );
+            return;
+        }
+    }
+    for (i, id, access) in concerned {
+        let seen = looks.get(&(i, access)).copied().unwrap_or(true);
+        let r = &mut routed[i];
+        if !seen && !holds(pump, id, &r.change) {
+            r.subscribers.remove(&id);
+        }
+    }
+}
+
+/// Waits (up to [`LOOK_TIMEOUT`]) until the transactions of `routed` are visible to new
+/// snapshots; false when they did not become so in time, or the database could not say.
+///
+/// why: a replication stream can hand over a transaction a moment before the server shows
+/// it to other sessions; a look read then would see, and cache for the holders' syncs, the
+/// row as it was before.
+async fn committed_visible(pump: &Pump, routed: &[Routed]) -> bool {
+    let mut xids: Vec<String> = routed.iter().map(|r| r.change.xid.to_string()).collect();
+    xids.sort();
+    xids.dedup();
+    let Ok(conn) = pump.loader.db.pool().get().await else {
+        return false;
+    };
+    let deadline = tokio::time::Instant::now() + LOOK_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let visible = conn
+            .query_one(VISIBLE_SQL, &[&xids])
+            .await
+            .ok()
+            .and_then(|row| row.get::<_, Option<bool>>(0));
+        match visible {
+            Some(true) => return true,
+            None => return false,
+            Some(false) if tokio::time::Instant::now() >= deadline => return false,
+            Some(false) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Whether every transaction of `$1` (xid8 as text) is visible to a snapshot taken now.
+const VISIBLE_SQL: &str = "\
+SELECT bool_and(pg_visible_in_snapshot(x::xid8, pg_current_snapshot()))
+FROM unnest($1::text[]) AS x";
+
+/// Whether subscription `id` holds the changed row (under its key, or its key before).
+fn holds(pump: &Pump, id: SubscriptionId, change: &Change) -> bool {
+    let held = |key: &crate::schema::Key| {
+        pump.router.holds(
+            id,
+            &Topic {
+                table: change.table,
+                selector: Selector::Row(key.clone()),
+            },
+        )
+    };
+    held(&change.key) || change.old_key.as_ref().is_some_and(held)
+}
