@@ -540,8 +540,9 @@ impl Loader {
 
     /// Offers one batched read of the rows of `meta`'s table that changes `wanted`
     /// (key, seq) will have syncs read, under this loader's context.
-    pub fn prefetch(&self, meta: &'static SchemaMeta, wanted: Vec<(Key, u64)>) {
-        prefetch::start(self, meta, wanted);
+    /// `now`: start the read at once (see `prefetch::start`).
+    pub fn prefetch(&self, meta: &'static SchemaMeta, wanted: Vec<(Key, u64)>, now: bool) {
+        prefetch::start(self, meta, wanted, now);
     }
 }
 

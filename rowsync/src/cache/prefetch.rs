@@ -25,10 +25,17 @@ use crate::load::image::images;
 use crate::load::ReadConn;
 use crate::schema::{Key, SchemaMeta, SharedImage};
 
-/// Starts one batched read of the rows of `meta`'s table changed by `wanted` (key, change
-/// seq), and offers each change's share of it to the cache. The changes have committed (the
-/// sources hand changes on only after their commit is visible).
-pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key, u64)>) {
+/// Offers one batched read of the rows of `meta`'s table changed by `wanted` (key, change
+/// seq): each change's share of it goes to the cache. With `now`, the read starts at once
+/// (the changes' transactions are visible to other sessions: the trigger source hears of a
+/// change only then); without, it runs when the first caller asks (a replication stream can
+/// hand a change over a moment before its transaction is visible, see `hub/told.rs`).
+pub(super) fn start(
+    loader: &Loader,
+    meta: &'static SchemaMeta,
+    wanted: Vec<(Key, u64)>,
+    now: bool,
+) {
     if wanted.is_empty() {
         return;
     }
@@ -57,8 +64,10 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
     .map(|r| r.map_err(Arc::new))
     .boxed()
     .shared();
-    // the read runs now, whoever asks for its rows and whenever
-    tokio::spawn(batch.clone().map(drop));
+    if now {
+        // the read runs now, whoever asks for its rows and whenever
+        tokio::spawn(batch.clone().map(drop));
+    }
     for (key, seq) in wanted {
         let batch = batch.clone();
         let (db, cache, access) = (

@@ -269,7 +269,7 @@ impl Hub {
             spec,
             single,
         };
-        let inbox = Inbox::open(&self.inner.router, topics, Ops::ALL);
+        let inbox = Inbox::open(&self.inner.router, topics, Ops::ALL, true);
         if let Some(access) = shape.access.as_ref().and_then(Access::reads_as) {
             // why before any change can reach it: the pump reads for it under its context
             self.inner.accesses.file(inbox.id(), access);
@@ -305,7 +305,7 @@ impl Hub {
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
     ) -> Result<Subscription, HubError> {
-        let inbox = Inbox::open(&self.inner.router, topics, ops);
+        let inbox = Inbox::open(&self.inner.router, topics, ops, false);
         Ok(Subscription::new(inbox, self.clone(), None))
     }
 

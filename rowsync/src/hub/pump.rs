@@ -39,8 +39,9 @@ pub(crate) struct Pump {
     pub accesses: Accesses,
     /// Tables row-level security policies read (their changes resync holders as they are).
     pub policy_tables: Vec<TableName>,
-    /// Whether changes can arrive before other sessions see their transactions (a
-    /// replication stream); reads made for them at once wait until they do.
+    /// Whether changes come from a replication stream: they can arrive before other
+    /// sessions see their transactions (reads made for them at once wait until they do),
+    /// and they come as whole committed transactions (routed once each is whole).
     pub rows_arrive_early: bool,
 }
 
@@ -168,7 +169,13 @@ impl Pump {
                     }
                 }
             }
-            self.route(&mut pending).await;
+            // why a replication stream's changes wait for their transaction's end: the
+            // stream hands over whole committed transactions, and a transaction split
+            // between two bursts would be read in two batches (the trigger source cannot
+            // say when a transaction ends, so what it sent is routed now)
+            if !self.rows_arrive_early {
+                self.route(&mut pending).await;
+            }
             // why after routing: the source may tell the server it is done with the
             // transaction only once every subscriber's queue holds it
             if let Some(lsn) = committed {
@@ -224,15 +231,18 @@ impl Pump {
                     self.loader.under(access).file(&r.change, None);
                     continue;
                 }
+                // why at once: the read of the next change then runs while subscribers apply
+                // this one (see `cache/prefetch.rs`); not for rows only watchers would read
+                let now = (access.is_some() || r.read_now) && !self.rows_arrive_early;
                 wanted
-                    .entry((r.change.table, access))
+                    .entry((r.change.table, access, now))
                     .or_default()
                     .push((r.change.key.clone(), r.change.seq));
             }
         }
-        for ((table, access), wanted) in wanted {
+        for ((table, access, now), wanted) in wanted {
             if let Some(meta) = self.schemas.get(&table) {
-                self.loader.under(access).prefetch(meta, wanted);
+                self.loader.under(access).prefetch(meta, wanted, now);
             }
         }
         super::told::hide(self, &mut routed).await;
@@ -244,8 +254,9 @@ impl Pump {
     }
 }
 
-/// The rows a burst's syncs will read, per table and context (`None`: the hub's own role).
-type Wanted = HashMap<(TableName, Option<Access>), Vec<(Key, u64)>>;
+/// The rows a burst's syncs will read, per table, context (`None`: the hub's own role) and
+/// whether to read them at once.
+type Wanted = HashMap<(TableName, Option<Access>, bool), Vec<(Key, u64)>>;
 
 /// Callers waiting for sync points, by token.
 #[derive(Clone, Default)]

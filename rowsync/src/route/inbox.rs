@@ -27,13 +27,15 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Files a new subscriber with `router` under `topics`, and returns its end.
+    /// Files a new subscriber with `router` under `topics`, and returns its end. `syncs`:
+    /// it applies changes to data it holds (see `Queue::syncs`).
     pub(crate) fn open(
         router: &Arc<Router>,
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
+        syncs: bool,
     ) -> Inbox {
-        let (id, queue) = router.subscribe(topics, ops);
+        let (id, queue) = router.subscribe(topics, ops, syncs);
         Inbox {
             id,
             queue,
@@ -373,7 +375,7 @@ mod tests {
             table: POSTS,
             selector: Selector::Row(Key::from(1i64)),
         };
-        let mut inbox = Inbox::open(&router, [topic], Ops::ALL);
+        let mut inbox = Inbox::open(&router, [topic], Ops::ALL, true);
         // queued: seq 1 (xid 10), seq 4 (xid 11), seq 7 (xid 13); row 2's changes were
         // routed before the subscriber held row 2
         route(
@@ -419,7 +421,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_an_earlier_catch_up_took_is_left_out() {
         let router = Router::new(64);
-        let mut inbox = Inbox::open(&router, [], Ops::ALL);
+        let mut inbox = Inbox::open(&router, [], Ops::ALL, true);
         inbox.catch_up(vec![change(1, 10, 2), change(2, 11, 2)], |c| c.seq != 1);
         match inbox.try_next() {
             Some(Message::Change(c)) => assert_eq!(c.seq, 2),

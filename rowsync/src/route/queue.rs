@@ -51,6 +51,9 @@ pub(crate) struct QueueStats {
 pub(crate) struct Queue {
     slots: Mutex<Slots>,
     capacity: u32,
+    /// Whether its subscriber applies changes to data it holds (reading their rows); one
+    /// that only watches changes reads nothing unless it asks.
+    pub syncs: bool,
     pub stats: QueueStats,
 }
 
@@ -65,10 +68,11 @@ struct Slots {
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> Queue {
+    pub fn new(capacity: usize, syncs: bool) -> Queue {
         Queue {
             slots: Mutex::default(),
             capacity: capacity.clamp(1, u32::MAX as usize) as u32,
+            syncs,
             stats: QueueStats::default(),
         }
     }

@@ -43,14 +43,15 @@ impl Router {
     }
 
     /// Files a new subscriber under `topics`: its id, the receiving end of its queue and the
-    /// queue's counters (see `Inbox::open`).
+    /// queue's counters (see `Inbox::open`). `syncs`: it applies changes to data it holds.
     pub fn subscribe(
         &self,
         topics: impl IntoIterator<Item = Topic>,
         ops: Ops,
+        syncs: bool,
     ) -> (SubscriptionId, Arc<Queue>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let queue = Arc::new(Queue::new(self.capacity));
+        let queue = Arc::new(Queue::new(self.capacity, syncs));
         self.queues.write().insert(id, queue.clone());
         self.add_topics(id, topics, ops);
         self.index.write().shrink(id);
@@ -113,6 +114,7 @@ impl Router {
             }
         }
         let index = self.index.read();
+        let queues = self.queues.read();
         changes
             .into_iter()
             .map(|change| {
@@ -129,10 +131,17 @@ impl Router {
                     // context have every change they are routed read in the batch)
                     Op::Deleted => false,
                 };
+                // why only for syncing subscribers: a read started for watchers that never ask
+                // for the row would be a read for nothing
+                let read_now = reads_row
+                    && subscribers
+                        .iter()
+                        .any(|id| queues.get(id).is_some_and(|q| q.syncs));
                 Routed {
                     change,
                     subscribers,
                     reads_row,
+                    read_now,
                 }
             })
             .collect()
@@ -229,4 +238,6 @@ pub(crate) struct Routed {
     pub subscribers: HashSet<SubscriptionId>,
     /// Whether a sync of the change will read the changed row.
     pub reads_row: bool,
+    /// Whether a subscriber that syncs will read it: the read is worth starting at once.
+    pub read_now: bool,
 }
