@@ -22,16 +22,16 @@ use crate::schema::{Key, SchemaMeta, SharedImage};
 const SMALLEST_BATCH: usize = 2;
 
 /// Offers one batched read of the rows of `meta`'s table changed by `wanted` (key, change
-/// seq); nothing happens for too few changes.
-pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key, u64)>) {
+/// seq, syncs expected to ask); nothing happens for too few changes.
+pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key, u64, u32)>) {
     if wanted.len() < SMALLEST_BATCH {
         return;
     }
     let mut seen = HashSet::new();
     let keys: Vec<Key> = wanted
         .iter()
-        .filter(|(key, _)| seen.insert(key.clone()))
-        .map(|(key, _)| key.clone())
+        .filter(|(key, _, _)| seen.insert(key.clone()))
+        .map(|(key, _, _)| key.clone())
         .collect();
     let (db, cache, access) = (
         loader.db.clone(),
@@ -53,7 +53,7 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
     .map(|r| r.map_err(Arc::new))
     .boxed()
     .shared();
-    for (key, seq) in wanted {
+    let offers = wanted.into_iter().map(|(key, seq, claims)| {
         let batch = batch.clone();
         let (db, cache, access) = (
             loader.db.clone(),
@@ -77,14 +77,15 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
         }
         .boxed()
         .shared();
-        loader.cache.images.offer(
-            RowKey {
-                table: meta.table,
-                key,
-                seq,
-                access: loader.access.clone(),
-            },
-            flight,
-        );
-    }
+        let row = RowKey {
+            table: meta.table,
+            key,
+            seq,
+            access: loader.access.clone(),
+        };
+        (row, flight, claims)
+    });
+    // why collected first: the futures are built before the map is locked, not under it
+    let offers: Vec<_> = offers.collect();
+    loader.cache.images.offer(offers);
 }

@@ -17,7 +17,7 @@ use crate::change::Change;
 use crate::load::Access;
 use crate::route::router::Router;
 use crate::route::SubscriptionId;
-use crate::schema::{Key, SchemaMeta, TableName};
+use crate::schema::{Key, RowImage, SchemaMeta, TableName};
 
 /// Events taken from the capture queue at once, at most.
 const MAX_BURST: usize = 1024;
@@ -55,18 +55,21 @@ impl Accesses {
         self.by_subscription.write().remove(&id);
     }
 
-    /// The distinct contexts of `subscribers` (`None`: the hub's own role), or just `None`
-    /// when no subscription has a context (nothing to look up).
-    fn of(&self, subscribers: &HashSet<SubscriptionId>) -> Vec<Option<Access>> {
+    /// The distinct contexts of `subscribers` (`None`: the hub's own role) with how many
+    /// of them share each, or just `None` when no subscription has a context (nothing to
+    /// look up).
+    fn of(&self, subscribers: &HashSet<SubscriptionId>) -> Vec<(Option<Access>, u32)> {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let map = self.by_subscription.read();
         if map.is_empty() {
-            return vec![None];
+            return vec![(None, count(subscribers.len()))];
         }
-        let mut found: Vec<Option<Access>> = Vec::new();
+        let mut found: Vec<(Option<Access>, u32)> = Vec::new();
         for id in subscribers {
             let access = map.get(id).cloned();
-            if !found.contains(&access) {
-                found.push(access);
+            match found.iter_mut().find(|(a, _)| *a == access) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => found.push((access, 1)),
             }
         }
         found
@@ -77,8 +80,8 @@ impl Accesses {
 #[derive(Default)]
 struct Pending {
     changes: Vec<Arc<Change>>,
-    /// The `seq`s of those whose row the source carried.
-    carried: HashSet<u64>,
+    /// The rows the source carried (`None`: deleted), by the `seq` of their change.
+    carried: HashMap<u64, Option<RowImage>>,
     /// The subscribers that received changes of the transaction not ended yet.
     in_transaction: HashSet<SubscriptionId>,
 }
@@ -132,8 +135,8 @@ impl Pump {
         }
     }
 
-    /// Queues `change` for routing; a row its source carried is filed under it, so that no
-    /// sync reads it.
+    /// Queues `change` for routing, with the row its source carried (filed once routed,
+    /// so that no sync reads it).
     fn take(&self, pending: &mut Pending, change: Change, row: Carried) {
         let filed = match row {
             Carried::Nothing => None,
@@ -141,8 +144,7 @@ impl Pump {
             Carried::Gone => Some(None),
         };
         if let Some(row) = filed {
-            self.loader.file(&change, row);
-            pending.carried.insert(change.seq);
+            pending.carried.insert(change.seq, row);
         }
         pending.changes.push(Arc::new(change));
     }
@@ -154,23 +156,39 @@ impl Pump {
             return;
         };
         let last = last.seq;
-        let carried = std::mem::take(&mut pending.carried);
+        let mut carried = std::mem::take(&mut pending.carried);
         let routed = self.router.route(std::mem::take(&mut pending.changes));
-        for r in &routed {
-            pending.in_transaction.extend(r.subscribers.iter().copied());
-        }
         // one batched read per (table, context): holders sharing a context share it
         let mut wanted: Wanted = HashMap::new();
-        for r in routed.iter().filter(|r| r.reads_row) {
-            for access in self.accesses.of(&r.subscribers) {
+        for r in &routed {
+            pending.in_transaction.extend(r.subscribers.iter().copied());
+            let row = carried.remove(&r.change.seq);
+            let was_carried = row.is_some();
+            if !r.reads_row && !was_carried {
+                continue;
+            }
+            // why counted: an entry expecting its subscribers leaves the cache when the last
+            // one took it, instead of being kept (and stored) for callers that never come
+            let accesses = self.accesses.of(&r.subscribers);
+            if let Some(row) = row {
+                let own = accesses.iter().find(|(a, _)| a.is_none()).map(|(_, n)| *n);
+                // why at least one: a row no subscriber was routed stays for one caller (a
+                // subscriber catching up on the change), as it did before claims were counted
+                self.loader.file(&r.change, row, own.unwrap_or(0).max(1));
+            }
+            if !r.reads_row {
+                continue;
+            }
+            for (access, claims) in accesses {
                 // a carried row serves the hub's own role; a context reads its own
-                if access.is_none() && carried.contains(&r.change.seq) {
+                if access.is_none() && was_carried {
                     continue;
                 }
-                wanted
-                    .entry((r.change.table, access))
-                    .or_default()
-                    .push((r.change.key.clone(), r.change.seq));
+                wanted.entry((r.change.table, access)).or_default().push((
+                    r.change.key.clone(),
+                    r.change.seq,
+                    claims,
+                ));
             }
         }
         for ((table, access), wanted) in wanted {
@@ -184,7 +202,7 @@ impl Pump {
 }
 
 /// The rows a burst's syncs will read, per table and context (`None`: the hub's own role).
-type Wanted = HashMap<(TableName, Option<Access>), Vec<(Key, u64)>>;
+type Wanted = HashMap<(TableName, Option<Access>), Vec<(Key, u64, u32)>>;
 
 /// Callers waiting for sync points, by token.
 #[derive(Clone, Default)]
