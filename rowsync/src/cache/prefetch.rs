@@ -53,14 +53,16 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
     .map(|r| r.map_err(Arc::new))
     .boxed()
     .shared();
+    let alone = Arc::new(Alone {
+        db: loader.db.clone(),
+        cache: loader.cache.clone(),
+        access: loader.access.clone(),
+    });
     let offers = wanted.into_iter().map(|(key, seq, claims)| {
-        let batch = batch.clone();
-        let (db, cache, access) = (
-            loader.db.clone(),
-            loader.cache.clone(),
-            loader.access.clone(),
-        );
+        let (batch, alone) = (batch.clone(), alone.clone());
         let wanted_key = key.clone();
+        // why small: one of these is built per change; the read of its own is boxed apart,
+        // so that the share of a batch that succeeds allocates a few words, not kilobytes
         let flight = async move {
             match batch.await {
                 Ok(rows) => Ok(rows.get(&wanted_key).cloned()),
@@ -68,10 +70,15 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
                 // dropped connection) must not fail every sync that joined it
                 Err(error) => {
                     tracing::debug!(%error, "batched read failed; reading the row alone");
-                    cache.counts.load();
-                    read_image(&db, access.as_ref(), meta, wanted_key)
-                        .await
-                        .map_err(Arc::new)
+                    alone.cache.counts.load();
+                    Box::pin(read_image(
+                        &alone.db,
+                        alone.access.as_ref(),
+                        meta,
+                        wanted_key,
+                    ))
+                    .await
+                    .map_err(Arc::new)
                 }
             }
         }
@@ -88,4 +95,11 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
     // why collected first: the futures are built before the map is locked, not under it
     let offers: Vec<_> = offers.collect();
     loader.cache.images.offer(offers);
+}
+
+/// What a share of a failed batch needs to read its row alone (one for the whole batch).
+struct Alone {
+    db: crate::load::Db,
+    cache: Arc<super::RowCache>,
+    access: Option<crate::load::Access>,
 }

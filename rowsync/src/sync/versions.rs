@@ -38,7 +38,10 @@ pub(crate) enum Verdict {
 /// would put older rows back, in lists read whole (links, `through`) as much as in rows.
 #[derive(Debug, Default)]
 pub(crate) struct Versions {
-    rows: HashMap<(TableName, Key), u64>,
+    // why by table, then key: a lookup borrows the change's key instead of cloning it
+    rows: HashMap<TableName, HashMap<Key, u64>>,
+    /// Rows remembered, over every table.
+    remembered: usize,
     /// Changes at or below this were applied before the memory was emptied.
     floor: u64,
     /// The newest change applied.
@@ -48,7 +51,8 @@ pub(crate) struct Versions {
 impl Versions {
     /// Whether `change` is news for the rows it names.
     pub fn judge(&self, change: &Change) -> Verdict {
-        let held = |key: &Key| self.rows.get(&(change.table, key.clone())).copied();
+        let of_table = self.rows.get(&change.table);
+        let held = |key: &Key| of_table.and_then(|rows| rows.get(key)).copied();
         let version = held(&change.key);
         // a change that moved its row is news while what it says of the old key is: the
         // new key may be newer already (changed again since) while the old one is not
@@ -74,14 +78,21 @@ impl Versions {
 
     /// Records that the data reflects `change` (its row, and the key it had before).
     pub fn record(&mut self, change: &Change) {
-        if self.rows.len() >= REMEMBERED {
+        if self.remembered >= REMEMBERED {
             self.rows.clear();
+            self.remembered = 0;
             self.floor = self.newest;
         }
         self.newest = self.newest.max(change.seq);
+        let rows = self.rows.entry(change.table).or_default();
         for key in std::iter::once(&change.key).chain(&change.old_key) {
-            let version = self.rows.entry((change.table, key.clone())).or_default();
-            *version = (*version).max(change.seq);
+            match rows.get_mut(key) {
+                Some(version) => *version = (*version).max(change.seq),
+                None => {
+                    rows.insert(key.clone(), change.seq);
+                    self.remembered += 1;
+                }
+            }
         }
     }
 
@@ -94,6 +105,7 @@ impl Versions {
     /// Forgets everything: the data was just reloaded (its snapshot says what it reflects).
     pub fn reset(&mut self) {
         self.rows.clear();
+        self.remembered = 0;
         self.floor = 0;
         self.newest = 0;
     }

@@ -159,19 +159,30 @@ pub fn parse(payload: &[u8]) -> Result<RawChange, PayloadError> {
 
 /// Parses a payload and checks it against the plan; `seq` is the hub's receive counter.
 pub fn decode(payload: &[u8], plan: &CapturePlan, seq: u64) -> Result<Decoded, PayloadError> {
-    let header: Header =
-        serde_json::from_slice(payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
-    let watched = plan.find(&header.schema, &header.table);
-    let version = header.version.unwrap_or(1);
-    if version != u64::from(FORMAT) {
-        return Err(PayloadError::UnsupportedVersion {
-            version,
-            schema: header.schema,
-            table: header.table,
-            watched: watched.map(|t| t.table),
-        });
-    }
-    let raw = parse(payload)?;
+    // why the whole payload first: every change is read once; only a payload that is not of
+    // the current format is read again, as a header, to tell which format it is
+    let raw = match parse(payload) {
+        Ok(raw) if raw.version == Some(u64::from(FORMAT)) => raw,
+        parsed => {
+            let header: Header = serde_json::from_slice(payload)
+                .map_err(|e| PayloadError::Malformed(e.to_string()))?;
+            let version = header.version.unwrap_or(1);
+            if version == u64::from(FORMAT) {
+                // the current format, malformed
+                return Err(parsed
+                    .err()
+                    .unwrap_or_else(|| PayloadError::Malformed("unreadable payload".to_owned())));
+            }
+            let watched = plan.find(&header.schema, &header.table);
+            return Err(PayloadError::UnsupportedVersion {
+                version,
+                schema: header.schema,
+                table: header.table,
+                watched: watched.map(|t| t.table),
+            });
+        }
+    };
+    let watched = plan.find(&raw.schema, &raw.table);
     let table = watched.ok_or_else(|| PayloadError::UnknownTable {
         schema: raw.schema.clone(),
         table: raw.table.clone(),
