@@ -30,9 +30,10 @@ pub(super) fn start(loader: &Loader, meta: &'static SchemaMeta, wanted: Vec<(Key
     let mut seen = HashSet::new();
     let keys: Vec<Key> = wanted
         .iter()
-        .filter(|(key, _, _)| seen.insert(key.clone()))
+        .filter(|(key, _, _)| seen.insert(key))
         .map(|(key, _, _)| key.clone())
         .collect();
+    drop(seen);
     let (db, cache, access) = (
         loader.db.clone(),
         loader.cache.clone(),
