@@ -270,14 +270,6 @@ impl SyncCtx {
         key: Key,
         tree: &PreloadTree,
     ) -> Result<Option<C>, SyncError> {
-        // why: the changed row, bare, is the image this sync read already (same row, change
-        // and context); asking the cache again costs a lookup, and a second read when the
-        // entry left the cache in between
-        if let Truth::Row { image, meta } = &self.truth {
-            if tree.is_empty() && std::ptr::eq(*meta, C::meta()) && key == self.change.key {
-                return Ok(self.loader.decoded::<C>(Some(image))?);
-            }
-        }
         Ok(self.loader.row::<C>(key, self.read_seq, tree).await?)
     }
 
