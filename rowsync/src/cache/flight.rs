@@ -30,9 +30,12 @@ pub(crate) type Flight<V> = Shared<BoxFuture<'static, Loaded<V>>>;
 /// A load for one key, finished or in flight.
 pub(crate) struct Slot<V> {
     state: State<V>,
-    /// Filed for callers to come (a batched read's share, a row its change carried) and
-    /// asked for by no one yet.
-    unclaimed: bool,
+    /// Callers still expected: a slot filed for callers to come (a batched read's share, a
+    /// row its change carried) says how many (the subscribers the change was routed to).
+    claims: u32,
+    /// Whether the slot was filed with a count of callers: once they all came, no one else
+    /// is expected, so it is never kept in the store (the map lets it go when full).
+    counted: bool,
 }
 
 enum State<V> {
@@ -76,7 +79,7 @@ where
             State::Ready(value) => Ok(value.clone()),
             State::Loading(flight) => flight.peek().cloned()?,
         };
-        slot.unclaimed = false;
+        slot.claim();
         Some(found)
     }
 
@@ -84,11 +87,12 @@ where
     pub fn find(&self, key: &K) -> Option<Found<V>> {
         let mut slots = self.slots.lock();
         let slot = slots.get_mut(key)?;
-        slot.unclaimed = false;
-        Some(match &slot.state {
+        let found = match &slot.state {
             State::Ready(value) => Found::Ready(value.clone()),
             State::Loading(flight) => Found::Loading(flight.clone()),
-        })
+        };
+        slot.claim();
+        Some(found)
     }
 
     /// The flight of `key`: the one in the map, or `load` started now and filed under it.
@@ -105,45 +109,59 @@ where
     {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(&key) {
-            slot.unclaimed = false;
+            slot.claim();
             return (slot.flight(), false);
         }
         self.started.fetch_add(1, Ordering::Relaxed);
         let flight = load().map(|r| r.map_err(Arc::new)).boxed().shared();
         room(&mut slots);
-        slots.insert(key, Slot::new(State::Loading(flight.clone()), false));
+        slots.insert(key, Slot::new(State::Loading(flight.clone()), 0));
         (flight, true)
     }
 
-    /// Files `flight` as the load of `key` unless the key is known already (a batched read
-    /// offering its share of rows); it stays unclaimed until a caller asks for it.
-    pub fn offer(&self, key: K, flight: Flight<V>, room: impl FnOnce(&mut HashMap<K, Slot<V>>)) {
+    /// Files the flights of `offers` as the loads of their keys (a batched read offering
+    /// its share of rows), each for the number of callers given; a key known already just
+    /// expects those callers too. One lock for them all.
+    pub fn offer(
+        &self,
+        offers: impl IntoIterator<Item = (K, Flight<V>, u32)>,
+        mut room: impl FnMut(&mut HashMap<K, Slot<V>>),
+    ) {
         let mut slots = self.slots.lock();
-        if !slots.contains_key(&key) {
-            room(&mut slots);
-            slots.insert(key, Slot::new(State::Loading(flight), true));
+        for (key, flight, claims) in offers {
+            match slots.get_mut(&key) {
+                Some(slot) => slot.expect(claims),
+                None => {
+                    room(&mut slots);
+                    slots.insert(key, Slot::new(State::Loading(flight), claims));
+                }
+            }
         }
     }
 
-    /// Files a finished value unless the key is known already; `unclaimed`: no caller has
-    /// asked for it yet (a row its change carried).
+    /// Files a finished value unless the key is known already (then it just expects the
+    /// callers too); `claims`: the callers expected (a row its change carried, for the
+    /// subscribers the change was routed to), 0 for a value anyone may ask for.
     pub fn insert_ready(
         &self,
         key: K,
         value: V,
-        unclaimed: bool,
+        claims: u32,
         room: impl FnOnce(&mut HashMap<K, Slot<V>>),
     ) {
         let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get_mut(&key) {
+            slot.expect(claims);
+            return;
+        }
         room(&mut slots);
-        slots
-            .entry(key)
-            .or_insert(Slot::new(State::Ready(value), unclaimed));
+        slots.insert(key, Slot::new(State::Ready(value), claims));
     }
 
     /// Records how the load of `key` ended: a value is kept as ready, an error forgets the
-    /// key (the next caller tries again). Returns whether this call was the first to see it
-    /// end (so that exactly one caller stores the value elsewhere).
+    /// key (the next caller tries again). Returns whether the value should be stored
+    /// elsewhere: only for the first call to see it end (exactly one caller stores it), and
+    /// not for a slot filed for a count of callers (those still expected find it here).
     pub fn settle(&self, key: &K, loaded: &Loaded<V>) -> bool {
         let mut slots = self.slots.lock();
         let Some(slot) = slots.get_mut(key) else {
@@ -155,12 +173,13 @@ where
         match loaded {
             Ok(value) => {
                 slot.state = State::Ready(value.clone());
+                !slot.counted
             }
             Err(_) => {
                 slots.remove(key);
+                true
             }
         }
-        true
     }
 
     /// Removes `key` if it still holds `flight` (a later load under the same key stays).
@@ -180,8 +199,25 @@ where
 }
 
 impl<V: Clone + Send + Sync + 'static> Slot<V> {
-    fn new(state: State<V>, unclaimed: bool) -> Self {
-        Slot { state, unclaimed }
+    fn new(state: State<V>, claims: u32) -> Self {
+        Slot {
+            state,
+            claims,
+            counted: claims > 0,
+        }
+    }
+
+    /// Expects `claims` more callers.
+    fn expect(&mut self, claims: u32) {
+        if claims > 0 {
+            self.claims = self.claims.saturating_add(claims);
+            self.counted = true;
+        }
+    }
+
+    /// A caller takes the slot: one fewer is expected.
+    fn claim(&mut self) {
+        self.claims = self.claims.saturating_sub(1);
     }
 
     /// The slot as a future of its value.
@@ -203,8 +239,8 @@ impl<V: Clone + Send + Sync + 'static> Slot<V> {
         }
     }
 
-    /// Whether the slot was filed for callers to come and none has asked for it yet.
+    /// Whether the slot was filed for callers to come and some of them have not asked yet.
     pub fn unclaimed(&self) -> bool {
-        self.unclaimed
+        self.claims > 0
     }
 }

@@ -164,7 +164,7 @@ where
             if let Some(value) = self.store.get(&key).await {
                 counts.hit();
                 self.front
-                    .insert_ready(key, value.clone(), false, |slots| self.make_room(slots));
+                    .insert_ready(key, value.clone(), 0, |slots| self.make_room(slots));
                 return Ok(value);
             }
         }
@@ -200,8 +200,8 @@ where
         loaded
     }
 
-    fn offer(&self, key: K, flight: Flight<V>) {
-        self.front.offer(key, flight, |slots| self.make_room(slots));
+    fn offer(&self, offers: impl IntoIterator<Item = (K, Flight<V>, u32)>) {
+        self.front.offer(offers, |slots| self.make_room(slots));
     }
 
     /// Empties a full front map of everything but the loads someone still waits for (a
@@ -399,11 +399,7 @@ impl Loader {
     ) -> Loaded<Option<S>> {
         if tree.is_empty() {
             let image = self.image(S::meta(), key, seq).await?;
-            return image
-                .map(|image| image.decode::<S>())
-                .transpose()
-                .map(|row| self.scoped(row))
-                .map_err(|cause| decode_error::<S>(cause));
+            return self.decoded::<S>(image.as_ref());
         }
         let shaped_key = ShapedKey {
             row: RowKey {
@@ -435,6 +431,16 @@ impl Loader {
             .downcast::<Option<S>>()
             .map(|row| self.scoped(Option::clone(&row)))
             .map_err(|_| unexpected_entry())
+    }
+
+    /// The row of `S` in `image` as this loader gives it (its scope applied): what
+    /// [`row`](Self::row) gives for that image with nothing preloaded.
+    pub fn decoded<S: Schema>(&self, image: Option<&SharedImage>) -> Loaded<Option<S>> {
+        image
+            .map(|image| image.decode::<S>())
+            .transpose()
+            .map(|row| self.scoped(row))
+            .map_err(|cause| decode_error::<S>(cause))
     }
 
     /// The row's image through the cache, decoded, with `tree` preloaded on a connection of
@@ -514,12 +520,12 @@ impl Loader {
     }
 
     /// Files the row `change` left, as its capture source delivered it (`None`: deleted), so
-    /// that no sync of this change under this loader's context reads it.
+    /// that none of the `claims` syncs of this change expected to ask reads it.
     ///
     /// A row the source carried is what the hub's own role sees: file it only on the hub's
     /// own loader (holders with a context read theirs). A row deleted is gone for every
     /// context, so its absence may be filed under any.
-    pub fn file(&self, change: &crate::change::Change, row: Option<RowImage>) {
+    pub fn file(&self, change: &crate::change::Change, row: Option<RowImage>, claims: u32) {
         // why a guard: a carried row filed under a context would reach its holders unchecked
         if row.is_some() && self.access.is_some() {
             return;
@@ -533,15 +539,15 @@ impl Loader {
         let images = &self.cache.images;
         images
             .front
-            .insert_ready(key, row.map(Arc::new), true, |slots| {
+            .insert_ready(key, row.map(Arc::new), claims, |slots| {
                 images.make_room(slots)
             });
     }
 
     /// Offers one batched read of the rows of `meta`'s table that changes `wanted`
-    /// (key, seq) will have syncs read, under this loader's context.
+    /// (key, seq, syncs expected to ask) will have syncs read, under this loader's context.
     /// `now`: start the read at once (see `prefetch::start`).
-    pub fn prefetch(&self, meta: &'static SchemaMeta, wanted: Vec<(Key, u64)>, now: bool) {
+    pub fn prefetch(&self, meta: &'static SchemaMeta, wanted: Vec<(Key, u64, u32)>, now: bool) {
         prefetch::start(self, meta, wanted, now);
     }
 }
@@ -606,7 +612,9 @@ mod tests {
     fn file(cache: &Fronted<u64, u64>, seq: u64, unclaimed: bool) {
         cache
             .front
-            .insert_ready(seq, seq, unclaimed, |slots| cache.make_room(slots));
+            .insert_ready(seq, seq, u32::from(unclaimed), |slots| {
+                cache.make_room(slots)
+            });
     }
 
     #[test]

@@ -26,14 +26,15 @@ use crate::load::ReadConn;
 use crate::schema::{Key, SchemaMeta, SharedImage};
 
 /// Offers one batched read of the rows of `meta`'s table changed by `wanted` (key, change
-/// seq): each change's share of it goes to the cache. With `now`, the read starts at once
-/// (the changes' transactions are visible to other sessions: the trigger source hears of a
-/// change only then); without, it runs when the first caller asks (a replication stream can
-/// hand a change over a moment before its transaction is visible, see `hub/told.rs`).
+/// seq, syncs expected to ask): each change's share of it goes to the cache. With `now`,
+/// the read starts at once (the changes' transactions are visible to other sessions: the
+/// trigger source hears of a change only then); without, it runs when the first caller asks
+/// (a replication stream can hand a change over a moment before its transaction is visible,
+/// see `hub/told.rs`).
 pub(super) fn start(
     loader: &Loader,
     meta: &'static SchemaMeta,
-    wanted: Vec<(Key, u64)>,
+    wanted: Vec<(Key, u64, u32)>,
     now: bool,
 ) {
     if wanted.is_empty() {
@@ -42,9 +43,10 @@ pub(super) fn start(
     let mut seen = HashSet::new();
     let keys: Vec<Key> = wanted
         .iter()
-        .filter(|(key, _)| seen.insert(key.clone()))
-        .map(|(key, _)| key.clone())
+        .filter(|(key, _, _)| seen.insert(key))
+        .map(|(key, _, _)| key.clone())
         .collect();
+    drop(seen);
     let (db, cache, access) = (
         loader.db.clone(),
         loader.cache.clone(),
@@ -68,14 +70,16 @@ pub(super) fn start(
         // the read runs now, whoever asks for its rows and whenever
         tokio::spawn(batch.clone().map(drop));
     }
-    for (key, seq) in wanted {
-        let batch = batch.clone();
-        let (db, cache, access) = (
-            loader.db.clone(),
-            loader.cache.clone(),
-            loader.access.clone(),
-        );
+    let alone = Arc::new(Alone {
+        db: loader.db.clone(),
+        cache: loader.cache.clone(),
+        access: loader.access.clone(),
+    });
+    let offers = wanted.into_iter().map(|(key, seq, claims)| {
+        let (batch, alone) = (batch.clone(), alone.clone());
         let wanted_key = key.clone();
+        // why small: one of these is built per change; the read of its own is boxed apart,
+        // so that the share of a batch that succeeds allocates a few words, not kilobytes
         let flight = async move {
             match batch.await {
                 Ok(rows) => Ok(rows.get(&wanted_key).cloned()),
@@ -83,23 +87,36 @@ pub(super) fn start(
                 // dropped connection) must not fail every sync that joined it
                 Err(error) => {
                     tracing::debug!(%error, "batched read failed; reading the row alone");
-                    cache.counts.load();
-                    read_image(&db, access.as_ref(), meta, wanted_key)
-                        .await
-                        .map_err(Arc::new)
+                    alone.cache.counts.load();
+                    Box::pin(read_image(
+                        &alone.db,
+                        alone.access.as_ref(),
+                        meta,
+                        wanted_key,
+                    ))
+                    .await
+                    .map_err(Arc::new)
                 }
             }
         }
         .boxed()
         .shared();
-        loader.cache.images.offer(
-            RowKey {
-                table: meta.table,
-                key,
-                seq,
-                access: loader.access.clone(),
-            },
-            flight,
-        );
-    }
+        let row = RowKey {
+            table: meta.table,
+            key,
+            seq,
+            access: loader.access.clone(),
+        };
+        (row, flight, claims)
+    });
+    // why collected first: the futures are built before the map is locked, not under it
+    let offers: Vec<_> = offers.collect();
+    loader.cache.images.offer(offers);
+}
+
+/// What a share of a failed batch needs to read its row alone (one for the whole batch).
+struct Alone {
+    db: crate::load::Db,
+    cache: Arc<super::RowCache>,
+    access: Option<crate::load::Access>,
 }

@@ -17,7 +17,7 @@ use crate::change::Change;
 use crate::load::Access;
 use crate::route::router::Router;
 use crate::route::SubscriptionId;
-use crate::schema::{Key, SchemaMeta, TableName};
+use crate::schema::{Key, RowImage, SchemaMeta, TableName};
 
 /// Events taken from the capture queue at once, at most.
 const MAX_BURST: usize = 1024;
@@ -99,18 +99,21 @@ impl Accesses {
             .collect()
     }
 
-    /// The distinct contexts of `subscribers` (`None`: the hub's own role), or just `None`
-    /// when no subscription has a context (nothing to look up).
-    fn of(&self, subscribers: &HashSet<SubscriptionId>) -> Vec<Option<Access>> {
+    /// The distinct contexts of `subscribers` (`None`: the hub's own role) with how many
+    /// of them share each, or just `None` when no subscription has a context (nothing to
+    /// look up).
+    fn of(&self, subscribers: &HashSet<SubscriptionId>) -> Vec<(Option<Access>, u32)> {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let map = self.by_subscription.read();
         if map.is_empty() {
-            return vec![None];
+            return vec![(None, count(subscribers.len()))];
         }
-        let mut found: Vec<Option<Access>> = Vec::new();
+        let mut found: Vec<(Option<Access>, u32)> = Vec::new();
         for id in subscribers {
             let access = map.get(id).map(|f| f.access.clone());
-            if !found.contains(&access) {
-                found.push(access);
+            match found.iter_mut().find(|(a, _)| *a == access) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => found.push((access, 1)),
             }
         }
         found
@@ -121,10 +124,8 @@ impl Accesses {
 #[derive(Default)]
 struct Pending {
     changes: Vec<Arc<Change>>,
-    /// The `seq`s of those whose row the source carried.
-    carried: HashSet<u64>,
-    /// The `seq`s of those the source carried as deleted: gone for every context.
-    gone: HashSet<u64>,
+    /// The rows the source carried (`None`: deleted), by the `seq` of their change.
+    carried: HashMap<u64, Option<RowImage>>,
     /// The subscribers that received changes of the transaction not ended yet.
     in_transaction: HashSet<SubscriptionId>,
 }
@@ -193,11 +194,7 @@ impl Pump {
             Carried::Gone => Some(None),
         };
         if let Some(row) = filed {
-            if row.is_none() {
-                pending.gone.insert(change.seq);
-            }
-            self.loader.file(&change, row);
-            pending.carried.insert(change.seq);
+            pending.carried.insert(change.seq, row);
         }
         pending.changes.push(Arc::new(change));
     }
@@ -210,25 +207,36 @@ impl Pump {
             return;
         };
         let last = last.seq;
-        let carried = std::mem::take(&mut pending.carried);
-        let gone = std::mem::take(&mut pending.gone);
+        let mut carried = std::mem::take(&mut pending.carried);
         let mut routed = self.router.route(std::mem::take(&mut pending.changes));
         // one batched read per (table, context): holders sharing a context share it
         let mut wanted: Wanted = HashMap::new();
         for r in &routed {
-            for access in self.accesses.of(&r.subscribers) {
+            let row = carried.remove(&r.change.seq);
+            let was_carried = row.is_some();
+            let gone = matches!(row, Some(None));
+            // why counted: an entry expecting its subscribers leaves the cache when the last
+            // one took it, instead of being kept (and stored) for callers that never come
+            let accesses = self.accesses.of(&r.subscribers);
+            if let Some(row) = row {
+                let own = accesses.iter().find(|(a, _)| a.is_none()).map(|(_, n)| *n);
+                // why at least one: a row no subscriber was routed stays for one caller (a
+                // subscriber catching up on the change)
+                self.loader.file(&r.change, row, own.unwrap_or(0).max(1));
+            }
+            for (access, claims) in accesses {
                 // a context's holders read every change routed to them (a sync reads the
                 // changed row, deletes too; `told.rs` looks at it first)
                 if access.is_none() && !r.reads_row {
                     continue;
                 }
                 // a carried row serves the hub's own role; a context reads its own
-                if access.is_none() && carried.contains(&r.change.seq) {
+                if access.is_none() && was_carried {
                     continue;
                 }
                 // why no read: a row deleted as of this change is gone whoever looks
-                if access.is_some() && gone.contains(&r.change.seq) {
-                    self.loader.under(access).file(&r.change, None);
+                if access.is_some() && gone {
+                    self.loader.under(access).file(&r.change, None, claims);
                     continue;
                 }
                 // why at once: the read of the next change then runs while subscribers apply
@@ -237,7 +245,7 @@ impl Pump {
                 wanted
                     .entry((r.change.table, access, now))
                     .or_default()
-                    .push((r.change.key.clone(), r.change.seq));
+                    .push((r.change.key.clone(), r.change.seq, claims));
             }
         }
         for ((table, access, now), wanted) in wanted {
@@ -256,7 +264,7 @@ impl Pump {
 
 /// The rows a burst's syncs will read, per table, context (`None`: the hub's own role) and
 /// whether to read them at once.
-type Wanted = HashMap<(TableName, Option<Access>, bool), Vec<(Key, u64)>>;
+type Wanted = HashMap<(TableName, Option<Access>, bool), Vec<(Key, u64, u32)>>;
 
 /// Callers waiting for sync points, by token.
 #[derive(Clone, Default)]

@@ -159,22 +159,94 @@ pub fn parse(payload: &[u8]) -> Result<RawChange, PayloadError> {
 
 /// Parses a payload and checks it against the plan; `seq` is the hub's receive counter.
 pub fn decode(payload: &[u8], plan: &CapturePlan, seq: u64) -> Result<Decoded, PayloadError> {
-    let header: Header =
-        serde_json::from_slice(payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
-    let watched = plan.find(&header.schema, &header.table);
-    let version = header.version.unwrap_or(1);
-    if version != u64::from(FORMAT) {
-        return Err(PayloadError::UnsupportedVersion {
-            version,
-            schema: header.schema,
-            table: header.table,
-            watched: watched.map(|t| t.table),
-        });
+    // why borrowed first: a payload without escapes (nearly all) is read without copying a
+    // string; one with escapes, or not of the current format, is read again below
+    if let Ok(raw) = serde_json::from_slice::<Fields<'_>>(payload) {
+        if raw.version == Some(u64::from(FORMAT)) {
+            return decode_fields(&raw, plan, seq);
+        }
     }
-    let raw = parse(payload)?;
+    // why the whole payload next: only a payload that is not of the current format is read
+    // a third time, as a header, to tell which format it is
+    let raw = match parse(payload) {
+        Ok(raw) if raw.version == Some(u64::from(FORMAT)) => raw,
+        parsed => {
+            let header: Header = serde_json::from_slice(payload)
+                .map_err(|e| PayloadError::Malformed(e.to_string()))?;
+            let version = header.version.unwrap_or(1);
+            if version == u64::from(FORMAT) {
+                // the current format, malformed
+                return Err(parsed
+                    .err()
+                    .unwrap_or_else(|| PayloadError::Malformed("unreadable payload".to_owned())));
+            }
+            let watched = plan.find(&header.schema, &header.table);
+            return Err(PayloadError::UnsupportedVersion {
+                version,
+                schema: header.schema,
+                table: header.table,
+                watched: watched.map(|t| t.table),
+            });
+        }
+    };
+    fn view(map: &BTreeMap<String, Option<String>>) -> Values<'_> {
+        map.iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect()
+    }
+    let fields = Fields {
+        version: raw.version,
+        op: &raw.op,
+        schema: &raw.schema,
+        table: &raw.table,
+        xid: &raw.xid,
+        index: raw.index,
+        values: raw.values.as_ref().map(view),
+        old_values: raw.old_values.as_ref().map(view),
+        missing: raw
+            .missing
+            .as_ref()
+            .map(|m| m.iter().map(String::as_str).collect()),
+        big: raw.big,
+    };
+    decode_fields(&fields, plan, seq)
+}
+
+/// A payload of the current format, its strings borrowed from the payload (or from a
+/// [`RawChange`] when they had escapes).
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(rename = "v", default)]
+    version: Option<u64>,
+    #[serde(rename = "o")]
+    op: &'a str,
+    #[serde(rename = "s")]
+    schema: &'a str,
+    #[serde(rename = "t")]
+    table: &'a str,
+    #[serde(rename = "x")]
+    xid: &'a str,
+    #[serde(rename = "i", default)]
+    index: Option<u64>,
+    #[serde(rename = "n", default, borrow)]
+    values: Option<Values<'a>>,
+    #[serde(rename = "p", default, borrow)]
+    old_values: Option<Values<'a>>,
+    #[serde(rename = "m", default, borrow)]
+    missing: Option<Vec<&'a str>>,
+    #[serde(default)]
+    big: bool,
+}
+
+/// Column values by name, as text.
+type Values<'a> = BTreeMap<&'a str, Option<&'a str>>;
+
+/// Checks a payload of the current format against the plan.
+fn decode_fields(raw: &Fields<'_>, plan: &CapturePlan, seq: u64) -> Result<Decoded, PayloadError> {
+    let watched = plan.find(raw.schema, raw.table);
     let table = watched.ok_or_else(|| PayloadError::UnknownTable {
-        schema: raw.schema.clone(),
-        table: raw.table.clone(),
+        schema: raw.schema.to_owned(),
+        table: raw.table.to_owned(),
     })?;
     let xid = raw
         .xid
@@ -189,7 +261,7 @@ pub fn decode(payload: &[u8], plan: &CapturePlan, seq: u64) -> Result<Decoded, P
             xid,
         });
     }
-    let op = match raw.op.as_str() {
+    let op = match raw.op {
         "I" => Op::Inserted,
         "U" => Op::Updated,
         "D" => Op::Deleted,
@@ -251,8 +323,8 @@ pub fn decode(payload: &[u8], plan: &CapturePlan, seq: u64) -> Result<Decoded, P
 fn typed(
     table: &TablePlan,
     columns: &[&'static str],
-    values: &BTreeMap<String, Option<String>>,
-    first: &BTreeMap<String, Option<String>>,
+    values: &Values<'_>,
+    first: &Values<'_>,
 ) -> Result<Vec<Value>, PayloadError> {
     columns
         .iter()
@@ -260,7 +332,8 @@ fn typed(
             let text = first
                 .get(*column)
                 .or_else(|| values.get(*column))
-                .and_then(Option::as_deref);
+                .copied()
+                .flatten();
             let ty = table.type_of(column).ok_or_else(|| {
                 PayloadError::Malformed(format!(
                     "no type known for {}.{column}; the plan's types were not filled",
@@ -277,8 +350,8 @@ fn typed(
 
 fn named(
     table: &TablePlan,
-    values: &BTreeMap<String, Option<String>>,
-    first: &BTreeMap<String, Option<String>>,
+    values: &Values<'_>,
+    first: &Values<'_>,
 ) -> Result<Vec<(&'static str, Value)>, PayloadError> {
     let typed = typed(table, &table.routes, values, first)?;
     Ok(table.routes.iter().copied().zip(typed).collect())
@@ -308,6 +381,16 @@ mod tests {
             Ok(Decoded::Change(c)) => c,
             other => panic!("{}: {other:?}", String::from_utf8_lossy(bytes)),
         }
+    }
+
+    #[test]
+    fn payloads_with_escapes_decode_as_those_without() {
+        let plain = br#"{"v":2,"o":"U","s":"public","t":"posts","x":"42","i":1,
+            "n":{"id":"7","person_id":"2","title":"plain"}}"#;
+        // a string with escapes cannot be borrowed from the payload: it is read again, owned
+        let escaped = br#"{"v":2,"o":"U","s":"public","t":"posts","x":"42","i":1,
+            "n":{"id":"7","person_id":"\u0032","title":"a \"quoted\"\n title"}}"#;
+        assert_eq!(change(plain, 3), change(escaped, 3));
     }
 
     #[test]
