@@ -130,10 +130,7 @@ pub(crate) async fn replacement<C: Schema>(
     existing: &mut C,
     tree: &PreloadTree,
 ) -> Result<Option<Replaced<C>>, SyncError> {
-    let Some(mut new) = ctx
-        .load::<C>(ctx.change.key.clone(), &PreloadTree::default())
-        .await?
-    else {
+    let Some(mut new) = ctx.changed_row::<C>().await? else {
         return Ok(None);
     };
     // why compare first: most updates change no key, so the held rows' topics stay as they
