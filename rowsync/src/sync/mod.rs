@@ -175,7 +175,7 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
         for i in touched {
             if let Some(row) = data.row_at(i) {
                 let key = row.primary_key();
-                if !listed.contains(&key) {
+                if listed.is_empty() || !listed.contains(&key) {
                     changes.updated.push(key);
                 }
             }
