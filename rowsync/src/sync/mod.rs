@@ -11,7 +11,7 @@ mod root;
 mod versions;
 mod walk;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 pub use context::SyncOptions;
 pub(crate) use context::{Membership, SyncCtx};
@@ -151,7 +151,7 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
     if ctx.change.table == S::meta().table {
         root::apply_root(ctx, data, tree, &mut changes, only).await?;
     }
-    let mut touched = BTreeSet::new();
+    let mut touched = Vec::new();
     for path in paths {
         let rows: Vec<(usize, &mut S)> = match only {
             Some(at) => data.rows_at_mut(at),
@@ -159,6 +159,8 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
         };
         touched.extend(walk::apply_path(ctx, rows, tree, &path.assocs, path.reached).await?);
     }
+    touched.sort_unstable();
+    touched.dedup();
     if !touched.is_empty() {
         // why a set of the root's own changes only: thousands of root rows can be touched by
         // one change (a tag held under many posts), each once (`touched` holds distinct
@@ -169,11 +171,11 @@ pub(crate) async fn apply<S: Schema, H: Held<S>>(
             .chain(&changes.inserted)
             .cloned()
             .collect();
-        let rows = data.rows();
+        // why by position: listing every held row to name a few is linear in the list
         for i in touched {
-            if let Some(row) = rows.get(i) {
+            if let Some(row) = data.row_at(i) {
                 let key = row.primary_key();
-                if !listed.contains(&key) {
+                if listed.is_empty() || !listed.contains(&key) {
                     changes.updated.push(key);
                 }
             }

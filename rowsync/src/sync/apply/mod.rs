@@ -101,10 +101,17 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 if new.routes_changed {
                     self.ctx.track(&new.row, self.subtree)?;
                 }
-                list[at] = new.row;
                 // an update may move it within the order (an order column or its key, which
-                // orders rows last, changed)
-                reposition(list, at, self.def.order_by);
+                // orders rows last, changed); why look first: comparing with the neighbours
+                // builds their keys, per holder of a row held in a thousand lists
+                let may_move = new.routes_changed
+                    || self.def.order_by.iter().any(|term| {
+                        list[at].value_of(term.column) != new.row.value_of(term.column)
+                    });
+                list[at] = new.row;
+                if may_move {
+                    reposition(list, at, self.def.order_by);
+                }
             }
             Some(dropped) => {
                 if !dropped.routes_changed {
@@ -130,10 +137,7 @@ pub(crate) async fn replacement<C: Schema>(
     existing: &mut C,
     tree: &PreloadTree,
 ) -> Result<Option<Replaced<C>>, SyncError> {
-    let Some(mut new) = ctx
-        .load::<C>(ctx.change.key.clone(), &PreloadTree::default())
-        .await?
-    else {
+    let Some(mut new) = ctx.changed_row::<C>().await? else {
         return Ok(None);
     };
     // why compare first: most updates change no key, so the held rows' topics stay as they
