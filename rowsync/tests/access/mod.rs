@@ -126,6 +126,16 @@ pub fn tenant(app: &str, tenant: i64) -> Access {
         .setting("app.tenant_id", tenant.to_string())
 }
 
+/// A live query of every member with [`SHAPE`], under `access`.
+pub async fn live_members(hub: &Hub, access: &Access) -> rowsync::Live<Vec<Member>> {
+    hub.live::<Member>()
+        .preload(SHAPE)
+        .access(access.clone())
+        .all()
+        .await
+        .expect("the live query loads")
+}
+
 /// What a fresh load under `access` gives: the oracle every holder is compared with.
 pub async fn fresh(f: &Fixture, access: &Access) -> Vec<Member> {
     f.rowsync

@@ -3,7 +3,7 @@
 
 use rowsync::{Hub, HubError};
 
-use super::{fresh, tenant, tenants, Member, SHAPE};
+use super::{fresh, live_members, tenant, tenants, Member, SHAPE};
 use crate::support::with_capture;
 
 #[tokio::test]
@@ -48,13 +48,7 @@ async fn a_policy_table_declared_by_name_starts_and_reloads_holders() {
     .await
     .expect("a declared policy table lets the hub start");
     let seven = tenant(&app, 7);
-    let mut live = hub
-        .live::<Member>()
-        .preload(SHAPE)
-        .access(seven.clone())
-        .all()
-        .await
-        .unwrap();
+    let mut live = live_members(&hub, &seven).await;
     assert_eq!(*live, fresh(&f, &seven).await);
     // tenant 8 shares with 7: 7 now sees 8's member, notes and (its own) tags
     f.sql

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rowsync::{Access, AccessError, HubError, Live, LoadError};
 use tokio::time::timeout;
 
-use super::{fresh, tenant, tenant_hub, tenants, Member, Note, SHAPE};
+use super::{fresh, live_members, tenant, tenant_hub, tenants, Member, Note, SHAPE};
 use crate::support::{replication, Fixture};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -154,13 +154,7 @@ async fn changes_reach_holders_only_as_their_context_sees_them() {
     let mut values = Vec::new();
     for t in [7, 8, 7] {
         let access = tenant(&app, t);
-        let live = hub
-            .live::<Member>()
-            .preload(SHAPE)
-            .access(access.clone())
-            .all()
-            .await
-            .unwrap();
+        let live = live_members(&hub, &access).await;
         values.push((access, live));
     }
     check(&f, &mut values, "loaded").await;
@@ -339,13 +333,7 @@ async fn a_burst_of_deletes_is_read_once_per_table_and_context() {
     let mut held = Vec::new();
     for access in &contexts {
         for _ in 0..10 {
-            let live = hub
-                .live::<Member>()
-                .preload(SHAPE)
-                .access(access.clone())
-                .all()
-                .await
-                .unwrap();
+            let live = live_members(&hub, access).await;
             held.push((access.clone(), live));
         }
     }
