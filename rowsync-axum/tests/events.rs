@@ -280,6 +280,10 @@ async fn a_slow_browser_holds_bounded_memory_and_catches_up_with_a_reset() {
     // a reader that keeps up gets every transaction (a row read after a later transaction
     // committed shows that one already: the later one's patch is then no news, and not sent)
     let until = done.clone();
+    // why the writer waits for the fast reader: "keeps up" is then true by construction,
+    // whatever else loads the machine (a reader more than `replay` transactions behind is
+    // rightly reset, which is the slow reader's case below)
+    let (progress, mut seen) = tokio::sync::watch::channel(-1i64);
     let fast = tokio::spawn(async move {
         let mut last = 0;
         loop {
@@ -287,7 +291,11 @@ async fn a_slow_browser_holds_bounded_memory_and_catches_up_with_a_reset() {
             assert_eq!(event.event, "patch");
             assert_eq!(event.seq(), last + 1, "no transaction skipped");
             last = event.seq();
-            if title(&event, "upsert").starts_with(&until) {
+            let shown = title(&event, "upsert");
+            if let Some(i) = shown.split(':').next().and_then(|i| i.parse().ok()) {
+                progress.send_replace(i);
+            }
+            if shown.starts_with(&until) {
                 break;
             }
         }
@@ -307,6 +315,11 @@ async fn a_slow_browser_holds_bounded_memory_and_catches_up_with_a_reset() {
             .unwrap();
         let stats = served.board.feed.stats();
         assert!(stats.replay_len <= replay, "{stats:?}");
+        let i = i as i64;
+        timeout(WAIT, seen.wait_for(|shown| *shown >= i))
+            .await
+            .expect("the fast reader shows each transaction in time")
+            .expect("the fast reader is running");
     }
     timeout(WAIT, fast)
         .await
