@@ -78,10 +78,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         let loads_before = bench.hub.stats().rows_loaded;
         let window = Window::open(&bench.db).await?;
         for _ in 0..changes {
-            version += 1;
-            writer
-                .execute(&format!("UPDATE tags SET name = 'v{version}' WHERE id = 1"))
-                .await?;
+            rename_tag(&writer, &mut version).await?;
             for (tags, sub) in &mut held {
                 sync_next(sub, tags).await?;
             }
@@ -111,10 +108,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         // baseline: a change reaches every subscriber, who checks it under its own context
         let window = Window::open(&bench.db).await?;
         for _ in 0..changes {
-            version += 1;
-            writer
-                .execute(&format!("UPDATE tags SET name = 'v{version}' WHERE id = 1"))
-                .await?;
+            rename_tag(&writer, &mut version).await?;
             per_subscriber_check(&checks, &accesses).await?;
         }
         let baseline = window.close(&bench.db).await?;
@@ -181,6 +175,14 @@ fn tenant(n: usize) -> Access {
 }
 
 /// Waits for the next change of `sub` and syncs it into `tags`.
+/// The change every round makes: tag 1 renamed to the next version.
+async fn rename_tag(writer: &Writer, version: &mut usize) -> BenchResult<()> {
+    *version += 1;
+    writer
+        .execute(&format!("UPDATE tags SET name = 'v{version}' WHERE id = 1"))
+        .await
+}
+
 async fn sync_next(sub: &mut Subscription, tags: &mut Vec<Tag>) -> BenchResult<()> {
     let message = tokio::time::timeout(Duration::from_secs(30), sub.next())
         .await
