@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use rowsync::{Access, Db, Message, Subscription, NO_PRELOADS};
+use rowsync::{Access, Db, Subscription, NO_PRELOADS};
 
 use super::{Bench, Mode};
 use crate::db::{open, Seed, Seeding};
@@ -184,13 +184,7 @@ async fn rename_tag(writer: &Writer, version: &mut usize) -> BenchResult<()> {
 }
 
 async fn sync_next(sub: &mut Subscription, tags: &mut Vec<Tag>) -> BenchResult<()> {
-    let message = tokio::time::timeout(Duration::from_secs(30), sub.next())
-        .await
-        .map_err(|_| "no change arrived within 30 s")?
-        .ok_or("the hub stopped")?;
-    if let Message::Resync(reason) = &message {
-        return Err(format!("unexpected resync: {reason:?}").into());
-    }
+    let message = super::next_change(sub).await?;
     sub.sync(tags, &message).await?;
     Ok(())
 }

@@ -235,3 +235,16 @@ impl Rng {
         (x % n.max(1) as u64) as i64 + 1
     }
 }
+
+/// The next message of `sub`, which must be a change (a resync would mean the measured work
+/// is not what the scenario set up).
+pub(super) async fn next_change(sub: &mut rowsync::Subscription) -> BenchResult<rowsync::Message> {
+    let message = tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .map_err(|_| "no change arrived within 30 s")?
+        .ok_or("the hub stopped")?;
+    if let rowsync::Message::Resync(reason) = &message {
+        return Err(format!("unexpected resync: {reason:?}").into());
+    }
+    Ok(message)
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use rowsync::{Filter, Message, Subscription};
+use rowsync::{Filter, Subscription};
 
 use super::{Bench, Mode};
 use crate::db::Seeding;
@@ -138,13 +138,7 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 /// Waits for the next change of `sub` and times `sync` of it.
 async fn timed_sync(sub: &mut Subscription, posts: &mut Vec<Post>) -> BenchResult<Duration> {
-    let message = tokio::time::timeout(Duration::from_secs(30), sub.next())
-        .await
-        .map_err(|_| "no change arrived within 30 s")?
-        .ok_or("the hub stopped")?;
-    if let Message::Resync(reason) = &message {
-        return Err(format!("unexpected resync: {reason:?}").into());
-    }
+    let message = super::next_change(sub).await?;
     let started = Instant::now();
     sub.sync(posts, &message).await?;
     Ok(started.elapsed())
