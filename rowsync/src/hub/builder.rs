@@ -339,7 +339,7 @@ impl HubBuilder {
             .await?;
         let last_seq = Arc::new(AtomicU64::new(0));
         let waiters = SyncWaiters::default();
-        let accesses = super::pump::Accesses::default();
+        let accesses = super::told::Accesses::default();
         let pump = Pump {
             router: router.clone(),
             loader: loader.clone(),

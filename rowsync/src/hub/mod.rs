@@ -93,7 +93,7 @@ struct HubInner {
     reloads: SingleFlight<String, reload::Entry>,
     /// The access context of each subscription that has one (the pump batches reads per
     /// context).
-    accesses: pump::Accesses,
+    accesses: told::Accesses,
     /// Tables row-level security policies read (`HubBuilder::policy_table`).
     policy_tables: Vec<crate::schema::TableName>,
     /// Contexts the database took on already (checked once per hub).

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
+use super::told::{self, Accesses, Teller};
 use crate::cache::Loader;
 use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
@@ -43,81 +44,6 @@ pub(crate) struct Pump {
     /// sessions see their transactions (reads made for them at once wait until they do),
     /// and they come as whole committed transactions (routed once each is whole).
     pub rows_arrive_early: bool,
-}
-
-/// The access context of each subscription that has one, shared by the hub (which files
-/// them) and the pump (which batches reads per context).
-#[derive(Clone, Default)]
-pub(crate) struct Accesses {
-    by_subscription: Arc<parking_lot::RwLock<HashMap<SubscriptionId, Filed>>>,
-}
-
-/// A subscription's context, and whether its topics name every row it holds.
-#[derive(Clone)]
-pub(crate) struct Filed {
-    pub access: Access,
-    /// Whether each row it holds has a row topic (rows given when subscribing, or loaded by
-    /// a reload): then a change of a row it neither holds nor may see is not for it.
-    pub tracked: bool,
-}
-
-impl Accesses {
-    /// Files `id`'s context; its rows are not known yet (see [`track`](Self::track)).
-    pub fn file(&self, id: SubscriptionId, access: Access) {
-        let filed = Filed {
-            access,
-            tracked: false,
-        };
-        self.by_subscription.write().insert(id, filed);
-    }
-
-    /// Says whether `id`'s topics name every row it holds now.
-    pub fn track(&self, id: SubscriptionId, tracked: bool) {
-        if let Some(filed) = self.by_subscription.write().get_mut(&id) {
-            filed.tracked = tracked;
-        }
-    }
-
-    pub fn forget(&self, id: SubscriptionId) {
-        self.by_subscription.write().remove(&id);
-    }
-
-    /// The context of each tracked subscription among `subscribers`.
-    pub fn tracked<'a>(
-        &self,
-        subscribers: impl Iterator<Item = &'a SubscriptionId>,
-    ) -> Vec<(SubscriptionId, Access)> {
-        let map = self.by_subscription.read();
-        if map.is_empty() {
-            return Vec::new();
-        }
-        subscribers
-            .filter_map(|id| {
-                let filed = map.get(id).filter(|f| f.tracked)?;
-                Some((*id, filed.access.clone()))
-            })
-            .collect()
-    }
-
-    /// The distinct contexts of `subscribers` (`None`: the hub's own role) with how many
-    /// of them share each, or just `None` when no subscription has a context (nothing to
-    /// look up).
-    fn of(&self, subscribers: &HashSet<SubscriptionId>) -> Vec<(Option<Access>, u32)> {
-        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let map = self.by_subscription.read();
-        if map.is_empty() {
-            return vec![(None, count(subscribers.len()))];
-        }
-        let mut found: Vec<(Option<Access>, u32)> = Vec::new();
-        for id in subscribers {
-            let access = map.get(id).map(|f| f.access.clone());
-            match found.iter_mut().find(|(a, _)| *a == access) {
-                Some((_, n)) => *n = n.saturating_add(1),
-                None => found.push((access, 1)),
-            }
-        }
-        found
-    }
 }
 
 /// Changes taken from the queue, not routed yet.
@@ -253,7 +179,15 @@ impl Pump {
                 self.loader.under(access).prefetch(meta, wanted, now);
             }
         }
-        super::told::hide(self, &mut routed).await;
+        let teller = Teller {
+            schemas: &self.schemas,
+            policy_tables: &self.policy_tables,
+            accesses: &self.accesses,
+            rows_arrive_early: self.rows_arrive_early,
+            loader: &self.loader,
+            router: &self.router,
+        };
+        told::hide(&teller, &mut routed).await;
         for r in &routed {
             pending.in_transaction.extend(r.subscribers.iter().copied());
         }
