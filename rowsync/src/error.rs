@@ -155,6 +155,14 @@ pub enum LoadError {
     /// The access context the load runs under could not be taken on.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// A change's transaction, handed over by the replication stream, did not become
+    /// visible to other sessions in time, so what it changed could not be read; the holder
+    /// reloads instead.
+    #[error("transaction {xid} did not become visible to new snapshots in time; reloading")]
+    NotVisible {
+        /// The transaction.
+        xid: u64,
+    },
 }
 
 /// An access context ([`Access`](crate::Access)) cannot be used: found when a query, a
@@ -451,7 +459,9 @@ impl LoadError {
             LoadError::Schema(_) => ErrorClass::Fatal,
             LoadError::Database { error, .. } => classify_db(error),
             LoadError::Pool(_) => ErrorClass::Retry,
-            LoadError::Decode { .. } | LoadError::MultipleRows { .. } => ErrorClass::Resync,
+            LoadError::Decode { .. }
+            | LoadError::MultipleRows { .. }
+            | LoadError::NotVisible { .. } => ErrorClass::Resync,
             LoadError::Shared(inner) => inner.class(),
             LoadError::Access(inner) => inner.class(),
         }

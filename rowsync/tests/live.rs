@@ -201,14 +201,19 @@ async fn live_values_started_during_concurrent_writes_equal_a_fresh_load() {
         writer.await.unwrap();
     }
     settle(&f, &hub).await;
-    let (mut applied, mut skipped) = (0, 0);
+    let (mut applied, mut skipped, mut stale) = (0, 0, 0);
     for live in &mut lives {
         live.check(&f).await;
         applied += live.stats().applied;
         skipped += live.stats().skipped_visible;
+        stale += live.stats().stale;
     }
     eprintln!("applied {applied} changes, skipped {skipped} already in the loaded data");
     assert!(applied > 0, "the writers' changes reached the live values");
+    // changes are applied in commit order, the changes caught up for rows a sync took in
+    // among them: none comes after a newer one of its row (applied late, old news undid
+    // newer data: a delete took away a tag read since)
+    assert_eq!(stale, 0, "changes applied out of commit order");
     hub.shutdown().await;
 }
 

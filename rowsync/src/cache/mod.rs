@@ -19,7 +19,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ use crate::load::{fetch_related_of, Access, Db, ReadConn, Related};
 use crate::schema::{
     AssocDef, Filter, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value,
 };
+
+/// How long a read waits for the transaction of its change to become visible.
+const VISIBLE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Limits of the shared row cache.
 #[derive(Debug, Clone, Copy)]
@@ -270,6 +273,9 @@ pub(crate) struct RowCache {
     images: Fronted<RowKey, Option<SharedImage>>,
     shaped: Fronted<ShapedKey, Entry>,
     counts: Counts,
+    /// Whether reads of what a change does not carry (associations, link lists) wait until
+    /// its transaction is visible: set for a source that hands changes over earlier.
+    reads_wait_visible: AtomicBool,
 }
 
 impl RowCache {
@@ -278,7 +284,25 @@ impl RowCache {
             images: Fronted::new(config),
             shaped: Fronted::new(config),
             counts: Counts::default(),
+            reads_wait_visible: AtomicBool::new(false),
         }
+    }
+
+    /// Makes reads of what changes do not carry wait until their transactions are visible
+    /// (a replication source hands a change over a moment before other sessions see it).
+    pub fn set_reads_wait_visible(&self, wait: bool) {
+        self.reads_wait_visible.store(wait, Ordering::Relaxed);
+    }
+
+    /// Waits until transaction `xid` is visible, when reads must (see
+    /// [`set_reads_wait_visible`](Self::set_reads_wait_visible)).
+    async fn wait_visible(&self, db: &Db, xid: u64) -> Result<(), LoadError> {
+        if !self.reads_wait_visible.load(Ordering::Relaxed)
+            || crate::load::wait_visible(db, &[xid], VISIBLE_PATIENCE).await
+        {
+            return Ok(());
+        }
+        Err(LoadError::NotVisible { xid })
     }
 
     /// Loads run so far (each one a database read).
@@ -391,10 +415,14 @@ impl Loader {
 
     /// The row of `S` with `key` as of change `seq`, with `tree` preloaded; one read per
     /// (row, change), plus one per association level and shape, however many callers ask.
+    ///
+    /// `xid` is the transaction of the change: on a source that hands changes over before
+    /// they are visible, the read of what the change does not carry waits for it.
     pub async fn row<S: Schema>(
         &self,
         key: Key,
         seq: u64,
+        xid: u64,
         tree: &PreloadTree,
     ) -> Loaded<Option<S>> {
         if tree.is_empty() {
@@ -419,6 +447,7 @@ impl Loader {
                 Box::pin(self.cache.shaped.get_or_load(
                     shaped_key,
                     async move {
+                        loader.wait_visible(xid).await?;
                         let row = loader.row_with::<S>(key, seq, &tree).await?;
                         Ok(Arc::new(row) as Entry)
                     },
@@ -431,6 +460,10 @@ impl Loader {
             .downcast::<Option<S>>()
             .map(|row| self.scoped(Option::clone(&row)))
             .map_err(|_| unexpected_entry())
+    }
+
+    async fn wait_visible(&self, xid: u64) -> Result<(), LoadError> {
+        self.cache.wait_visible(&self.db, xid).await
     }
 
     /// The row of `S` in `image` as this loader gives it (its scope applied): what
@@ -478,6 +511,7 @@ impl Loader {
     ) -> Loaded<Arc<Related<C>>> {
         owners.sort_by(crate::schema::compare_values);
         owners.dedup();
+        let xid = change.xid;
         let key = ShapedKey {
             row: RowKey {
                 table: change.table,
@@ -501,6 +535,7 @@ impl Loader {
                 Box::pin(self.cache.shaped.get_or_load(
                     key,
                     async move {
+                        cache.wait_visible(&db, xid).await?;
                         cache.counts.load();
                         let conn = ReadConn::open(&db, access.as_ref()).await?;
                         let related =

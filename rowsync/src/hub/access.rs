@@ -79,7 +79,7 @@ impl Hub {
         self.inner
             .loader
             .under(Some(access.clone()))
-            .row::<S>(change.key.clone(), change.seq, &tree)
+            .row::<S>(change.key.clone(), change.seq, change.xid, &tree)
             .await
             .map_err(HubError::Load)
     }

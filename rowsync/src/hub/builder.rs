@@ -337,6 +337,9 @@ impl HubBuilder {
                 &db,
             )
             .await?;
+        loader
+            .cache
+            .set_reads_wait_visible(source.arrives_before_visible());
         let last_seq = Arc::new(AtomicU64::new(0));
         let waiters = SyncWaiters::default();
         let accesses = super::told::Accesses::default();

@@ -396,7 +396,7 @@ impl Hub {
         let tree = PreloadTree::parse(S::meta(), preloads)?;
         self.inner
             .loader
-            .row::<S>(change.key.clone(), change.seq, &tree)
+            .row::<S>(change.key.clone(), change.seq, change.xid, &tree)
             .await
             .map_err(HubError::Load)
     }

@@ -185,13 +185,24 @@ impl Subscription {
     }
 
     /// The next message and every change of the same transaction already queued after it.
+    ///
+    /// A sync of the batch that takes rows in queues the changes of them it missed behind
+    /// the batch, though some may be older than the batch's later changes: the row versions
+    /// make them harmless, and [`next`](Self::next), message by message, keeps them in commit
+    /// order.
     pub async fn next_batch(&mut self) -> Option<Vec<Message>> {
         self.inbox.next_batch().await
     }
 
-    /// Waits until a message can be taken with no wait for its first item (cancel-safe).
-    pub(crate) async fn ready(&mut self) {
-        self.inbox.ready().await
+    /// The next change of transaction `xid` once it is whole (see `Inbox::next_of`).
+    pub(crate) async fn next_of(&mut self, xid: u64) -> Option<Message> {
+        self.inbox.next_of(xid).await
+    }
+
+    /// Waits until a message can be taken, and for a change its whole transaction, with no
+    /// wait (cancel-safe).
+    pub(crate) async fn ready_whole(&mut self) {
+        self.inbox.ready_whole().await
     }
 
     /// Asks for a resync before anything else queued.
@@ -273,7 +284,11 @@ impl Subscription {
                         return Ok(Changes::default());
                     }
                     Verdict::Stale => {
-                        self.stats.stale += 1;
+                        // a change applied from a catch-up, delivered as well, when newer
+                        // ones of its row were caught up with it, is not out of order
+                        if !self.caught_up.remove(&change.seq) {
+                            self.stats.stale += 1;
+                        }
                         return Ok(Changes::default());
                     }
                     // old news or not, only a reload can tell
@@ -409,6 +424,9 @@ impl Subscription {
         let only = self.positions(shape, data, change, paths);
         let changes = apply(&ctx, data, &shape.tree, paths, only.as_deref()).await?;
         let delta = ctx.take_delta();
+        for (table, key) in &delta.read {
+            self.versions.record_read(*table, key, ctx.read_seq);
+        }
         if !delta.added.is_empty()
             || !delta.removed.is_empty()
             || !changes.inserted.is_empty()
@@ -422,7 +440,7 @@ impl Subscription {
             self.inbox.add_topics(delta.added);
             // why: the rows this sync took in were read as of `read_seq`; changes of them
             // committed since were routed before they were held, so not to us
-            match self.inbox.touching_since(ctx.read_seq, &added) {
+            match self.inbox.touching_since(ctx.read_seq, &added).await {
                 Some(missed) => {
                     // why bounded: a caught-up change that was not routed to us never
                     // arrives a second time

@@ -174,42 +174,11 @@ pub(super) async fn hide(pump: &Teller<'_>, routed: &mut [Routed]) {
 }
 
 /// Waits (up to [`LOOK_TIMEOUT`]) until the transactions of `routed` are visible to new
-/// snapshots; false when they did not become so in time, or the database could not say.
-///
-/// why: a replication stream can hand over a transaction a moment before the server shows
-/// it to other sessions; a look read then would see, and cache for the holders' syncs, the
-/// row as it was before.
+/// snapshots (see `load::wait_visible`).
 async fn committed_visible(pump: &Teller<'_>, routed: &[Routed]) -> bool {
-    let mut xids: Vec<String> = routed.iter().map(|r| r.change.xid.to_string()).collect();
-    xids.sort();
-    xids.dedup();
-    let Ok(conn) = pump.loader.db.pool().get().await else {
-        return false;
-    };
-    let deadline = tokio::time::Instant::now() + LOOK_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let visible = conn
-            .query_one(VISIBLE_SQL, &[&xids])
-            .await
-            .ok()
-            .and_then(|row| row.get::<_, Option<bool>>(0));
-        match visible {
-            Some(true) => return true,
-            None => return false,
-            Some(false) if tokio::time::Instant::now() >= deadline => return false,
-            Some(false) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-        }
-    }
+    let xids: Vec<u64> = routed.iter().map(|r| r.change.xid).collect();
+    crate::load::wait_visible(&pump.loader.db, &xids, LOOK_TIMEOUT).await
 }
-
-/// Whether every transaction of `$1` (xid8 as text) is visible to a snapshot taken now.
-const VISIBLE_SQL: &str = "\
-SELECT bool_and(pg_visible_in_snapshot(x::xid8, pg_current_snapshot()))
-FROM unnest($1::text[]) AS x";
 
 /// Whether subscription `id` holds the changed row (under its key, or its key before).
 fn holds(pump: &Teller<'_>, id: SubscriptionId, change: &Change) -> bool {

@@ -26,7 +26,7 @@ use crate::change::ResyncReason;
 use crate::error::{ErrorClass, SyncError};
 use crate::hub::{Hub, Subscription, SyncStats};
 use crate::load::Snapshot;
-use crate::route::SubscriptionId;
+use crate::route::{Message, SubscriptionId};
 use crate::sync::{Changes, SyncOptions};
 
 /// Transactions kept for viewers behind the latest one.
@@ -398,7 +398,7 @@ impl<T: LiveValue> Viewer<T> {
         if std::mem::take(&mut driver.interrupted) {
             driver.sub.resync_first(ResyncReason::Lagged { missed: 0 });
         }
-        let messages = if wait {
+        let first = if wait {
             let wanted = shared.wanted.notified();
             tokio::pin!(wanted);
             // why enabled before the check: a want announced after it wakes `wanted`
@@ -408,19 +408,27 @@ impl<T: LiveValue> Viewer<T> {
             }
             tokio::select! {
                 biased;
-                _ = driver.sub.ready() => {}
+                // why whole: the value is taken once the transaction can be applied with
+                // no wait, so a caller giving up meanwhile costs nothing
+                _ = driver.sub.ready_whole() => {}
                 _ = wanted => return Ok(Driven::Nothing),
             }
-            match driver.sub.next_batch().await {
-                Some(batch) => batch,
+            match driver.sub.next().await {
+                Some(first) => first,
                 None => return Ok(Driven::Closed),
             }
         } else {
-            std::iter::from_fn(|| driver.sub.try_next()).collect()
+            match driver.sub.try_next() {
+                Some(first) => first,
+                None => return Ok(Driven::Nothing),
+            }
         };
-        if messages.is_empty() {
-            return Ok(Driven::Nothing);
-        }
+        // a change's transaction is applied whole (waiting for it, when `wait`), a resync
+        // alone; without `wait`, everything queued
+        let xid = match &first {
+            Message::Change(change) if wait => Some(change.xid),
+            _ => None,
+        };
         let Driver {
             sub,
             options,
@@ -441,18 +449,29 @@ impl<T: LiveValue> Viewer<T> {
         let value = Arc::make_mut(held.value.as_mut().expect("taken above"));
         let mut all = Changes::default();
         let mut failed = None;
-        for message in &messages {
-            match sub.sync_with(value, message, options.clone()).await {
+        let mut message = Some(first);
+        // why message by message, not a batch taken off the queue first: a sync that takes
+        // rows in queues the changes of them it missed among those not applied yet, in
+        // commit order; applied after newer ones already taken, old news would be applied
+        // late (a delete taking away a row read since)
+        while let Some(current) = message.take() {
+            match sub.sync_with(value, &current, options.clone()).await {
                 Ok(changes) => all.merge(changes),
                 // a change that could not be applied: its resync comes next (the change is
                 // not lost, the value is reloaded)
                 Err(SyncError::Load(error)) if wait && error.class() != ErrorClass::Fatal => {}
-                // the rest is applied too (each message was taken off the queue); the
-                // first error is returned, and the resync it asked for comes next
+                // the first error is returned; the resync it asked for comes next, before
+                // what is still queued
                 Err(error) => {
-                    failed.get_or_insert(error);
+                    failed = Some(error);
+                    break;
                 }
             }
+            message = match (xid, &current) {
+                (_, Message::Resync(_)) if wait => None,
+                (Some(xid), _) => sub.next_of(xid).await,
+                (None, _) => sub.try_next(),
+            };
         }
         let value = held.value.take().expect("still held");
         drop(held);

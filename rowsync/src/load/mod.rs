@@ -21,7 +21,7 @@ pub use executor::{current_xid, Executor};
 pub use pg_text::{value_from_text, PgType};
 pub(crate) use query::QuerySpec;
 pub use query::{preload_into, Fetch, Query};
-pub(crate) use snapshot::{rows_under_snapshot, Selection};
+pub(crate) use snapshot::{rows_under_snapshot, wait_visible, Selection};
 pub use snapshot::{Snapshot, SnapshotParseError};
 pub(crate) use tls::DriveConnection;
 pub use tls::Tls;

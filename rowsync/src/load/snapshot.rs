@@ -149,6 +149,44 @@ pub(crate) async fn rows_under_snapshot<S: Schema>(
     Ok((snapshot, rows))
 }
 
+/// Waits, up to `patience`, until every transaction of `xids` is visible to a snapshot
+/// taken now; false when they did not become so in time, or the database could not say.
+///
+/// why: a replication stream can hand over a transaction a moment before the server shows
+/// it to other sessions; a read made then would see, and cache for every holder, the rows
+/// as they were before it.
+pub(crate) async fn wait_visible(db: &Db, xids: &[u64], patience: std::time::Duration) -> bool {
+    let mut xids: Vec<String> = xids.iter().map(u64::to_string).collect();
+    xids.sort();
+    xids.dedup();
+    let Ok(conn) = db.pool().get().await else {
+        return false;
+    };
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        let visible = conn
+            .query_one(VISIBLE_SQL, &[&xids])
+            .await
+            .ok()
+            .and_then(|row| row.get::<_, Option<bool>>(0));
+        match visible {
+            Some(true) => return true,
+            None => return false,
+            Some(false) if tokio::time::Instant::now() >= deadline => return false,
+            Some(false) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Whether every transaction of `$1` (xid8 as text) is visible to a snapshot taken now.
+const VISIBLE_SQL: &str = "\
+SELECT bool_and(pg_visible_in_snapshot(x::xid8, pg_current_snapshot()))
+FROM unnest($1::text[]) AS x";
+
 #[cfg(test)]
 mod tests {
     use super::*;

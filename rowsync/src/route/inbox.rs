@@ -15,6 +15,9 @@ use super::router::Router;
 use super::topic::{Ops, Topic};
 use crate::change::{Change, ResyncReason};
 
+/// How long a catch-up waits for the changes routed before it to be queued.
+const DELIVERY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The receiving end of a subscriber's queue: [`Message`]s in commit order, each at most
 /// once. The queue is bounded: a subscriber that falls behind gets [`Message::Resync`] (and
 /// the changes queued before it are dropped, as a reload covers them) instead of unbounded
@@ -101,6 +104,37 @@ impl Inbox {
         }
     }
 
+    /// Like [`ready`](Self::ready), and when the first message is a change, waits until
+    /// its transaction is whole too (what [`next_of`](Self::next_of) then gives comes with
+    /// no wait). Cancel-safe: items received are kept.
+    pub(crate) async fn ready_whole(&mut self) {
+        self.ready().await;
+        let Some(Item::Message(Message::Change(first))) = self.pending.front() else {
+            return;
+        };
+        let xid = first.xid;
+        loop {
+            if self.queue.stats.missed.load(Ordering::Relaxed) > 0
+                || self.queue.stats.lost_marks.load(Ordering::Relaxed) > 0
+            {
+                return;
+            }
+            // whole: its mark is in line, or something `next_of` stops at
+            let whole = self.pending.iter().any(|item| match item {
+                Item::Committed(done) => *done == xid,
+                Item::Message(Message::Change(c)) => c.xid != xid,
+                Item::Message(_) => true,
+            });
+            if whole {
+                return;
+            }
+            match self.queue.recv(true).await {
+                Some(item) => self.pending.push_back(item),
+                None => return,
+            }
+        }
+    }
+
     /// Queues `changes` (oldest first): changes of rows this subscriber started to hold
     /// that were routed before it held them. Each goes where commit order puts it among
     /// what is queued already, not before it all: applied ahead of older changes, a newer
@@ -159,12 +193,18 @@ impl Inbox {
 
     /// Changes after `seq` that touch one of `topics`, from the router's memory of recent
     /// changes (`None`: they left it).
-    pub fn touching_since(
+    ///
+    /// Waits first until every change routed so far is queued: one routed but not queued
+    /// yet, caught up now, would be applied before older changes still on their way to this
+    /// queue (the catch-up merges by position only what is queued).
+    pub async fn touching_since(
         &self,
         seq: u64,
         topics: &std::collections::HashSet<Topic>,
     ) -> Option<Vec<Arc<Change>>> {
-        self.router.upgrade()?.touching_since(seq, topics)
+        let router = self.router.upgrade()?;
+        router.delivered(DELIVERY_PATIENCE).await;
+        router.touching_since(seq, topics)
     }
 
     /// Resyncs not queued because one was already waiting.
@@ -204,6 +244,10 @@ impl Inbox {
     /// The next message and, for a change, every other change of its transaction: waits
     /// until the transaction is whole (its mark is queued), so applying the batch never
     /// shows a state the database was not in. A resync comes alone.
+    ///
+    /// A caller that applies the batch takes rows in as it goes, and their catch-up changes
+    /// can belong inside the batch: [`next_of`](Self::next_of), message by message, puts
+    /// them in their place.
     pub async fn next_batch(&mut self) -> Option<Vec<Message>> {
         let first = self.next().await?;
         let Message::Change(change) = &first else {
@@ -211,29 +255,38 @@ impl Inbox {
         };
         let xid = change.xid;
         let mut batch = vec![first];
+        while let Some(next) = self.next_of(xid).await {
+            batch.push(next);
+        }
+        Some(batch)
+    }
+
+    /// The next change of transaction `xid`, waiting until the transaction is whole;
+    /// `None` once it is (its mark came, or something else is next: a resync, another
+    /// transaction, a lag, the hub's end).
+    pub async fn next_of(&mut self, xid: u64) -> Option<Message> {
         loop {
             if self.queue.stats.missed.load(Ordering::Relaxed) > 0
                 || self.queue.stats.lost_marks.load(Ordering::Relaxed) > 0
             {
                 // a lag: the resync comes next, and reloads what this batch would change
-                return Some(batch);
+                return None;
             }
             let item = match self.pending.pop_front() {
                 Some(item) => item,
-                None => match self.queue.recv(true).await {
-                    Some(item) => item,
-                    None => return Some(batch),
-                },
+                None => self.queue.recv(true).await?,
             };
             match item {
-                Item::Committed(done) if done == xid => return Some(batch),
-                Item::Message(Message::Change(c)) if c.xid == xid => batch.push(Message::Change(c)),
+                Item::Committed(done) if done == xid => return None,
+                Item::Message(Message::Change(c)) if c.xid == xid => {
+                    return Some(Message::Change(c))
+                }
                 // the mark of an earlier transaction (a catch-up came between), or nothing
                 // to wait for: a resync or another transaction
                 Item::Committed(_) => {}
                 other => {
                     self.pending.push_front(other);
-                    return Some(batch);
+                    return None;
                 }
             }
         }

@@ -23,6 +23,12 @@ pub(crate) struct Router {
     /// The changes routed most recently, oldest first: a subscriber that starts to hold a
     /// row after reading it catches up on the changes of that row it was not routed yet.
     recent: Mutex<VecDeque<Arc<Change>>>,
+    /// The newest change put into `recent`, and the newest one queued for its subscribers:
+    /// a catch-up waits until every change it may see in `recent` is queued (see
+    /// [`Router::touching_since`]).
+    routed: AtomicU64,
+    delivered: AtomicU64,
+    delivery: tokio::sync::Notify,
 }
 
 /// Changes [`Router::recent`] keeps.
@@ -39,6 +45,9 @@ impl Router {
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
             recent: Mutex::default(),
+            routed: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            delivery: tokio::sync::Notify::new(),
         })
     }
 
@@ -112,6 +121,9 @@ impl Router {
                 }
                 recent.push_back(change.clone());
             }
+            if let Some(last) = changes.last() {
+                self.routed.fetch_max(last.seq, Ordering::AcqRel);
+            }
         }
         let index = self.index.read();
         let queues = self.queues.read();
@@ -167,19 +179,46 @@ impl Router {
 
     /// Queues each routed change for its subscribers, in order, without waiting.
     pub fn deliver(&self, routed: Vec<Routed>) {
-        let queues = self.queues.read();
-        for Routed {
-            change,
-            subscribers,
-            ..
-        } in routed
+        let last = routed.last().map(|r| r.change.seq);
         {
-            for id in subscribers {
-                if let Some(queue) = queues.get(&id) {
-                    queue.offer(Message::Change(change.clone()));
+            let queues = self.queues.read();
+            for Routed {
+                change,
+                subscribers,
+                ..
+            } in routed
+            {
+                for id in subscribers {
+                    if let Some(queue) = queues.get(&id) {
+                        queue.offer(Message::Change(change.clone()));
+                    }
                 }
             }
         }
+        if let Some(last) = last {
+            self.delivered.fetch_max(last, Ordering::AcqRel);
+            self.delivery.notify_waiters();
+        }
+    }
+
+    /// Waits until every change routed so far is queued for its subscribers (the pump
+    /// routes a burst, reads and looks at it, then queues it), up to `patience`.
+    pub async fn delivered(&self, patience: std::time::Duration) {
+        let target = self.routed.load(Ordering::Acquire);
+        let waiting = async {
+            loop {
+                let queued = self.delivery.notified();
+                tokio::pin!(queued);
+                // why enabled before the check: a delivery after it wakes `queued`
+                queued.as_mut().enable();
+                if self.delivered.load(Ordering::Acquire) >= target {
+                    return;
+                }
+                queued.await;
+            }
+        };
+        // a burst the pump never queued (it stopped): the catch-up goes on without it
+        let _ = tokio::time::timeout(patience, waiting).await;
     }
 
     /// Tells `ids` that every change of transaction `xid` that concerns them has been

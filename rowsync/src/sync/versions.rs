@@ -85,20 +85,33 @@ impl Versions {
 
     /// Records that the data reflects `change` (its row, and the key it had before).
     pub fn record(&mut self, change: &Change) {
+        for key in std::iter::once(&change.key).chain(&change.old_key) {
+            self.at_least(change.table, key, change.seq);
+        }
+        self.newest = self.newest.max(change.seq);
+    }
+
+    /// Records that the data holds the row of `table` with `key` as read at position `seq`
+    /// (a row a sync took in, read as of that change or later): a change of it at or before
+    /// `seq`, applied late, is old news. Without this, a late delete of a row read since
+    /// would take it away, with nothing left to bring it back.
+    pub fn record_read(&mut self, table: TableName, key: &Key, seq: u64) {
+        self.at_least(table, key, seq);
+    }
+
+    /// Raises the version of one row to `seq` (the key is cloned only for a row new here).
+    fn at_least(&mut self, table: TableName, key: &Key, seq: u64) {
         if self.remembered >= REMEMBERED {
             self.rows.clear();
             self.remembered = 0;
             self.floor = self.newest;
         }
-        self.newest = self.newest.max(change.seq);
-        let rows = self.rows.entry(change.table).or_default();
-        for key in std::iter::once(&change.key).chain(&change.old_key) {
-            match rows.get_mut(key) {
-                Some(version) => *version = (*version).max(change.seq),
-                None => {
-                    rows.insert(key.clone(), change.seq);
-                    self.remembered += 1;
-                }
+        let rows = self.rows.entry(table).or_default();
+        match rows.get_mut(key) {
+            Some(version) => *version = (*version).max(seq),
+            None => {
+                rows.insert(key.clone(), seq);
+                self.remembered += 1;
             }
         }
     }
@@ -179,6 +192,17 @@ mod tests {
         let mut moved = change(7, 4, Op::Updated);
         moved.old_key = Some(Key::from(5i64));
         assert_eq!(v.judge(&moved), Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_row_read_since_is_not_taken_away_by_an_older_delete() {
+        let mut v = Versions::default();
+        v.record(&change(9, 7, Op::Inserted));
+        // the sync of 9 took in row 3 as read at 9
+        let table = change(0, 0, Op::Updated).table;
+        v.record_read(table, &Key::from(3i64), 9);
+        assert_eq!(v.judge(&change(4, 3, Op::Deleted)), Verdict::Stale);
+        assert_eq!(v.judge(&change(12, 3, Op::Deleted)), Verdict::Apply);
     }
 
     #[test]
