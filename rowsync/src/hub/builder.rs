@@ -370,6 +370,7 @@ impl HubBuilder {
                 waiters,
                 running: tokio::sync::Mutex::new(Some((source, pump))),
                 shared_values: Default::default(),
+                forms: Default::default(),
             }),
         })
     }

@@ -15,11 +15,11 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::LiveValue;
 use crate::change::ResyncReason;
@@ -39,8 +39,13 @@ pub(crate) struct Shared<T: LiveValue> {
     id: SubscriptionId,
     driver: tokio::sync::Mutex<Driver>,
     state: Mutex<State<T>>,
-    /// The latest version, for viewers to wake on.
-    published: watch::Sender<u64>,
+    /// Counts publications (a version, or a value given back after a cut-short sync), for
+    /// viewers to wake on with `published_wake`.
+    ///
+    /// why a counter and one `Notify`, not a `watch` channel: a `watch` channel is ~400 bytes
+    /// (nine `Notify`s), and a hub keeps one per live value, most with a single viewer.
+    published: AtomicU64,
+    published_wake: Notify,
     /// Viewers that want the driver now (to apply what is queued), not after the next
     /// change: one waiting for a change under the driver lock lets go for them.
     wanting: AtomicUsize,
@@ -179,7 +184,8 @@ impl<T: LiveValue> Shared<T> {
                 positions: Positions(vec![(0, 1)]),
                 viewers: 1,
             }),
-            published: watch::Sender::new(0),
+            published: AtomicU64::new(0),
+            published_wake: Notify::new(),
             wanting: AtomicUsize::new(0),
             wanted: Notify::new(),
         });
@@ -194,13 +200,13 @@ impl<T: LiveValue> Shared<T> {
                 }
             }
         };
-        let updates = shared.published.subscribe();
+        let noticed = shared.published.load(Ordering::Acquire);
         let ours = Viewer {
             data,
             view,
             seen: 0,
             shared,
-            updates,
+            noticed,
         };
         if let Some(existing) = existing.and_then(|e| e.downcast::<Shared<T>>().ok()) {
             // an identical value was started while ours loaded: one value, one subscription
@@ -212,7 +218,7 @@ impl<T: LiveValue> Shared<T> {
     }
 
     async fn viewer(shared: Arc<Shared<T>>) -> Option<Viewer<T>> {
-        let mut updates = shared.published.subscribe();
+        let mut noticed = shared.published.load(Ordering::Acquire);
         loop {
             {
                 let mut state = shared.state.lock();
@@ -231,15 +237,38 @@ impl<T: LiveValue> Shared<T> {
                         view,
                         seen,
                         shared,
-                        updates,
+                        noticed,
                     });
                 }
             }
             // a sync is changing the latest value: it is published when done
-            if updates.changed().await.is_err() {
-                return None;
-            }
+            shared.changed(&mut noticed).await;
         }
+    }
+}
+
+impl<T: LiveValue> Shared<T> {
+    /// Waits for a publication after the one `noticed` counts, and notes it (cancel-safe:
+    /// `noticed` moves only when it returns).
+    async fn changed(&self, noticed: &mut u64) {
+        loop {
+            let wake = self.published_wake.notified();
+            tokio::pin!(wake);
+            // why enabled before the check: a publication after it wakes `wake`
+            wake.as_mut().enable();
+            let now = self.published.load(Ordering::Acquire);
+            if now != *noticed {
+                *noticed = now;
+                return;
+            }
+            wake.await;
+        }
+    }
+
+    /// Tells every waiting viewer that something was published.
+    fn announce(&self) {
+        self.published.fetch_add(1, Ordering::AcqRel);
+        self.published_wake.notify_waiters();
     }
 }
 
@@ -255,9 +284,9 @@ impl<T: LiveValue> Drop for Shared<T> {
 /// The view's snapshot and counters after the driver's syncs, reusing `before`'s snapshot
 /// when it did not change.
 fn view_of(sub: &Subscription, before: &View) -> View {
-    let snapshot = match (sub.snapshot(), &before.snapshot) {
-        (Some(now), Some(was)) if **was == *now => Some(was.clone()),
-        (now, _) => now.cloned().map(Arc::new),
+    let snapshot = match (sub.snapshot_arc(), &before.snapshot) {
+        (Some(now), Some(was)) if **was == **now => Some(was.clone()),
+        (now, _) => now.cloned(),
     };
     View {
         snapshot,
@@ -271,7 +300,8 @@ pub(crate) struct Viewer<T: LiveValue> {
     pub view: View,
     seen: u64,
     shared: Arc<Shared<T>>,
-    updates: watch::Receiver<u64>,
+    /// The publications this viewer has taken note of (see [`Shared::changed`]).
+    noticed: u64,
 }
 
 /// What a call to the driver did.
@@ -334,8 +364,8 @@ impl<T: LiveValue> Viewer<T> {
     /// Takes the next version this viewer has not shown; a viewer too far behind jumps to
     /// the latest one, told as a reload.
     fn advance(&mut self) -> Option<Changes> {
-        // why first: a version published from now on wakes `updates.changed()`
-        self.updates.borrow_and_update();
+        // why first: a version published from now on wakes `Shared::changed`
+        self.noticed = self.shared.published.load(Ordering::Acquire);
         let mut state = self.shared.state.lock();
         if state.version == self.seen {
             return None;
@@ -379,7 +409,7 @@ impl<T: LiveValue> Viewer<T> {
         let mut guard = if wait {
             tokio::select! {
                 biased;
-                _ = self.updates.changed() => return Ok(Driven::Behind),
+                _ = shared.changed(&mut self.noticed) => return Ok(Driven::Behind),
                 guard = shared.driver.lock() => guard,
             }
         } else {
@@ -490,11 +520,10 @@ impl<T: LiveValue> Viewer<T> {
             self.seen = version;
         }
         self.view = state.view.clone();
-        let version = state.version;
         drop(state);
         self.data = value;
         // why always: viewers joining while the value was being changed wait for this
-        shared.published.send_replace(version);
+        shared.announce();
     }
 }
 
@@ -521,7 +550,7 @@ impl<T: LiveValue> Drop for Restore<'_, T> {
             self.shared.state.lock().current = Arc::downgrade(&value);
             *self.home = value;
             *self.interrupted = true;
-            self.shared.published.send_modify(|_| {});
+            self.shared.announce();
         }
     }
 }
