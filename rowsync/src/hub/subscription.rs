@@ -142,12 +142,14 @@ pub struct Subscription {
     versions: Versions,
     /// Changes queued by a catch-up that may also arrive through the queue: their second
     /// arrival is expected, not a duplicate.
-    caught_up: HashSet<u64>,
+    /// (`None` until a catch-up queues one: most subscriptions never have any.)
+    caught_up: Option<Box<HashSet<u64>>>,
     stats: SyncStats,
     /// Reloads that failed in a row (the next one waits longer).
     failed_reloads: u32,
     /// Where a large held list holds each row (`None`: not built, or out of step).
-    held_index: Option<HeldIndex>,
+    /// (Boxed: most subscriptions hold too little to want one.)
+    held_index: Option<Box<HeldIndex>>,
 }
 
 impl Subscription {
@@ -158,7 +160,7 @@ impl Subscription {
             shape,
             snapshot: None,
             versions: Versions::default(),
-            caught_up: HashSet::new(),
+            caught_up: None,
             stats: SyncStats::default(),
             failed_reloads: 0,
             held_index: None,
@@ -273,7 +275,11 @@ impl Subscription {
                 match verdict {
                     Verdict::Apply => {}
                     Verdict::Duplicate => {
-                        if !self.caught_up.remove(&change.seq) {
+                        let expected = self
+                            .caught_up
+                            .as_mut()
+                            .is_some_and(|c| c.remove(&change.seq));
+                        if !expected {
                             self.stats.duplicates += 1;
                         }
                         return Ok(Changes::default());
@@ -383,7 +389,9 @@ impl Subscription {
             return None;
         }
         if self.held_index.is_none() {
-            self.held_index = HeldIndex::build(&data.rows(), &shape.tree).ok();
+            self.held_index = HeldIndex::build(&data.rows(), &shape.tree)
+                .ok()
+                .map(Box::new);
         }
         let index = self.held_index.as_ref()?;
         let at = index.positions(shape.root, change, paths)?;
@@ -435,11 +443,11 @@ impl Subscription {
                 Some(missed) => {
                     // why bounded: a caught-up change that was not routed to us never
                     // arrives a second time
-                    if self.caught_up.len() > 4096 {
-                        self.caught_up.clear();
+                    let caught_up = self.caught_up.get_or_insert_with(Box::default);
+                    if caught_up.len() > 4096 {
+                        caught_up.clear();
                     }
                     // a change an earlier catch-up queued already is not queued again
-                    let caught_up = &mut self.caught_up;
                     self.inbox.catch_up(missed, |c| caught_up.insert(c.seq));
                 }
                 None => self.inbox.resync_first(ResyncReason::Lagged { missed: 0 }),

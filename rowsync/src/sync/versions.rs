@@ -39,8 +39,9 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 pub(crate) struct Versions {
     // why by table first: a lookup borrows the change's key instead of cloning it (a
-    // judgement is made for every change every holder applies)
-    rows: HashMap<TableName, HashMap<Key, u64>>,
+    // judgement is made for every change every holder applies); why boxed, and `None` until
+    // a change is recorded: a hub keeps one per subscription, most never changed
+    rows: Option<Box<HashMap<TableName, HashMap<Key, u64>>>>,
     /// Rows remembered, over every table.
     remembered: usize,
     /// Changes at or below this were applied before the memory was emptied.
@@ -58,7 +59,7 @@ impl Versions {
         if change.seq > self.newest {
             return Verdict::Apply;
         }
-        let table = self.rows.get(&change.table);
+        let table = self.rows.as_ref().and_then(|rows| rows.get(&change.table));
         let held = |key: &Key| table.and_then(|rows| rows.get(key)).copied();
         let version = held(&change.key);
         // a change that moved its row is news while what it says of the old key is: the
@@ -86,12 +87,16 @@ impl Versions {
     /// Records that the data reflects `change` (its row, and the key it had before).
     pub fn record(&mut self, change: &Change) {
         if self.remembered >= REMEMBERED {
-            self.rows.clear();
+            self.rows = None;
             self.remembered = 0;
             self.floor = self.newest;
         }
         self.newest = self.newest.max(change.seq);
-        let rows = self.rows.entry(change.table).or_default();
+        let rows = self
+            .rows
+            .get_or_insert_with(Box::default)
+            .entry(change.table)
+            .or_default();
         for key in std::iter::once(&change.key).chain(&change.old_key) {
             match rows.get_mut(key) {
                 Some(version) => *version = (*version).max(change.seq),
@@ -111,7 +116,7 @@ impl Versions {
 
     /// Forgets everything: the data was just reloaded (its snapshot says what it reflects).
     pub fn reset(&mut self) {
-        self.rows.clear();
+        self.rows = None;
         self.remembered = 0;
         self.floor = 0;
         self.newest = 0;
