@@ -76,33 +76,65 @@ struct State<T> {
 
 /// How many viewers show each version, oldest first (a few versions at most: viewers keep
 /// up, or jump to the latest).
-struct Positions(Vec<(u64, u32)>);
+///
+/// why one version inline: most values have one viewer, or all at one version, and a list
+/// is a heap block per value.
+enum Positions {
+    /// Viewers at one version (0 viewers: none anywhere).
+    One(u64, u32),
+    Many(Vec<(u64, u32)>),
+}
 
 impl Positions {
     fn add(&mut self, version: u64) {
-        match self.0.iter_mut().find(|(v, _)| *v == version) {
-            Some((_, n)) => *n += 1,
-            None => {
-                let at = self.0.partition_point(|(v, _)| *v < version);
-                self.0.insert(at, (version, 1));
+        match self {
+            Positions::One(_, 0) => *self = Positions::One(version, 1),
+            Positions::One(v, n) if *v == version => *n += 1,
+            Positions::One(v, n) => {
+                let mut list = vec![(*v, *n), (version, 1)];
+                list.sort_unstable_by_key(|(v, _)| *v);
+                *self = Positions::Many(list);
             }
+            Positions::Many(list) => match list.iter_mut().find(|(v, _)| *v == version) {
+                Some((_, n)) => *n += 1,
+                None => {
+                    let at = list.partition_point(|(v, _)| *v < version);
+                    list.insert(at, (version, 1));
+                }
+            },
         }
     }
 
     /// Takes a viewer off `version`; false if none was there.
     fn remove(&mut self, version: u64) -> bool {
-        let Some(at) = self.0.iter().position(|(v, _)| *v == version) else {
-            return false;
-        };
-        self.0[at].1 -= 1;
-        if self.0[at].1 == 0 {
-            self.0.remove(at);
+        match self {
+            Positions::One(v, n) if *v == version && *n > 0 => {
+                *n -= 1;
+                true
+            }
+            Positions::One(..) => false,
+            Positions::Many(list) => {
+                let Some(at) = list.iter().position(|(v, _)| *v == version) else {
+                    return false;
+                };
+                list[at].1 -= 1;
+                if list[at].1 == 0 {
+                    list.remove(at);
+                }
+                if let [(v, n)] = list[..] {
+                    *self = Positions::One(v, n);
+                }
+                true
+            }
         }
-        true
     }
 
     fn oldest(&self) -> Option<u64> {
-        self.0.first().map(|(v, _)| *v)
+        match self {
+            Positions::One(_, 0) => None,
+            Positions::One(v, _) => Some(*v),
+            Positions::Many(list) => list.first().map(|(v, _)| *v),
+        }
     }
 }
 
@@ -181,7 +213,7 @@ impl<T: LiveValue> Shared<T> {
                 current: Arc::downgrade(&data),
                 view: view.clone(),
                 steps: VecDeque::new(),
-                positions: Positions(vec![(0, 1)]),
+                positions: Positions::One(0, 1),
                 viewers: 1,
             }),
             published: AtomicU64::new(0),
@@ -552,5 +584,28 @@ impl<T: LiveValue> Drop for Restore<'_, T> {
             *self.interrupted = true;
             self.shared.announce();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Positions;
+
+    #[test]
+    fn positions_count_viewers_per_version_oldest_first() {
+        let mut at = Positions::One(0, 1);
+        at.add(0);
+        at.add(2);
+        at.add(1);
+        assert_eq!(at.oldest(), Some(0));
+        assert!(at.remove(0) && at.remove(0));
+        assert!(!at.remove(0), "no viewer left there");
+        assert_eq!(at.oldest(), Some(1));
+        assert!(at.remove(1));
+        assert!(matches!(at, Positions::One(2, 1)), "back inline");
+        assert!(at.remove(2));
+        assert_eq!(at.oldest(), None);
+        at.add(5);
+        assert_eq!(at.oldest(), Some(5));
     }
 }
