@@ -464,7 +464,8 @@ impl Hub {
         }
     }
 
-    /// Entries in the shared row cache now (after pending evictions ran).
+    /// Entries in the shared row cache now (after pending evictions ran): the bounded store's,
+    /// and the rows filed or loading for the syncs of recent changes.
     pub async fn cache_entries(&self) -> u64 {
         self.inner.loader.cache.len().await
     }
