@@ -143,6 +143,7 @@ pub struct Subscription {
     /// Changes queued by a catch-up that may also arrive through the queue: their second
     /// arrival is expected, not a duplicate.
     /// (`None` until a catch-up queues one: most subscriptions never have any.)
+    #[allow(clippy::box_collection)]
     caught_up: Option<Box<HashSet<u64>>>,
     stats: SyncStats,
     /// Reloads that failed in a row (the next one waits longer).

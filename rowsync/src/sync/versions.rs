@@ -41,6 +41,7 @@ pub(crate) struct Versions {
     // why by table first: a lookup borrows the change's key instead of cloning it (a
     // judgement is made for every change every holder applies); why boxed, and `None` until
     // a change is recorded: a hub keeps one per subscription, most never changed
+    #[allow(clippy::box_collection)]
     rows: Option<Box<HashMap<TableName, HashMap<Key, u64>>>>,
     /// Rows remembered, over every table.
     remembered: usize,
