@@ -179,6 +179,7 @@ async fn changes_report(bench: &Bench, subscriptions: i64, changes: u64) -> Benc
             "changes_per_s",
             round(changes as f64 / elapsed.as_secs_f64()),
         );
+    report.note("max_cache_entries: what the row cache held at the checkpoints, its bounded store and its front maps (rows filed or loading for the syncs of recent changes, which never enter the store)");
     report.note(format!(
         "rss MiB at each tenth: {:?}",
         rss.iter().map(|k| k / 1024).collect::<Vec<_>>()

@@ -196,6 +196,11 @@ where
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
+
+    /// Keys in the map now: loads in flight and values kept.
+    pub fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Slot<V> {

@@ -315,11 +315,14 @@ impl RowCache {
         self.counts.hits.load(Ordering::Relaxed)
     }
 
-    /// Entries held now (after pending evictions ran).
+    /// Entries held now (after pending evictions ran): those of the bounded store, and those
+    /// of the front maps (rows filed or loading for the syncs of recent changes, which never
+    /// enter the store), a key in both counted twice.
     pub async fn len(&self) -> u64 {
         self.images.store.run_pending_tasks().await;
         self.shaped.store.run_pending_tasks().await;
-        self.images.store.entry_count() + self.shaped.store.entry_count()
+        let front = self.images.front.len() + self.shaped.front.len();
+        self.images.store.entry_count() + self.shaped.store.entry_count() + front as u64
     }
 }
 

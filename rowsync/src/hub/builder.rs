@@ -373,6 +373,7 @@ impl HubBuilder {
                 waiters,
                 running: tokio::sync::Mutex::new(Some((source, pump))),
                 shared_values: Default::default(),
+                forms: Default::default(),
             }),
         })
     }

@@ -7,6 +7,7 @@ mod check;
 mod health;
 mod pump;
 mod reload;
+mod shapes;
 mod subscription;
 mod told;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use builder::HubBuilder;
+pub(crate) use shapes::hash128;
 pub(crate) use subscription::Shape;
 pub use subscription::{Subscription, SyncStats};
 
@@ -108,6 +110,8 @@ struct HubInner {
     /// Values shared by identical followers (live queries), by a key of their query and
     /// shape; opaque here, typed by their owner.
     shared_values: SharedValues,
+    /// The forms of the subscriptions' shapes, one per query (`shapes.rs`).
+    forms: shapes::Forms,
 }
 
 /// Values shared by identical followers by a 128-bit hash of what makes them identical, each
@@ -149,6 +153,11 @@ impl Hub {
     /// Values shared by identical followers (see `live`).
     pub(crate) fn shared_values(&self) -> &SharedValues {
         &self.inner.shared_values
+    }
+
+    /// The forms of the subscriptions' shapes, one per query.
+    pub(crate) fn forms(&self) -> &shapes::Forms {
+        &self.inner.forms
     }
 
     /// The SQL the hub installs (and would install), for migrations you manage yourself.
@@ -259,15 +268,18 @@ impl Hub {
             topics.extend(access::hidden_topics(root, &tree)?);
             topics.extend(policy_topics.iter().cloned());
         }
-        let shape = Shape {
+        let form = shapes::Form {
             root,
             paths: self.graph().shape(root, &tree)?,
             tree,
-            membership,
             access: spec.access.clone(),
             policy_topics,
             spec,
             single,
+        };
+        let shape = Shape {
+            form: self.forms().intern(form),
+            membership,
         };
         let inbox = Inbox::open(&self.inner.router, topics, Ops::ALL, true);
         if let Some(access) = shape.access.as_ref().and_then(Access::reads_as) {
@@ -452,7 +464,8 @@ impl Hub {
         }
     }
 
-    /// Entries in the shared row cache now (after pending evictions ran).
+    /// Entries in the shared row cache now (after pending evictions ran): the bounded store's,
+    /// and the rows filed or loading for the syncs of recent changes.
     pub async fn cache_entries(&self) -> u64 {
         self.inner.loader.cache.len().await
     }

@@ -6,36 +6,36 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 
+use super::shapes::Form;
 use super::Hub;
 use crate::change::Change;
 use crate::change::ResyncReason;
 use crate::error::{ErrorClass, HubError, SyncError};
-use crate::graph::{PreloadTree, ShapePaths};
-use crate::load::{rows_under_snapshot, Access, QuerySpec, Selection, Snapshot};
+use crate::graph::PreloadTree;
+use crate::load::{rows_under_snapshot, Access, Selection, Snapshot};
 use crate::route::{
     topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,
 };
-use crate::schema::{Key, Schema, SchemaMeta};
+use crate::schema::{Key, Schema};
 use crate::sync::{
     apply, worth_an_index, Changes, Held, HeldIndex, Membership, SyncCtx, SyncOptions, Verdict,
     Versions,
 };
 
-/// The data shape a subscription was made for, with its paths to every table.
+/// The data shape a subscription was made for, with its paths to every table: the form its
+/// query shares with every subscription of that query, and which rows are its own.
+#[derive(Clone)]
 pub(crate) struct Shape {
-    pub root: &'static SchemaMeta,
-    pub tree: PreloadTree,
-    pub paths: Arc<ShapePaths>,
+    pub form: Arc<Form>,
     /// Which root rows belong to the held data.
     pub membership: Membership,
-    /// What a reload reads (filters, order, preloads), for a query membership.
-    pub spec: QuerySpec,
-    /// Whether the data holds at most one row of a query (`one()`).
-    pub single: bool,
-    /// Who is asking: every read serving this data runs under it.
-    pub access: Option<Access>,
-    /// Every change of the tables policies read, for a context with a role or settings.
-    pub policy_topics: Vec<Topic>,
+}
+
+impl std::ops::Deref for Shape {
+    type Target = Form;
+    fn deref(&self) -> &Form {
+        &self.form
+    }
 }
 
 impl Shape {
@@ -134,19 +134,23 @@ pub struct SyncStats {
 pub struct Subscription {
     inbox: Inbox,
     hub: Hub,
-    shape: Option<Arc<Shape>>,
-    /// The snapshot of the last reload: changes it saw are in the data already.
-    snapshot: Option<Snapshot>,
+    shape: Option<Shape>,
+    /// The snapshot of the last reload: changes it saw are in the data already. (An `Arc`:
+    /// a live value shows the same one beside its data.)
+    snapshot: Option<Arc<Snapshot>>,
     /// The version of each row changed since the last load.
     versions: Versions,
     /// Changes queued by a catch-up that may also arrive through the queue: their second
     /// arrival is expected, not a duplicate.
-    caught_up: HashSet<u64>,
+    /// (`None` until a catch-up queues one: most subscriptions never have any.)
+    #[allow(clippy::box_collection)]
+    caught_up: Option<Box<HashSet<u64>>>,
     stats: SyncStats,
     /// Reloads that failed in a row (the next one waits longer).
     failed_reloads: u32,
     /// Where a large held list holds each row (`None`: not built, or out of step).
-    held_index: Option<HeldIndex>,
+    /// (Boxed: most subscriptions hold too little to want one.)
+    held_index: Option<Box<HeldIndex>>,
 }
 
 impl Subscription {
@@ -154,10 +158,10 @@ impl Subscription {
         Subscription {
             inbox,
             hub,
-            shape: shape.map(Arc::new),
+            shape,
             snapshot: None,
             versions: Versions::default(),
-            caught_up: HashSet::new(),
+            caught_up: None,
             stats: SyncStats::default(),
             failed_reloads: 0,
             held_index: None,
@@ -238,6 +242,11 @@ impl Subscription {
 
     /// The snapshot of the last reload, if the data was loaded through the subscription.
     pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_deref()
+    }
+
+    /// The snapshot of the last reload, to share.
+    pub(crate) fn snapshot_arc(&self) -> Option<&Arc<Snapshot>> {
         self.snapshot.as_ref()
     }
 
@@ -278,7 +287,11 @@ impl Subscription {
                 match verdict {
                     Verdict::Apply => {}
                     Verdict::Duplicate => {
-                        if !self.caught_up.remove(&change.seq) {
+                        let expected = self
+                            .caught_up
+                            .as_mut()
+                            .is_some_and(|c| c.remove(&change.seq));
+                        if !expected {
                             self.stats.duplicates += 1;
                         }
                         return Ok(Changes::default());
@@ -286,7 +299,11 @@ impl Subscription {
                     Verdict::Stale => {
                         // a change applied from a catch-up, delivered as well, when newer
                         // ones of its row were caught up with it, is not out of order
-                        if !self.caught_up.remove(&change.seq) {
+                        let expected = self
+                            .caught_up
+                            .as_mut()
+                            .is_some_and(|c| c.remove(&change.seq));
+                        if !expected {
                             self.stats.stale += 1;
                         }
                         return Ok(Changes::default());
@@ -339,7 +356,7 @@ impl Subscription {
 
     /// The shape, grown by the paths `options` add (data synced with them holds those too,
     /// and its reloads and routing must follow them).
-    fn grown_shape<S: Schema>(&mut self, options: &SyncOptions) -> Result<Arc<Shape>, SyncError> {
+    fn grown_shape<S: Schema>(&mut self, options: &SyncOptions) -> Result<Shape, SyncError> {
         let shape = self.shape_of::<S>()?;
         if options.is_empty() {
             return Ok(shape);
@@ -350,21 +367,24 @@ impl Subscription {
         }
         let mut spec = shape.spec.clone();
         spec.preloads = tree.paths();
-        let grown = Arc::new(Shape {
+        let form = Form {
             root: shape.root,
             paths: self.hub.graph().shape(shape.root, &tree)?,
             tree,
-            membership: shape.membership.clone(),
             spec,
             single: shape.single,
             access: shape.access.clone(),
             policy_topics: shape.policy_topics.clone(),
-        });
+        };
+        let grown = Shape {
+            form: self.hub.forms().intern(form),
+            membership: shape.membership.clone(),
+        };
         self.shape = Some(grown.clone());
         Ok(grown)
     }
 
-    fn shape_of<S: Schema>(&self) -> Result<Arc<Shape>, SyncError> {
+    fn shape_of<S: Schema>(&self) -> Result<Shape, SyncError> {
         let shape = self.shape.clone().ok_or(SyncError::NoShape)?;
         if !std::ptr::eq(shape.root, S::meta()) {
             return Err(SyncError::WrongSchema {
@@ -389,7 +409,9 @@ impl Subscription {
             return None;
         }
         if self.held_index.is_none() {
-            self.held_index = HeldIndex::build(&data.rows(), &shape.tree).ok();
+            self.held_index = HeldIndex::build(&data.rows(), &shape.tree)
+                .ok()
+                .map(Box::new);
         }
         let index = self.held_index.as_ref()?;
         let at = index.positions(shape.root, change, paths)?;
@@ -444,11 +466,11 @@ impl Subscription {
                 Some(missed) => {
                     // why bounded: a caught-up change that was not routed to us never
                     // arrives a second time
-                    if self.caught_up.len() > 4096 {
-                        self.caught_up.clear();
+                    let caught_up = self.caught_up.get_or_insert_with(Box::default);
+                    if caught_up.len() > 4096 {
+                        caught_up.clear();
                     }
                     // a change an earlier catch-up queued already is not queued again
-                    let caught_up = &mut self.caught_up;
                     self.inbox.catch_up(missed, |c| caught_up.insert(c.seq));
                 }
                 None => self.inbox.resync_first(ResyncReason::Lagged { missed: 0 }),
@@ -516,7 +538,7 @@ impl Subscription {
         let held: Vec<&S> = rows.iter().collect();
         self.inbox.set_topics(shape.topics(&held)?);
         self.hub.track_access(self.inbox.id(), true);
-        self.snapshot = Some(snapshot);
+        self.snapshot = Some(Arc::new(snapshot));
         self.held_index = None;
         self.versions.reset();
         self.stats.loads += 1;

@@ -22,7 +22,7 @@ use crate::hub::{Hub, Subscription, SyncStats};
 use crate::load::{Query, Snapshot};
 use crate::route::SubscriptionId;
 use crate::schema::{Key, Schema};
-use crate::sync::{Changes, Held, Membership, SyncOptions};
+use crate::sync::{Changes, Held, KeySet, Membership, SyncOptions};
 
 pub use stream::LiveUpdate;
 
@@ -109,7 +109,7 @@ impl<S: Schema> Query<'static, S, Follow> {
         // why every part of the query: values share only when a fresh load of each would
         // give the same data, synced the same way; the access context by its full key, as
         // its Debug hides setting values (two tenants must never share a value)
-        let shared_key = key_of(&format!(
+        let shared_key = crate::hub::hash128(&format!(
             "{}|{:?}|{:?}|{:?}|{single}|{}",
             std::any::type_name::<T>(),
             key,
@@ -140,7 +140,7 @@ impl<S: Schema> Query<'static, S, Follow> {
             // why by key when nothing else filters: a followed key is routed by that row's
             // topic alone, not by every change of the table
             Some(key) if self.spec.filters.is_empty() => {
-                Membership::Keys(Arc::new([key].into_iter().collect()))
+                Membership::Keys(Arc::new(KeySet::One(key)))
             }
             key => {
                 if let Some(key) = key {
@@ -165,19 +165,6 @@ impl<S: Schema> Query<'static, S, Follow> {
     }
 }
 
-/// A 128-bit hash of `text` (two 64-bit hashes, apart): the key of a shared value, small
-/// where the text is not.
-fn key_of(text: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |salt: u8| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        salt.hash(&mut hasher);
-        text.hash(&mut hasher);
-        hasher.finish() as u128
-    };
-    half(1) << 64 | half(2)
-}
-
 /// Data loaded by a live query and kept in sync: it derefs to the data, and
 /// [`next`](Live::next) applies each delivered change and says what changed at the top level.
 ///
@@ -192,8 +179,9 @@ pub struct Live<T: LiveValue> {
     /// `None` only while the [`Stream`](futures_util::Stream) impl applies a transaction
     /// with it: then it is in `flight`.
     viewer: Option<Viewer<T>>,
-    /// A transaction the `Stream` impl is applying (live/stream.rs).
-    flight: Option<stream::Flight<T>>,
+    /// A transaction the `Stream` impl is applying (live/stream.rs). Boxed: most live
+    /// values are never streamed, and each of them would carry its room.
+    flight: Option<Box<stream::Flight<T>>>,
 }
 
 impl<T: LiveValue> Live<T> {

@@ -15,11 +15,11 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::LiveValue;
 use crate::change::ResyncReason;
@@ -39,8 +39,13 @@ pub(crate) struct Shared<T: LiveValue> {
     id: SubscriptionId,
     driver: tokio::sync::Mutex<Driver>,
     state: Mutex<State<T>>,
-    /// The latest version, for viewers to wake on.
-    published: watch::Sender<u64>,
+    /// Counts publications (a version, or a value given back after a cut-short sync), for
+    /// viewers to wake on with `published_wake`.
+    ///
+    /// why a counter and one `Notify`, not a `watch` channel: a `watch` channel is ~400 bytes
+    /// (nine `Notify`s), and a hub keeps one per live value, most with a single viewer.
+    published: AtomicU64,
+    published_wake: Notify,
     /// Viewers that want the driver now (to apply what is queued), not after the next
     /// change: one waiting for a change under the driver lock lets go for them.
     wanting: AtomicUsize,
@@ -71,33 +76,65 @@ struct State<T> {
 
 /// How many viewers show each version, oldest first (a few versions at most: viewers keep
 /// up, or jump to the latest).
-struct Positions(Vec<(u64, u32)>);
+///
+/// why one version inline: most values have one viewer, or all at one version, and a list
+/// is a heap block per value.
+enum Positions {
+    /// Viewers at one version (0 viewers: none anywhere).
+    One(u64, u32),
+    Many(Vec<(u64, u32)>),
+}
 
 impl Positions {
     fn add(&mut self, version: u64) {
-        match self.0.iter_mut().find(|(v, _)| *v == version) {
-            Some((_, n)) => *n += 1,
-            None => {
-                let at = self.0.partition_point(|(v, _)| *v < version);
-                self.0.insert(at, (version, 1));
+        match self {
+            Positions::One(_, 0) => *self = Positions::One(version, 1),
+            Positions::One(v, n) if *v == version => *n += 1,
+            Positions::One(v, n) => {
+                let mut list = vec![(*v, *n), (version, 1)];
+                list.sort_unstable_by_key(|(v, _)| *v);
+                *self = Positions::Many(list);
             }
+            Positions::Many(list) => match list.iter_mut().find(|(v, _)| *v == version) {
+                Some((_, n)) => *n += 1,
+                None => {
+                    let at = list.partition_point(|(v, _)| *v < version);
+                    list.insert(at, (version, 1));
+                }
+            },
         }
     }
 
     /// Takes a viewer off `version`; false if none was there.
     fn remove(&mut self, version: u64) -> bool {
-        let Some(at) = self.0.iter().position(|(v, _)| *v == version) else {
-            return false;
-        };
-        self.0[at].1 -= 1;
-        if self.0[at].1 == 0 {
-            self.0.remove(at);
+        match self {
+            Positions::One(v, n) if *v == version && *n > 0 => {
+                *n -= 1;
+                true
+            }
+            Positions::One(..) => false,
+            Positions::Many(list) => {
+                let Some(at) = list.iter().position(|(v, _)| *v == version) else {
+                    return false;
+                };
+                list[at].1 -= 1;
+                if list[at].1 == 0 {
+                    list.remove(at);
+                }
+                if let [(v, n)] = list[..] {
+                    *self = Positions::One(v, n);
+                }
+                true
+            }
         }
-        true
     }
 
     fn oldest(&self) -> Option<u64> {
-        self.0.first().map(|(v, _)| *v)
+        match self {
+            Positions::One(_, 0) => None,
+            Positions::One(v, _) => Some(*v),
+            Positions::Many(list) => list.first().map(|(v, _)| *v),
+        }
     }
 }
 
@@ -176,10 +213,11 @@ impl<T: LiveValue> Shared<T> {
                 current: Arc::downgrade(&data),
                 view: view.clone(),
                 steps: VecDeque::new(),
-                positions: Positions(vec![(0, 1)]),
+                positions: Positions::One(0, 1),
                 viewers: 1,
             }),
-            published: watch::Sender::new(0),
+            published: AtomicU64::new(0),
+            published_wake: Notify::new(),
             wanting: AtomicUsize::new(0),
             wanted: Notify::new(),
         });
@@ -194,13 +232,13 @@ impl<T: LiveValue> Shared<T> {
                 }
             }
         };
-        let updates = shared.published.subscribe();
+        let noticed = shared.published.load(Ordering::Acquire);
         let ours = Viewer {
             data,
             view,
             seen: 0,
             shared,
-            updates,
+            noticed,
         };
         if let Some(existing) = existing.and_then(|e| e.downcast::<Shared<T>>().ok()) {
             // an identical value was started while ours loaded: one value, one subscription
@@ -212,7 +250,7 @@ impl<T: LiveValue> Shared<T> {
     }
 
     async fn viewer(shared: Arc<Shared<T>>) -> Option<Viewer<T>> {
-        let mut updates = shared.published.subscribe();
+        let mut noticed = shared.published.load(Ordering::Acquire);
         loop {
             {
                 let mut state = shared.state.lock();
@@ -231,15 +269,38 @@ impl<T: LiveValue> Shared<T> {
                         view,
                         seen,
                         shared,
-                        updates,
+                        noticed,
                     });
                 }
             }
             // a sync is changing the latest value: it is published when done
-            if updates.changed().await.is_err() {
-                return None;
-            }
+            shared.changed(&mut noticed).await;
         }
+    }
+}
+
+impl<T: LiveValue> Shared<T> {
+    /// Waits for a publication after the one `noticed` counts, and notes it (cancel-safe:
+    /// `noticed` moves only when it returns).
+    async fn changed(&self, noticed: &mut u64) {
+        loop {
+            let wake = self.published_wake.notified();
+            tokio::pin!(wake);
+            // why enabled before the check: a publication after it wakes `wake`
+            wake.as_mut().enable();
+            let now = self.published.load(Ordering::Acquire);
+            if now != *noticed {
+                *noticed = now;
+                return;
+            }
+            wake.await;
+        }
+    }
+
+    /// Tells every waiting viewer that something was published.
+    fn announce(&self) {
+        self.published.fetch_add(1, Ordering::AcqRel);
+        self.published_wake.notify_waiters();
     }
 }
 
@@ -255,9 +316,9 @@ impl<T: LiveValue> Drop for Shared<T> {
 /// The view's snapshot and counters after the driver's syncs, reusing `before`'s snapshot
 /// when it did not change.
 fn view_of(sub: &Subscription, before: &View) -> View {
-    let snapshot = match (sub.snapshot(), &before.snapshot) {
-        (Some(now), Some(was)) if **was == *now => Some(was.clone()),
-        (now, _) => now.cloned().map(Arc::new),
+    let snapshot = match (sub.snapshot_arc(), &before.snapshot) {
+        (Some(now), Some(was)) if **was == **now => Some(was.clone()),
+        (now, _) => now.cloned(),
     };
     View {
         snapshot,
@@ -271,7 +332,8 @@ pub(crate) struct Viewer<T: LiveValue> {
     pub view: View,
     seen: u64,
     shared: Arc<Shared<T>>,
-    updates: watch::Receiver<u64>,
+    /// The publications this viewer has taken note of (see [`Shared::changed`]).
+    noticed: u64,
 }
 
 /// What a call to the driver did.
@@ -334,8 +396,8 @@ impl<T: LiveValue> Viewer<T> {
     /// Takes the next version this viewer has not shown; a viewer too far behind jumps to
     /// the latest one, told as a reload.
     fn advance(&mut self) -> Option<Changes> {
-        // why first: a version published from now on wakes `updates.changed()`
-        self.updates.borrow_and_update();
+        // why first: a version published from now on wakes `Shared::changed`
+        self.noticed = self.shared.published.load(Ordering::Acquire);
         let mut state = self.shared.state.lock();
         if state.version == self.seen {
             return None;
@@ -379,7 +441,7 @@ impl<T: LiveValue> Viewer<T> {
         let mut guard = if wait {
             tokio::select! {
                 biased;
-                _ = self.updates.changed() => return Ok(Driven::Behind),
+                _ = shared.changed(&mut self.noticed) => return Ok(Driven::Behind),
                 guard = shared.driver.lock() => guard,
             }
         } else {
@@ -509,11 +571,10 @@ impl<T: LiveValue> Viewer<T> {
             self.seen = version;
         }
         self.view = state.view.clone();
-        let version = state.version;
         drop(state);
         self.data = value;
         // why always: viewers joining while the value was being changed wait for this
-        shared.published.send_replace(version);
+        shared.announce();
     }
 }
 
@@ -540,7 +601,30 @@ impl<T: LiveValue> Drop for Restore<'_, T> {
             self.shared.state.lock().current = Arc::downgrade(&value);
             *self.home = value;
             *self.interrupted = true;
-            self.shared.published.send_modify(|_| {});
+            self.shared.announce();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Positions;
+
+    #[test]
+    fn positions_count_viewers_per_version_oldest_first() {
+        let mut at = Positions::One(0, 1);
+        at.add(0);
+        at.add(2);
+        at.add(1);
+        assert_eq!(at.oldest(), Some(0));
+        assert!(at.remove(0) && at.remove(0));
+        assert!(!at.remove(0), "no viewer left there");
+        assert_eq!(at.oldest(), Some(1));
+        assert!(at.remove(1));
+        assert!(matches!(at, Positions::One(2, 1)), "back inline");
+        assert!(at.remove(2));
+        assert_eq!(at.oldest(), None);
+        at.add(5);
+        assert_eq!(at.oldest(), Some(5));
     }
 }

@@ -82,12 +82,12 @@ impl<T: LiveValue> Live<T> {
             let item = viewer.next().await;
             (viewer, item)
         };
-        self.flight = Some(Flight {
+        self.flight = Some(Box::new(Flight {
             future: Box::pin(future),
             data,
             view,
             id,
-        });
+        }));
         true
     }
 }

@@ -104,7 +104,7 @@ pub(crate) enum Membership {
     Any,
     /// Exactly these keys (`subscribe(&rows)`, `live().get(pk)`): a row deleted and inserted
     /// again under one of them returns.
-    Keys(Arc<HashSet<Key>>),
+    Keys(Arc<KeySet>),
     /// The rows a query selects (`subscribe_table`, `live().all()`): rows inserted or updated
     /// into matching the filter join, in the query's order; rows that stop matching leave.
     Query {
@@ -112,6 +112,45 @@ pub(crate) enum Membership {
         filter: Option<Arc<Filter>>,
         order_by: Arc<[OrderBy]>,
     },
+}
+
+/// The keys a [`Membership::Keys`] follows.
+///
+/// why one key apart: most such holders follow one row (`live().get(pk)`), and a set of one
+/// is ~200 bytes (a table of four slots) where the key alone is 24.
+#[derive(Debug)]
+pub(crate) enum KeySet {
+    One(Key),
+    Many(HashSet<Key>),
+}
+
+impl KeySet {
+    /// Whether `key` is followed.
+    pub fn contains(&self, key: &Key) -> bool {
+        match self {
+            KeySet::One(one) => one == key,
+            KeySet::Many(keys) => keys.contains(key),
+        }
+    }
+
+    /// Every key followed.
+    pub fn iter(&self) -> impl Iterator<Item = &Key> {
+        let (one, many) = match self {
+            KeySet::One(one) => (Some(one), None),
+            KeySet::Many(keys) => (None, Some(keys.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+impl FromIterator<Key> for KeySet {
+    fn from_iter<I: IntoIterator<Item = Key>>(keys: I) -> KeySet {
+        let mut keys: HashSet<Key> = keys.into_iter().collect();
+        match keys.len() {
+            1 => KeySet::One(keys.drain().next().expect("one key")),
+            _ => KeySet::Many(keys),
+        }
+    }
 }
 
 impl Membership {

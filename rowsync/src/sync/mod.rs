@@ -14,7 +14,7 @@ mod walk;
 use std::collections::HashSet;
 
 pub use context::SyncOptions;
-pub(crate) use context::{Membership, SyncCtx};
+pub(crate) use context::{KeySet, Membership, SyncCtx};
 pub use held::Held;
 pub use index::set_indexed_from;
 pub(crate) use index::{worth_an_index, HeldIndex};

@@ -39,8 +39,10 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 pub(crate) struct Versions {
     // why by table first: a lookup borrows the change's key instead of cloning it (a
-    // judgement is made for every change every holder applies)
-    rows: HashMap<TableName, HashMap<Key, u64>>,
+    // judgement is made for every change every holder applies); why boxed, and `None` until
+    // a change is recorded: a hub keeps one per subscription, most never changed
+    #[allow(clippy::box_collection)]
+    rows: Option<Box<HashMap<TableName, HashMap<Key, u64>>>>,
     /// Rows remembered, over every table.
     remembered: usize,
     /// Changes at or below this were applied before the memory was emptied.
@@ -58,7 +60,7 @@ impl Versions {
         if change.seq > self.newest {
             return Verdict::Apply;
         }
-        let table = self.rows.get(&change.table);
+        let table = self.rows.as_ref().and_then(|rows| rows.get(&change.table));
         let held = |key: &Key| table.and_then(|rows| rows.get(key)).copied();
         let version = held(&change.key);
         // a change that moved its row is news while what it says of the old key is: the
@@ -102,11 +104,15 @@ impl Versions {
     /// Raises the version of one row to `seq` (the key is cloned only for a row new here).
     fn at_least(&mut self, table: TableName, key: &Key, seq: u64) {
         if self.remembered >= REMEMBERED {
-            self.rows.clear();
+            self.rows = None;
             self.remembered = 0;
             self.floor = self.newest;
         }
-        let rows = self.rows.entry(table).or_default();
+        let rows = self
+            .rows
+            .get_or_insert_with(Box::default)
+            .entry(table)
+            .or_default();
         match rows.get_mut(key) {
             Some(version) => *version = (*version).max(seq),
             None => {
@@ -124,7 +130,7 @@ impl Versions {
 
     /// Forgets everything: the data was just reloaded (its snapshot says what it reflects).
     pub fn reset(&mut self) {
-        self.rows.clear();
+        self.rows = None;
         self.remembered = 0;
         self.floor = 0;
         self.newest = 0;
