@@ -276,6 +276,11 @@ impl Subscription {
                         self.stats.stale += 1;
                         return Ok(Changes::default());
                     }
+                    // a catch-up queued it and it was taken then: its second arrival, come
+                    // after more changes than the versions remember
+                    Verdict::Unknown if self.caught_up.remove(&change.seq) => {
+                        return Ok(Changes::default());
+                    }
                     // old news or not, only a reload can tell
                     Verdict::Unknown => return self.resync(data, &ResyncReason::OutOfOrder).await,
                 }
