@@ -18,8 +18,8 @@ use crate::cache::Loader;
 use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
 use crate::load::Access;
-use crate::route::router::Router;
 use crate::route::queue::Queue;
+use crate::route::router::Router;
 use crate::route::SubscriptionId;
 use crate::schema::{Key, RowImage, SchemaMeta, TableName};
 
