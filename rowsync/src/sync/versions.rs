@@ -133,6 +133,7 @@ fn names(change: &Change, key: &Key) -> bool {
 mod tests {
     use super::*;
     use crate::change::Op;
+    use crate::schema::TableName;
 
     fn change(seq: u64, key: i64, op: Op) -> Arc<Change> {
         Arc::new(Change {
