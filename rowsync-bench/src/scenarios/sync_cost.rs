@@ -68,6 +68,7 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         let mut sub = bench.hub.subscribe(&posts, POST_SHAPE)?;
         let mut tag_syncs = Vec::new();
         let mut post_syncs = Vec::new();
+        let (mut tag_latencies, mut post_latencies) = (Vec::new(), Vec::new());
         let mut patches = Vec::new();
         for r in 0..reps {
             let tag = r as i64 % TAGS + 1;
@@ -77,7 +78,10 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
                     "UPDATE tags SET name = 'v{version}' WHERE id = {tag}"
                 ))
                 .await?;
-            tag_syncs.push(timed_sync(&mut sub, &mut posts).await?);
+            let committed = Instant::now();
+            let (synced, applied) = timed_sync(&mut sub, &mut posts).await?;
+            tag_syncs.push(synced);
+            tag_latencies.push(applied - committed);
             let expected = format!("v{version}");
             if !tags_named(&posts, tag).all(|name| name == expected) {
                 report.note(format!("rowsync: tag {tag} not updated everywhere"));
@@ -87,7 +91,10 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
             writer
                 .execute(&format!("UPDATE posts SET name = 'p{r}' WHERE id = {post}"))
                 .await?;
-            post_syncs.push(timed_sync(&mut sub, &mut posts).await?);
+            let committed = Instant::now();
+            let (synced, applied) = timed_sync(&mut sub, &mut posts).await?;
+            post_syncs.push(synced);
+            post_latencies.push(applied - committed);
 
             patches.push(fetch_and_patch(&bench, &mut posts, tag).await?);
         }
@@ -102,6 +109,14 @@ pub async fn run(mode: Mode) -> BenchResult<Vec<Report>> {
         report
             .rowsync("sync_tag_update_ms", round(ms(tag_sync)))
             .rowsync("sync_post_update_ms", round(ms(post_sync)))
+            .rowsync(
+                "commit_to_applied_tag_ms",
+                round(ms(median(&tag_latencies))),
+            )
+            .rowsync(
+                "commit_to_applied_post_ms",
+                round(ms(median(&post_latencies))),
+            )
             .rowsync("posts_holding_the_tag", holders as u64)
             .rowsync("reload_over_sync", round(ratio(reload, tag_sync)))
             .rowsync("reload_over_post_sync", round(ratio(reload, post_sync)))
@@ -136,12 +151,18 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
-/// Waits for the next change of `sub` and times `sync` of it.
-async fn timed_sync(sub: &mut Subscription, posts: &mut Vec<Post>) -> BenchResult<Duration> {
+/// Waits for the next change of `sub` and times `sync` of it: the sync's own time (from the
+/// message received), and when it was done (the caller times commit → applied from it,
+/// which includes the read of the changed row wherever it happens).
+async fn timed_sync(
+    sub: &mut Subscription,
+    posts: &mut Vec<Post>,
+) -> BenchResult<(Duration, Instant)> {
     let message = super::next_change(sub).await?;
     let started = Instant::now();
     sub.sync(posts, &message).await?;
-    Ok(started.elapsed())
+    let done = Instant::now();
+    Ok((done - started, done))
 }
 
 /// The hand-written alternative: fetch the tag, patch every post holding it.

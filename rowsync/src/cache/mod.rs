@@ -584,9 +584,15 @@ impl Loader {
 
     /// Offers one batched read of the rows of `meta`'s table that changes `wanted`
     /// (key, seq, syncs expected to ask) will have syncs read, under this loader's context.
-    /// `now`: start the read at once (see `prefetch::start`).
-    pub fn prefetch(&self, meta: &'static SchemaMeta, wanted: Vec<(Key, u64, u32)>, now: bool) {
-        prefetch::start(self, meta, wanted, now);
+    /// `now`: start the read at once (see `prefetch::start`), and get a future that ends
+    /// when the read does.
+    pub fn prefetch(
+        &self,
+        meta: &'static SchemaMeta,
+        wanted: Vec<(Key, u64, u32)>,
+        now: bool,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        prefetch::start(self, meta, wanted, now)
     }
 }
 

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use futures_util::future::FutureExt;
+use futures_util::future::{BoxFuture, FutureExt};
 
 use super::{read_image, Loader, RowKey};
 use crate::error::LoadError;
@@ -30,15 +30,16 @@ use crate::schema::{Key, SchemaMeta, SharedImage};
 /// the read starts at once (the changes' transactions are visible to other sessions: the
 /// trigger source hears of a change only then); without, it runs when the first caller asks
 /// (a replication stream can hand a change over a moment before its transaction is visible,
-/// see `hub/told.rs`).
+/// see `hub/told.rs`). Returns, for a read started now, a future that ends when it ends (in
+/// success or not), for waking its subscribers only then.
 pub(super) fn start(
     loader: &Loader,
     meta: &'static SchemaMeta,
     wanted: Vec<(Key, u64, u32)>,
     now: bool,
-) {
+) -> Option<BoxFuture<'static, ()>> {
     if wanted.is_empty() {
-        return;
+        return None;
     }
     let mut seen = HashSet::new();
     let keys: Vec<Key> = wanted
@@ -66,10 +67,11 @@ pub(super) fn start(
     .map(|r| r.map_err(Arc::new))
     .boxed()
     .shared();
-    if now {
+    let done = now.then(|| {
         // the read runs now, whoever asks for its rows and whenever
         tokio::spawn(batch.clone().map(drop));
-    }
+        batch.clone().map(drop).boxed()
+    });
     let alone = Arc::new(Alone {
         db: loader.db.clone(),
         cache: loader.cache.clone(),
@@ -112,6 +114,7 @@ pub(super) fn start(
     // why collected first: the futures are built before the map is locked, not under it
     let offers: Vec<_> = offers.collect();
     loader.cache.images.offer(offers);
+    done
 }
 
 /// What a share of a failed batch needs to read its row alone (one for the whole batch).

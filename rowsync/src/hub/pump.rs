@@ -7,7 +7,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::{join_all, BoxFuture};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,6 +18,7 @@ use crate::cache::Loader;
 use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
 use crate::load::Access;
+use crate::route::queue::Queue;
 use crate::route::router::Router;
 use crate::route::SubscriptionId;
 use crate::schema::{Key, RowImage, SchemaMeta, TableName};
@@ -174,9 +177,10 @@ impl Pump {
                     .push((r.change.key.clone(), r.change.seq, claims));
             }
         }
+        let mut reading = Vec::new();
         for ((table, access, now), wanted) in wanted {
             if let Some(meta) = self.schemas.get(&table) {
-                self.loader.under(access).prefetch(meta, wanted, now);
+                reading.extend(self.loader.under(access).prefetch(meta, wanted, now));
             }
         }
         let teller = Teller {
@@ -191,8 +195,26 @@ impl Pump {
         for r in &routed {
             pending.in_transaction.extend(r.subscribers.iter().copied());
         }
-        self.router.deliver(routed);
+        // why quietly when rows are being read: see `Router::deliver`; the messages are
+        // queued now, in order (a watcher, which reads nothing, is woken as before)
+        let to_wake = self.router.deliver(routed, !reading.is_empty());
+        if !to_wake.is_empty() {
+            tokio::spawn(wake_when_read(reading, to_wake));
+        }
         self.last_seq.store(last, Ordering::Release);
+    }
+}
+
+/// How long subscribers left asleep wait for the reads of their changes at most: a read
+/// that hangs must not keep them from the messages behind it.
+const READ_WAIT: Duration = Duration::from_secs(1);
+
+/// Wakes `queues` once the reads `reading` are done (read, failed, or past [`READ_WAIT`]):
+/// their syncs then find the rows in the cache instead of waiting for them.
+async fn wake_when_read(reading: Vec<BoxFuture<'static, ()>>, queues: Vec<Arc<Queue>>) {
+    let _ = tokio::time::timeout(READ_WAIT, join_all(reading)).await;
+    for queue in queues {
+        queue.wake();
     }
 }
 

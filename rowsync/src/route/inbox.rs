@@ -415,7 +415,7 @@ mod tests {
                 xids.push(r.change.xid);
             }
         }
-        router.deliver(routed);
+        router.deliver(routed, false);
         for xid in xids {
             router.commit(xid, &ids);
         }

@@ -3,7 +3,7 @@
 mod derive;
 mod inbox;
 mod index;
-mod queue;
+pub(crate) mod queue;
 pub(crate) mod router;
 mod slot;
 mod topic;

@@ -83,22 +83,38 @@ impl Queue {
     /// causes reads everything committed by then (a flood of resyncs costs one reload per
     /// reload the subscriber has time for, not one per message).
     pub fn offer(&self, message: Message) {
-        self.offer_item(Item::Message(message));
+        self.offer_item(Item::Message(message), true);
+    }
+
+    /// Queues a message like [`offer`](Self::offer) without waking a waiting subscriber:
+    /// [`wake`](Self::wake) does, once what its sync will read is there.
+    pub fn offer_quiet(&self, message: Message) {
+        self.offer_item(Item::Message(message), false);
+    }
+
+    /// Wakes the subscriber if it waits (for a message queued quietly).
+    pub fn wake(&self) {
+        // why the waker leaves the lock first: waking under it would make the woken task
+        // wait for it
+        let waker = self.slots.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Queues the mark that transaction `xid` is whole.
     pub fn offer_commit(&self, xid: u64) {
-        self.offer_item(Item::Committed(xid));
+        self.offer_item(Item::Committed(xid), true);
     }
 
-    fn offer_item(&self, item: Item) {
+    fn offer_item(&self, item: Item, wake: bool) {
         let mark = matches!(item, Item::Committed(_));
         let resync = matches!(item, Item::Message(Message::Resync(_)));
         if resync && self.stats.resync_queued.swap(true, Ordering::AcqRel) {
             self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.push(item) {
+        match self.push(item, wake) {
             Pushed::Queued(waker) => {
                 if !mark {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -122,7 +138,7 @@ impl Queue {
         }
     }
 
-    fn push(&self, item: Item) -> Pushed {
+    fn push(&self, item: Item, wake: bool) -> Pushed {
         let mut slots = self.slots.lock();
         if slots.closed {
             return Pushed::Closed;
@@ -134,7 +150,7 @@ impl Queue {
         // message skips marks, and waking a thousand of them again for each transaction's
         // mark doubled the wake-ups of a broadcast (the trigger source's marks come a round
         // trip after the change)
-        let wake = !matches!(item, Item::Committed(_)) || slots.mark_wanted;
+        let wake = wake && (!matches!(item, Item::Committed(_)) || slots.mark_wanted);
         slots.items.push_back(item);
         // why the waker leaves the lock first: waking under it would make the woken task
         // wait for it

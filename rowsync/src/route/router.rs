@@ -177,28 +177,42 @@ impl Router {
         )
     }
 
-    /// Queues each routed change for its subscribers, in order, without waiting.
-    pub fn deliver(&self, routed: Vec<Routed>) {
+    /// Queues each routed change for its subscribers, in order, without waiting. With
+    /// `quiet`, a subscriber that syncs is not woken for a change whose row is being read
+    /// for it (`read_now`): the queues returned are, to be woken once the read is done.
+    ///
+    /// why: woken at once, it would ask for the row, find the read in flight and sleep
+    /// again until it ends; a thousand subscribers of each change woke twice per change.
+    pub fn deliver(&self, routed: Vec<Routed>, quiet: bool) -> Vec<Arc<Queue>> {
         let last = routed.last().map(|r| r.change.seq);
+        let queues = self.queues.read();
+        let mut to_wake = Vec::new();
+        for Routed {
+            change,
+            subscribers,
+            read_now,
+            ..
+        } in routed
         {
-            let queues = self.queues.read();
-            for Routed {
-                change,
-                subscribers,
-                ..
-            } in routed
-            {
-                for id in subscribers {
-                    if let Some(queue) = queues.get(&id) {
-                        queue.offer(Message::Change(change.clone()));
+            let quiet = quiet && read_now;
+            for id in subscribers {
+                if let Some(queue) = queues.get(&id) {
+                    let message = Message::Change(change.clone());
+                    if quiet && queue.syncs {
+                        queue.offer_quiet(message);
+                        to_wake.push(queue.clone());
+                    } else {
+                        queue.offer(message);
                     }
                 }
             }
         }
+        drop(queues);
         if let Some(last) = last {
             self.delivered.fetch_max(last, Ordering::AcqRel);
             self.delivery.notify_waiters();
         }
+        to_wake
     }
 
     /// Waits until every change routed so far is queued for its subscribers (the pump

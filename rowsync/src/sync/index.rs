@@ -19,7 +19,12 @@ use crate::route::{topics_for_rows, Selector};
 use crate::schema::{AssocKind, Key, Schema, SchemaMeta, TableName};
 
 /// Root rows below which a held list is walked whole (an index costs more than it saves).
-static INDEXED_FROM: AtomicUsize = AtomicUsize::new(256);
+///
+/// why not higher: a walk touches every root row held, in memory no other holder shares; a
+/// thousand holders of 100 rows each walked 100,000 rows per change (8% of a broadcast's CPU,
+/// `perf` on 2026-12-02), where the index names the one row changed. Below this, the walk is
+/// a few cache lines and the index's own memory (a map entry per row held) would dominate.
+static INDEXED_FROM: AtomicUsize = AtomicUsize::new(64);
 
 /// Whether data holding `rows` root rows is worth an index.
 pub(crate) fn worth_an_index(rows: usize) -> bool {

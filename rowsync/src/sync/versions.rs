@@ -7,14 +7,16 @@
 //! is old news and skipped; a delete is recorded like any change, so an older update cannot
 //! bring the row back.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::change::Change;
 use crate::schema::{Key, TableName};
 
-/// Rows remembered at most; past it the memory is emptied and its newest position becomes
-/// the floor (see [`Verdict::Unknown`]).
-const REMEMBERED: usize = 65_536;
+/// Changes remembered at most; past it the oldest is forgotten and its position becomes the
+/// floor (see [`Verdict::Unknown`]): a message older than the last `REMEMBERED` changes
+/// applied, that no change remembered names, costs a reload.
+const REMEMBERED: usize = 128;
 
 /// What to do with a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,27 +27,32 @@ pub(crate) enum Verdict {
     Duplicate,
     /// Older than what is held of its row.
     Stale,
-    /// At or below the floor of a memory that was emptied, for a row not remembered since,
-    /// or a key change whose old key holds a newer row: it may be old news or not; only a
-    /// reload can tell.
+    /// At or below the floor of a memory that forgot changes, for a row no change remembered
+    /// names, or a key change whose old key holds a newer row: it may be old news or not;
+    /// only a reload can tell.
     Unknown,
 }
 
-/// The version of each row changed since the data was loaded.
+/// The changes applied since the data was loaded, newest last: the version of a row is the
+/// newest of them that names it.
+///
+/// why the changes themselves, in order, instead of a map of row versions: messages mostly
+/// come in order, and a change newer than every change applied needs no look at all; what
+/// is kept is then only for the rare message that comes late or twice. Remembering a change
+/// is a pointer copy (the message's own `Arc`), where a map hashed and cloned the key for
+/// every change every holder applied (a thousand holders per change in a broadcast).
 ///
 /// Reads for a change applied after a newer one are taken as of the newer one
-/// ([`Versions::newest`]): a read kept in the shared cache from the older change's time
-/// would put older rows back, in lists read whole (links, `through`) as much as in rows.
+/// ([`Versions::read_position`]): a read kept in the shared cache from the older change's
+/// time would put older rows back, in lists read whole (links, `through`) as much as in rows.
 #[derive(Debug, Default)]
 pub(crate) struct Versions {
-    // why by table first: a lookup borrows the change's key instead of cloning it (a
-    // judgement is made for every change every holder applies); why boxed, and `None` until
-    // a change is recorded: a hub keeps one per subscription, most never changed
-    #[allow(clippy::box_collection)]
-    rows: Option<Box<HashMap<TableName, HashMap<Key, u64>>>>,
-    /// Rows remembered, over every table.
-    remembered: usize,
-    /// Changes at or below this were applied before the memory was emptied.
+    /// The changes applied, by position (`seq`), oldest first; at most [`REMEMBERED`].
+    applied: VecDeque<Arc<Change>>,
+    /// Rows syncs took in, each with the position it was read at, oldest first; at most
+    /// [`REMEMBERED`] (see [`Versions::record_read`]).
+    read: VecDeque<(TableName, Key, u64)>,
+    /// Changes at or below this may have been applied and forgotten.
     floor: u64,
     /// The newest change applied.
     newest: u64,
@@ -56,25 +63,35 @@ impl Versions {
     pub fn judge(&self, change: &Change) -> Verdict {
         // why first: newer than every change applied, it is news for whatever it names (no
         // row's version, nor the floor, can be above `newest`); messages mostly come in
-        // order, and this spares a look into a map a thousand holders each keep
+        // order, and this spares a look a thousand holders each would make
         if change.seq > self.newest {
             return Verdict::Apply;
         }
-        let table = self.rows.as_ref().and_then(|rows| rows.get(&change.table));
-        let held = |key: &Key| table.and_then(|rows| rows.get(key)).copied();
+        // why only the changes at or after this one: an older version of a row compares
+        // like no version (news either way), and every change above the floor is kept
+        let from = self.applied.partition_point(|c| c.seq < change.seq);
+        let read_from = self.read.partition_point(|(_, _, seq)| *seq < change.seq);
+        let held = |key: &Key| {
+            let applied = self
+                .applied
+                .range(from..)
+                .filter(|c| c.table == change.table && names(c, key))
+                .map(|c| c.seq);
+            let read = self
+                .read
+                .range(read_from..)
+                .filter(|(table, k, _)| *table == change.table && k == key)
+                .map(|(_, _, seq)| *seq);
+            applied.chain(read).max()
+        };
         let version = held(&change.key);
         // a change that moved its row is news while what it says of the old key is: the
         // new key may be newer already (changed again since) while the old one is not
-        let old_is_news = change
-            .old_key
-            .as_ref()
-            .is_some_and(|old| held(old).is_none_or(|v| v < change.seq));
+        let old_version = change.old_key.as_ref().map(held);
+        let old_is_news = old_version.is_some_and(|v| v.is_none_or(|v| v < change.seq));
         // a key change whose old key changed since (a row inserted again under it): applied,
         // it would take that newer row away; only a reload can tell what is right
-        let old_is_newer = change
-            .old_key
-            .as_ref()
-            .is_some_and(|old| held(old).is_some_and(|v| v > change.seq));
+        let old_is_newer = old_version.is_some_and(|v| v.is_some_and(|v| v > change.seq));
         match version {
             Some(v) if change.seq == v => Verdict::Duplicate,
             Some(v) if change.seq < v && !old_is_news => Verdict::Stale,
@@ -86,11 +103,21 @@ impl Versions {
     }
 
     /// Records that the data reflects `change` (its row, and the key it had before).
-    pub fn record(&mut self, change: &Change) {
-        for key in std::iter::once(&change.key).chain(&change.old_key) {
-            self.at_least(change.table, key, change.seq);
+    pub fn record(&mut self, change: &Arc<Change>) {
+        if self.applied.len() >= REMEMBERED {
+            if let Some(oldest) = self.applied.pop_front() {
+                self.floor = self.floor.max(oldest.seq);
+            }
         }
         self.newest = self.newest.max(change.seq);
+        // in order, it goes last; a late change goes where its position puts it
+        let at = match self.applied.back() {
+            Some(last) if last.seq > change.seq => {
+                self.applied.partition_point(|c| c.seq < change.seq)
+            }
+            _ => self.applied.len(),
+        };
+        self.applied.insert(at, change.clone());
     }
 
     /// Records that the data holds the row of `table` with `key` as read at position `seq`
@@ -98,28 +125,17 @@ impl Versions {
     /// `seq`, applied late, is old news. Without this, a late delete of a row read since
     /// would take it away, with nothing left to bring it back.
     pub fn record_read(&mut self, table: TableName, key: &Key, seq: u64) {
-        self.at_least(table, key, seq);
-    }
-
-    /// Raises the version of one row to `seq` (the key is cloned only for a row new here).
-    fn at_least(&mut self, table: TableName, key: &Key, seq: u64) {
-        if self.remembered >= REMEMBERED {
-            self.rows = None;
-            self.remembered = 0;
-            self.floor = self.newest;
-        }
-        let rows = self
-            .rows
-            .get_or_insert_with(Box::default)
-            .entry(table)
-            .or_default();
-        match rows.get_mut(key) {
-            Some(version) => *version = (*version).max(seq),
-            None => {
-                rows.insert(key.clone(), seq);
-                self.remembered += 1;
+        if self.read.len() >= REMEMBERED {
+            if let Some((_, _, oldest)) = self.read.pop_front() {
+                self.floor = self.floor.max(oldest);
             }
         }
+        // reads come at the newest position applied or later: in order, it goes last
+        let at = match self.read.back() {
+            Some((_, _, last)) if *last > seq => self.read.partition_point(|r| r.2 < seq),
+            _ => self.read.len(),
+        };
+        self.read.insert(at, (table, key.clone(), seq));
     }
 
     /// The position to read rows at for `change`: its own, or the newest change applied
@@ -130,11 +146,16 @@ impl Versions {
 
     /// Forgets everything: the data was just reloaded (its snapshot says what it reflects).
     pub fn reset(&mut self) {
-        self.rows = None;
-        self.remembered = 0;
+        self.applied = VecDeque::new();
+        self.read = VecDeque::new();
         self.floor = 0;
         self.newest = 0;
     }
+}
+
+/// Whether `change` names the row with `key` (as its key, or the key it had before).
+fn names(change: &Change, key: &Key) -> bool {
+    change.key == *key || change.old_key.as_ref() == Some(key)
 }
 
 #[cfg(test)]
@@ -142,8 +163,8 @@ mod tests {
     use super::*;
     use crate::change::Op;
 
-    fn change(seq: u64, key: i64, op: Op) -> Change {
-        Change {
+    fn change(seq: u64, key: i64, op: Op) -> Arc<Change> {
+        Arc::new(Change {
             op,
             table: TableName {
                 schema: None,
@@ -155,7 +176,7 @@ mod tests {
             old_columns: Vec::new(),
             xid: seq,
             seq,
-        }
+        })
     }
 
     #[test]
@@ -185,7 +206,7 @@ mod tests {
     fn a_key_change_covers_the_old_key_too() {
         let mut v = Versions::default();
         let mut moved = change(5, 2, Op::Updated);
-        moved.old_key = Some(Key::from(1i64));
+        Arc::make_mut(&mut moved).old_key = Some(Key::from(1i64));
         v.record(&moved);
         assert_eq!(v.judge(&change(4, 1, Op::Updated)), Verdict::Stale);
     }
@@ -196,7 +217,7 @@ mod tests {
         // row 5 inserted again at 9; the key change 5 -> 4 of 7 comes late
         v.record(&change(9, 5, Op::Inserted));
         let mut moved = change(7, 4, Op::Updated);
-        moved.old_key = Some(Key::from(5i64));
+        Arc::make_mut(&mut moved).old_key = Some(Key::from(5i64));
         assert_eq!(v.judge(&moved), Verdict::Unknown);
     }
 
@@ -205,26 +226,52 @@ mod tests {
         let mut v = Versions::default();
         v.record(&change(9, 7, Op::Inserted));
         // the sync of 9 took in row 3 as read at 9
-        let table = change(0, 0, Op::Updated).table;
-        v.record_read(table, &Key::from(3i64), 9);
+        v.record_read(change(0, 0, Op::Updated).table, &Key::from(3i64), 9);
         assert_eq!(v.judge(&change(4, 3, Op::Deleted)), Verdict::Stale);
         assert_eq!(v.judge(&change(12, 3, Op::Deleted)), Verdict::Apply);
     }
 
     #[test]
-    fn an_emptied_memory_leaves_a_floor() {
+    fn a_forgotten_change_leaves_a_floor() {
         let mut v = Versions::default();
         for i in 0..REMEMBERED as i64 + 1 {
             v.record(&change(i as u64 + 1, i, Op::Updated));
         }
         assert_eq!(
-            v.judge(&change(3, 999_999, Op::Updated)),
+            v.judge(&change(1, 999_999, Op::Updated)),
             Verdict::Unknown,
-            "below the floor, not remembered"
+            "at the floor, not remembered"
+        );
+        assert_eq!(
+            v.judge(&change(1, 0, Op::Updated)),
+            Verdict::Unknown,
+            "forgotten"
+        );
+        assert_eq!(
+            v.judge(&change(5, 4, Op::Updated)),
+            Verdict::Duplicate,
+            "still remembered"
+        );
+        assert_eq!(
+            v.judge(&change(3, 999_999, Op::Updated)),
+            Verdict::Apply,
+            "above the floor: no change since names the row"
         );
         assert_eq!(
             v.judge(&change(REMEMBERED as u64 + 10, 999_999, Op::Updated)),
             Verdict::Apply
         );
+    }
+
+    #[test]
+    fn a_late_change_takes_its_place() {
+        let mut v = Versions::default();
+        v.record(&change(9, 1, Op::Updated));
+        assert_eq!(v.judge(&change(7, 2, Op::Updated)), Verdict::Apply);
+        v.record(&change(7, 2, Op::Updated));
+        assert_eq!(v.judge(&change(7, 2, Op::Updated)), Verdict::Duplicate);
+        assert_eq!(v.judge(&change(6, 2, Op::Updated)), Verdict::Stale);
+        assert_eq!(v.judge(&change(8, 1, Op::Updated)), Verdict::Stale);
+        assert_eq!(v.read_position(&change(7, 2, Op::Updated)), 9);
     }
 }
