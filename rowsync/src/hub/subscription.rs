@@ -441,9 +441,6 @@ impl Subscription {
         let only = self.positions(shape, data, change, paths);
         let changes = apply(&ctx, data, &shape.tree, paths, only.as_deref()).await?;
         let delta = ctx.take_delta();
-        for (table, key) in &delta.read {
-            self.versions.record_read(*table, key, ctx.read_seq);
-        }
         if !delta.added.is_empty()
             || !delta.removed.is_empty()
             || !changes.inserted.is_empty()

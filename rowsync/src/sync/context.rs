@@ -12,7 +12,7 @@ use crate::change::{Change, Op};
 use crate::error::{SchemaError, SyncError};
 use crate::graph::PreloadTree;
 use crate::route::{topics_for_rows, Topic};
-use crate::schema::{Filter, Key, OrderBy, Schema, SchemaMeta, SharedImage, TableName, Value};
+use crate::schema::{Filter, Key, OrderBy, Schema, SchemaMeta, SharedImage, Value};
 
 /// Options of a sync, e.g. the shape rows of a schema get when sync inserts them
 /// (EctoSync's `preloads: %{Tag => [:posts]}`).
@@ -90,9 +90,6 @@ impl SyncOptions {
 pub(crate) struct TopicDelta {
     pub added: Vec<Topic>,
     pub removed: Vec<Topic>,
-    /// Rows the sync took in as read at its `read_seq` (each by itself, not the rows held
-    /// under it, which may be kept from before): what they are is at least that new.
-    pub read: Vec<(TableName, Key)>,
 }
 
 /// Which root rows belong to the held data.
@@ -359,9 +356,6 @@ impl SyncCtx {
         }
         let topics = topics_for_rows(&[row], tree)?;
         let mut delta = self.delta.lock();
-        if held {
-            delta.read.push((C::meta().table, row.primary_key()));
-        }
         let list = if held {
             &mut delta.added
         } else {
@@ -382,11 +376,10 @@ impl SyncCtx {
     /// The topics added and removed, with holds that were removed and added back (a row
     /// replaced by a row with the same keys) cancelled out.
     pub fn take_delta(&self) -> TopicDelta {
-        let mut delta = std::mem::take(&mut *self.delta.lock());
+        let delta = std::mem::take(&mut *self.delta.lock());
         if delta.added.is_empty() || delta.removed.is_empty() {
             return delta;
         }
-        let read = std::mem::take(&mut delta.read);
         let mut net: HashMap<Topic, isize> = HashMap::new();
         for topic in delta.added {
             *net.entry(topic).or_default() += 1;
@@ -394,10 +387,7 @@ impl SyncCtx {
         for topic in delta.removed {
             *net.entry(topic).or_default() -= 1;
         }
-        let mut out = TopicDelta {
-            read,
-            ..TopicDelta::default()
-        };
+        let mut out = TopicDelta::default();
         for (topic, count) in net {
             let list = if count > 0 {
                 &mut out.added

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::change::Change;
-use crate::schema::{Key, TableName};
+use crate::schema::Key;
 
 /// Changes remembered at most; past it the oldest is forgotten and its position becomes the
 /// floor (see [`Verdict::Unknown`]): a message older than the last `REMEMBERED` changes
@@ -49,9 +49,6 @@ pub(crate) enum Verdict {
 pub(crate) struct Versions {
     /// The changes applied, by position (`seq`), oldest first; at most [`REMEMBERED`].
     applied: VecDeque<Arc<Change>>,
-    /// Rows syncs took in, each with the position it was read at, oldest first; at most
-    /// [`REMEMBERED`] (see [`Versions::record_read`]).
-    read: VecDeque<(TableName, Key, u64)>,
     /// Changes at or below this may have been applied and forgotten.
     floor: u64,
     /// The newest change applied.
@@ -70,19 +67,12 @@ impl Versions {
         // why only the changes at or after this one: an older version of a row compares
         // like no version (news either way), and every change above the floor is kept
         let from = self.applied.partition_point(|c| c.seq < change.seq);
-        let read_from = self.read.partition_point(|(_, _, seq)| *seq < change.seq);
         let held = |key: &Key| {
-            let applied = self
-                .applied
+            self.applied
                 .range(from..)
                 .filter(|c| c.table == change.table && names(c, key))
-                .map(|c| c.seq);
-            let read = self
-                .read
-                .range(read_from..)
-                .filter(|(table, k, _)| *table == change.table && k == key)
-                .map(|(_, _, seq)| *seq);
-            applied.chain(read).max()
+                .map(|c| c.seq)
+                .max()
         };
         let version = held(&change.key);
         // a change that moved its row is news while what it says of the old key is: the
@@ -120,24 +110,6 @@ impl Versions {
         self.applied.insert(at, change.clone());
     }
 
-    /// Records that the data holds the row of `table` with `key` as read at position `seq`
-    /// (a row a sync took in, read as of that change or later): a change of it at or before
-    /// `seq`, applied late, is old news. Without this, a late delete of a row read since
-    /// would take it away, with nothing left to bring it back.
-    pub fn record_read(&mut self, table: TableName, key: &Key, seq: u64) {
-        if self.read.len() >= REMEMBERED {
-            if let Some((_, _, oldest)) = self.read.pop_front() {
-                self.floor = self.floor.max(oldest);
-            }
-        }
-        // reads come at the newest position applied or later: in order, it goes last
-        let at = match self.read.back() {
-            Some((_, _, last)) if *last > seq => self.read.partition_point(|r| r.2 < seq),
-            _ => self.read.len(),
-        };
-        self.read.insert(at, (table, key.clone(), seq));
-    }
-
     /// The position to read rows at for `change`: its own, or the newest change applied
     /// when that is newer (the data must not go back to an older state).
     pub fn read_position(&self, change: &Change) -> u64 {
@@ -147,7 +119,6 @@ impl Versions {
     /// Forgets everything: the data was just reloaded (its snapshot says what it reflects).
     pub fn reset(&mut self) {
         self.applied = VecDeque::new();
-        self.read = VecDeque::new();
         self.floor = 0;
         self.newest = 0;
     }
@@ -162,6 +133,7 @@ fn names(change: &Change, key: &Key) -> bool {
 mod tests {
     use super::*;
     use crate::change::Op;
+    use crate::schema::TableName;
 
     fn change(seq: u64, key: i64, op: Op) -> Arc<Change> {
         Arc::new(Change {
@@ -219,16 +191,6 @@ mod tests {
         let mut moved = change(7, 4, Op::Updated);
         Arc::make_mut(&mut moved).old_key = Some(Key::from(5i64));
         assert_eq!(v.judge(&moved), Verdict::Unknown);
-    }
-
-    #[test]
-    fn a_row_read_since_is_not_taken_away_by_an_older_delete() {
-        let mut v = Versions::default();
-        v.record(&change(9, 7, Op::Inserted));
-        // the sync of 9 took in row 3 as read at 9
-        v.record_read(change(0, 0, Op::Updated).table, &Key::from(3i64), 9);
-        assert_eq!(v.judge(&change(4, 3, Op::Deleted)), Verdict::Stale);
-        assert_eq!(v.judge(&change(12, 3, Op::Deleted)), Verdict::Apply);
     }
 
     #[test]
