@@ -197,13 +197,20 @@ impl Pump {
         }
         // why quietly when rows are being read: see `Router::deliver`; the messages are
         // queued now, in order (a watcher, which reads nothing, is woken as before)
-        let to_wake = self.router.deliver(routed, !reading.is_empty());
+        let to_wake = self
+            .router
+            .deliver(routed, WAKE_AFTER_READ && !reading.is_empty());
         if !to_wake.is_empty() {
             tokio::spawn(wake_when_read(reading, to_wake));
         }
         self.last_seq.store(last, Ordering::Release);
     }
 }
+
+/// Whether syncing subscribers of a change whose row is being read are woken only once the
+/// read is done. Off: with it (and held lists indexed from 64 rows) a broadcast's tail grew
+/// (BENCHMARKS.md, "a tail that came back"); kept, measured, until bisected.
+const WAKE_AFTER_READ: bool = false;
 
 /// How long subscribers left asleep wait for the reads of their changes at most: a read
 /// that hangs must not keep them from the messages behind it.

@@ -20,11 +20,11 @@ use crate::schema::{AssocKind, Key, Schema, SchemaMeta, TableName};
 
 /// Root rows below which a held list is walked whole (an index costs more than it saves).
 ///
-/// why not higher: a walk touches every root row held, in memory no other holder shares; a
-/// thousand holders of 100 rows each walked 100,000 rows per change (8% of a broadcast's CPU,
-/// `perf` on 2026-12-02), where the index names the one row changed. Below this, the walk is
-/// a few cache lines and the index's own memory (a map entry per row held) would dominate.
-static INDEXED_FROM: AtomicUsize = AtomicUsize::new(64);
+/// why not 64: indexing lists of 64 rows and more, with subscribers woken only after their
+/// row's read, brought a broadcast's tail back (1,000 holders of 100 rows: p99 58-175 ms
+/// against 9-55 ms with both undone, BENCHMARKS.md "a tail that came back"); not bisected
+/// further yet.
+static INDEXED_FROM: AtomicUsize = AtomicUsize::new(256);
 
 /// Whether data holding `rows` root rows is worth an index.
 pub(crate) fn worth_an_index(rows: usize) -> bool {
