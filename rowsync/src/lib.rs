@@ -100,6 +100,7 @@ mod capture;
 mod change;
 mod error;
 mod graph;
+mod hash;
 mod hub;
 mod live;
 mod load;

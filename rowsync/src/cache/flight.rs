@@ -10,7 +10,7 @@
 //! list. And live loads need to leave the map when their snapshot is taken (a caller arriving
 //! later must not share an older snapshot), which moka's entries cannot express.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,8 +15,8 @@
 mod flight;
 mod prefetch;
 
+use crate::hash::HashMap;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

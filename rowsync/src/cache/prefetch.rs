@@ -14,7 +14,7 @@
 //! made them fall further behind with every change (p50 of 300-600 ms measured on a loaded
 //! machine, against 2-20 ms with the read under way while they apply the change before).
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, FutureExt};

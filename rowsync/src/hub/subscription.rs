@@ -1,7 +1,7 @@
 //! The subscription users hold: a stream of messages about the data they hold, and `sync`
 //! to apply each one to that data (reloading it, under a snapshot, when told to resync).
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::Stream;

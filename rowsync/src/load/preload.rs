@@ -1,6 +1,6 @@
 //! Loading associations into rows already loaded: one query per association level.
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use futures_util::future::BoxFuture;
 use tokio_postgres::types::ToSql;

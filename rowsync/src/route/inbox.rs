@@ -153,7 +153,7 @@ impl Inbox {
         while let Some(item) = self.queue.try_recv() {
             self.pending.push_back(item);
         }
-        let queued: std::collections::HashSet<u64> = self
+        let queued: crate::hash::HashSet<u64> = self
             .pending
             .iter()
             .filter_map(|item| match item {
@@ -200,7 +200,7 @@ impl Inbox {
     pub async fn touching_since(
         &self,
         seq: u64,
-        topics: &std::collections::HashSet<Topic>,
+        topics: &crate::hash::HashSet<Topic>,
     ) -> Option<Vec<Arc<Change>>> {
         let router = self.router.upgrade()?;
         router.delivered(DELIVERY_PATIENCE).await;
@@ -378,7 +378,7 @@ impl std::fmt::Debug for Inbox {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use crate::hash::{HashSet, HashSetExt};
 
     use super::*;
     use crate::change::Op;

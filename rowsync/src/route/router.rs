@@ -1,7 +1,8 @@
 //! Fan-out: a change goes to the subscribers its topics match, each once, without waiting
 //! on any of them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::hash::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -288,7 +289,7 @@ impl Drop for Router {
 /// A change with the subscribers it concerns.
 pub(crate) struct Routed {
     pub change: Arc<Change>,
-    pub subscribers: HashSet<SubscriptionId>,
+    pub subscribers: std::collections::HashSet<SubscriptionId>,
     /// Whether a sync of the change will read the changed row.
     pub reads_row: bool,
     /// Whether a subscriber that syncs will read it: the read is worth starting at once.

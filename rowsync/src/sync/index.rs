@@ -8,7 +8,7 @@
 //! can use it builds it again. Each use checks the root rows it names still sit where it
 //! says (a list reordered by hand is caught there), and drops it if not.
 
-use std::collections::HashMap;
+use crate::hash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Held;

@@ -11,7 +11,7 @@ mod root;
 mod versions;
 mod walk;
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 
 pub use context::SyncOptions;
 pub(crate) use context::{KeySet, Membership, SyncCtx};
