@@ -45,6 +45,9 @@ impl Ops {
     /// Inserts, updates and deletes.
     pub const ALL: Ops = Ops(0b111);
 
+    /// No operation.
+    pub(crate) const NONE: Ops = Ops(0);
+
     /// Whether `op` is in the set.
     pub fn contains(self, op: Op) -> bool {
         self.0 & Ops::from(op).0 != 0
