@@ -57,6 +57,16 @@ impl Ops {
     pub fn union(self, other: Ops) -> Ops {
         Ops(self.0 | other.0)
     }
+
+    /// The set as three bits.
+    pub(crate) fn bits(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The set of three bits `bits`.
+    pub(crate) fn from_bits(bits: u32) -> Ops {
+        Ops((bits & 0b111) as u8)
+    }
 }
 
 impl From<Op> for Ops {
