@@ -9,7 +9,7 @@
 //! syncs make anyway, through the shared cache under the same key (row, change, context):
 //! it moves that read earlier, batched per table and context, and adds none.
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ impl Accesses {
 /// What deciding who is told needs from the pump.
 pub(super) struct Teller<'a> {
     /// The schema mapping each watched table.
-    pub schemas: &'a HashMap<TableName, &'static SchemaMeta>,
+    pub schemas: &'a std::collections::HashMap<TableName, &'static SchemaMeta>,
     /// Tables row-level security policies read (their changes are told as they are).
     pub policy_tables: &'a [TableName],
     pub accesses: &'a Accesses,

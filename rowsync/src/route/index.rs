@@ -2,14 +2,15 @@
 //! touches and the subscribers it concerns, never the subscriptions it does not.
 //!
 //! why this compact: it holds an entry per (subscription, topic), a few dozen per web
-//! session. Topics are kept as 16-byte slots (`slot.rs`); a topic one subscription holds
-//! (most: its rows' keys) keeps that subscription inline, a map only when shared; the hold
-//! count lives there too, and a subscription keeps only the list of its slots.
+//! session. Topics are kept as 16-byte slots (`slot.rs`), each held topic once under a
+//! number with its holders (`held.rs`, `holders.rs`), and a subscription keeps only the
+//! numbers of its topics.
 
-use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
+use crate::hash::{HashMap, HashSet, HashSetExt};
 
-use super::slot::{Interner, Slot};
+use super::held::{Entry, HeldTopics};
+use super::holders::Holders;
+use super::slot::Interner;
 use super::topic::{Ops, Topic};
 use crate::change::Change;
 
@@ -21,90 +22,59 @@ pub type SubscriptionId = u64;
 #[derive(Default)]
 pub(crate) struct RouteIndex {
     names: Interner,
-    by_topic: HashMap<Slot, Holders>,
-    by_subscription: HashMap<SubscriptionId, Slots>,
+    topics: HeldTopics,
+    by_subscription: HashMap<SubscriptionId, Numbers>,
 }
 
-/// How often a subscription holds a topic, and for which operations.
-#[derive(Debug, Clone, Copy)]
-struct Hold {
-    // why never zero: a hold goes with its last count, and the zero it never takes tells
-    // `Holders`' two kinds apart, making an index entry 32 bytes instead of 40
-    count: NonZeroU32,
-    ops: Ops,
-}
-
-impl Hold {
-    /// Takes one count off; true when it was the last (the hold goes).
-    fn release(&mut self) -> bool {
-        match NonZeroU32::new(self.count.get() - 1) {
-            Some(count) => {
-                self.count = count;
-                false
-            }
-            None => true,
-        }
-    }
-}
-
-/// The subscriptions holding a topic.
-// why boxed: a map is 48 bytes and most topics have one holder; boxed, and with the tag in
-// the hold's count, an entry is 16
+/// The numbers of the topics a subscription holds: a list while short, a set beyond.
 #[allow(clippy::box_collection)]
-enum Holders {
-    One(SubscriptionId, Hold),
-    Many(Box<HashMap<SubscriptionId, Hold>>),
+enum Numbers {
+    Few(Vec<u32>),
+    Many(Box<HashSet<u32>>),
 }
 
-/// The slots a subscription holds: a list while short, a set beyond.
-#[allow(clippy::box_collection)]
-enum Slots {
-    Few(Vec<Slot>),
-    Many(Box<HashSet<Slot>>),
-}
-
-/// Slots a subscription keeps in a list (searched linearly).
+/// Topics a subscription keeps in a list (searched linearly).
 const FEW: usize = 64;
 
-impl Slots {
-    fn insert(&mut self, slot: Slot) {
+impl Numbers {
+    fn insert(&mut self, number: u32) {
         match self {
-            Slots::Few(list) if list.len() < FEW => list.push(slot),
-            Slots::Few(list) => {
-                let mut set: HashSet<Slot> = list.drain(..).collect();
-                set.insert(slot);
-                *self = Slots::Many(Box::new(set));
+            Numbers::Few(list) if list.len() < FEW => list.push(number),
+            Numbers::Few(list) => {
+                let mut set: HashSet<u32> = list.drain(..).collect();
+                set.insert(number);
+                *self = Numbers::Many(Box::new(set));
             }
-            Slots::Many(set) => {
-                set.insert(slot);
+            Numbers::Many(set) => {
+                set.insert(number);
             }
         }
     }
 
-    fn remove(&mut self, slot: Slot) {
+    fn remove(&mut self, number: u32) {
         match self {
-            Slots::Few(list) => {
-                if let Some(at) = list.iter().position(|s| *s == slot) {
+            Numbers::Few(list) => {
+                if let Some(at) = list.iter().position(|n| *n == number) {
                     list.swap_remove(at);
                 }
             }
-            Slots::Many(set) => {
-                set.remove(&slot);
+            Numbers::Many(set) => {
+                set.remove(&number);
             }
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = Slot> + '_> {
+    fn iter(&self) -> Box<dyn Iterator<Item = u32> + '_> {
         match self {
-            Slots::Few(list) => Box::new(list.iter().copied()),
-            Slots::Many(set) => Box::new(set.iter().copied()),
+            Numbers::Few(list) => Box::new(list.iter().copied()),
+            Numbers::Many(set) => Box::new(set.iter().copied()),
         }
     }
 
     fn is_empty(&self) -> bool {
         match self {
-            Slots::Few(list) => list.is_empty(),
-            Slots::Many(set) => set.is_empty(),
+            Numbers::Few(list) => list.is_empty(),
+            Numbers::Many(set) => set.is_empty(),
         }
     }
 }
@@ -112,145 +82,91 @@ impl Slots {
 impl RouteIndex {
     pub fn add(&mut self, id: SubscriptionId, topic: Topic, ops: Ops) {
         let slot = self.names.intern(&topic);
-        let new = match self.by_topic.get_mut(&slot) {
+        let number = match self.topics.find(slot) {
+            Some(number) => {
+                if !self.topics.get_mut(number).holders.add(id, ops) {
+                    return;
+                }
+                number
+            }
             None => {
-                self.by_topic.insert(
-                    slot,
-                    Holders::One(
-                        id,
-                        Hold {
-                            count: NonZeroU32::MIN,
-                            ops,
-                        },
-                    ),
-                );
                 self.names.retain(slot);
-                true
-            }
-            Some(Holders::One(held_by, hold)) if *held_by == id => {
-                hold.count = hold.count.saturating_add(1);
-                hold.ops = hold.ops.union(ops);
-                false
-            }
-            Some(holders) => {
-                if let Holders::One(other, hold) = *holders {
-                    *holders = Holders::Many(Box::new(HashMap::from([(other, hold)])));
-                }
-                let Holders::Many(map) = holders else {
-                    unreachable!("made many above")
-                };
-                match map.get_mut(&id) {
-                    Some(hold) => {
-                        hold.count = hold.count.saturating_add(1);
-                        hold.ops = hold.ops.union(ops);
-                        false
-                    }
-                    None => {
-                        map.insert(
-                            id,
-                            Hold {
-                                count: NonZeroU32::MIN,
-                                ops,
-                            },
-                        );
-                        true
-                    }
-                }
+                self.topics.insert(Entry {
+                    slot,
+                    holders: Holders::new(id, ops),
+                })
             }
         };
-        if new {
-            self.by_subscription
-                .entry(id)
-                .or_insert_with(|| Slots::Few(Vec::new()))
-                .insert(slot);
-        }
+        self.by_subscription
+            .entry(id)
+            .or_insert_with(|| Numbers::Few(Vec::new()))
+            .insert(number);
     }
 
     /// Removes one hold of `topic`; the topic goes when no hold is left.
     pub fn remove_topic(&mut self, id: SubscriptionId, topic: &Topic) {
-        let Some(slot) = self.names.find(topic) else {
+        let Some(number) = self.find(topic) else {
             return;
         };
-        let Some(holders) = self.by_topic.get_mut(&slot) else {
+        if !self.topics.get_mut(number).holders.release(id) {
             return;
-        };
-        let last = match holders {
-            Holders::One(held_by, hold) if *held_by == id => hold.release(),
-            Holders::One(..) => return,
-            Holders::Many(map) => {
-                let Some(hold) = map.get_mut(&id) else {
-                    return;
-                };
-                hold.release()
-            }
-        };
-        if last {
-            self.unhold(id, slot);
-            if let Some(slots) = self.by_subscription.get_mut(&id) {
-                slots.remove(slot);
-                if slots.is_empty() {
-                    self.by_subscription.remove(&id);
-                }
+        }
+        self.unhold(id, number);
+        if let Some(numbers) = self.by_subscription.get_mut(&id) {
+            numbers.remove(number);
+            if numbers.is_empty() {
+                self.by_subscription.remove(&id);
             }
         }
     }
 
-    /// Takes `id` off `slot` whatever its count; the slot goes with its last holder.
-    fn unhold(&mut self, id: SubscriptionId, slot: Slot) {
-        let Some(holders) = self.by_topic.get_mut(&slot) else {
-            return;
-        };
-        let empty = match holders {
-            Holders::One(held_by, _) => *held_by == id,
-            Holders::Many(map) => {
-                map.remove(&id);
-                if map.len() == 1 {
-                    let (other, hold) = map.iter().next().map(|(k, v)| (*k, *v)).expect("one");
-                    *holders = Holders::One(other, hold);
-                }
-                map_is_empty(holders)
-            }
-        };
-        if empty {
-            self.by_topic.remove(&slot);
+    /// Takes `id` off topic `number` whatever its count; the topic goes with its last
+    /// holder.
+    fn unhold(&mut self, id: SubscriptionId, number: u32) {
+        let entry = self.topics.get_mut(number);
+        if entry.holders.remove(id) {
+            let slot = entry.slot;
+            self.topics.remove(number);
             self.names.release(slot);
         }
     }
 
     pub fn remove(&mut self, id: SubscriptionId) {
-        let Some(slots) = self.by_subscription.remove(&id) else {
+        let Some(numbers) = self.by_subscription.remove(&id) else {
             return;
         };
-        for slot in slots.iter() {
-            self.unhold(id, slot);
+        for number in numbers.iter() {
+            self.unhold(id, number);
         }
     }
 
     pub fn topics_of(&self, id: SubscriptionId) -> Vec<Topic> {
         self.by_subscription
             .get(&id)
-            .map(|slots| slots.iter().map(|s| self.names.topic(s)).collect())
+            .map(|numbers| {
+                numbers
+                    .iter()
+                    .map(|n| self.names.topic(self.topics.get(n).slot))
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// The holders of `topic`, if some subscription holds it.
+    fn holders(&self, topic: &Topic) -> Option<&Holders> {
+        self.find(topic).map(|n| &self.topics.get(n).holders)
+    }
+
+    fn find(&self, topic: &Topic) -> Option<u32> {
+        self.names.find(topic).and_then(|s| self.topics.find(s))
     }
 
     /// Subscribers a change concerns, each once.
     pub fn matching(&self, change: &Change, touched: &[Topic]) -> HashSet<SubscriptionId> {
         let mut out = HashSet::new();
         for topic in touched {
-            let Some(holders) = self.names.find(topic).and_then(|s| self.by_topic.get(&s)) else {
-                continue;
-            };
-            match holders {
-                Holders::One(id, hold) => {
-                    if hold.ops.contains(change.op) {
-                        out.insert(*id);
-                    }
-                }
-                Holders::Many(map) => out.extend(
-                    map.iter()
-                        .filter(|(_, hold)| hold.ops.contains(change.op))
-                        .map(|(id, _)| *id),
-                ),
+            if let Some(holders) = self.holders(topic) {
+                out.extend(holders.for_op(change.op));
             }
         }
         out
@@ -258,18 +174,12 @@ impl RouteIndex {
 
     /// Whether subscription `id` holds `topic`.
     pub fn holds(&self, id: SubscriptionId, topic: &Topic) -> bool {
-        match self.names.find(topic).and_then(|s| self.by_topic.get(&s)) {
-            Some(Holders::One(one, _)) => *one == id,
-            Some(Holders::Many(map)) => map.contains_key(&id),
-            None => false,
-        }
+        self.holders(topic).is_some_and(|h| h.contains(id))
     }
 
     /// Whether some subscription holds `topic`.
     pub fn has_topic(&self, topic: &Topic) -> bool {
-        self.names
-            .find(topic)
-            .is_some_and(|s| self.by_topic.contains_key(&s))
+        self.find(topic).is_some()
     }
 
     /// Subscribers with any topic on `table`.
@@ -277,36 +187,24 @@ impl RouteIndex {
         let Some(number) = self.names.table_number(table) else {
             return HashSet::new();
         };
-        let mut out = HashSet::new();
-        for (slot, holders) in &self.by_topic {
-            if slot.table() != number {
-                continue;
-            }
-            match holders {
-                Holders::One(id, _) => {
-                    out.insert(*id);
-                }
-                Holders::Many(map) => out.extend(map.keys().copied()),
-            }
-        }
-        out
+        self.topics
+            .iter()
+            .filter(|entry| entry.slot.table() == number)
+            .flat_map(|entry| entry.holders.ids())
+            .collect()
     }
 
     /// Number of distinct topics indexed (for tests and metrics).
     pub fn topic_count(&self) -> usize {
-        self.by_topic.len()
+        self.topics.len()
     }
 
-    /// Gives back the spare room of `id`'s list of slots (after filing many at once).
+    /// Gives back the spare room of `id`'s list of topics (after filing many at once).
     pub fn shrink(&mut self, id: SubscriptionId) {
-        if let Some(Slots::Few(list)) = self.by_subscription.get_mut(&id) {
+        if let Some(Numbers::Few(list)) = self.by_subscription.get_mut(&id) {
             list.shrink_to_fit();
         }
     }
-}
-
-fn map_is_empty(holders: &Holders) -> bool {
-    matches!(holders, Holders::Many(map) if map.is_empty())
 }
 
 #[cfg(test)]
@@ -346,16 +244,17 @@ mod tests {
     fn entries_are_small() {
         // what a hold costs in the index (BENCHMARKS.md breaks memory down by these)
         let sizes = [
-            ("slot", std::mem::size_of::<Slot>()),
+            ("slot", std::mem::size_of::<super::super::slot::Slot>()),
             ("holders", std::mem::size_of::<Holders>()),
-            ("hold", std::mem::size_of::<Hold>()),
-            ("slots", std::mem::size_of::<Slots>()),
+            ("entry", std::mem::size_of::<Entry>()),
+            ("numbers", std::mem::size_of::<Numbers>()),
             ("queue", std::mem::size_of::<crate::route::queue::Queue>()),
             ("topic", std::mem::size_of::<Topic>()),
         ];
         eprintln!("{sizes:?}");
         assert_eq!(sizes[0].1, 16);
         assert_eq!(sizes[1].1, 16);
+        assert_eq!(sizes[2].1, 32);
     }
 
     #[test]
@@ -393,5 +292,29 @@ mod tests {
         index.remove(9);
         assert_eq!(index.topic_count(), 1);
         assert_eq!(subscribers(&index, 3, Op::Inserted), [8]);
+    }
+
+    #[test]
+    fn a_shared_topic_keeps_its_holders_in_order() {
+        let mut index = RouteIndex::default();
+        for id in [5, 3, 9, 1, 7, 3] {
+            index.add(id, topic(4), Ops::ALL);
+        }
+        index.add(6, topic(4), Op::Deleted.into());
+        assert_eq!(subscribers(&index, 4, Op::Updated), [1, 3, 5, 7, 9]);
+        assert_eq!(subscribers(&index, 4, Op::Deleted), [1, 3, 5, 6, 7, 9]);
+        index.remove_topic(3, &topic(4));
+        assert!(index.holds(3, &topic(4)), "held twice");
+        index.remove(3);
+        index.remove(9);
+        assert!(!index.holds(3, &topic(4)));
+        for id in [1, 5, 6] {
+            index.remove(id);
+        }
+        assert_eq!(subscribers(&index, 4, Op::Deleted), [7]);
+        index.remove_topic(7, &topic(4));
+        assert_eq!(index.topic_count(), 0);
+        index.add(2, topic(8), Ops::ALL);
+        assert_eq!(index.topics_of(2), [topic(8)], "a freed number reused");
     }
 }

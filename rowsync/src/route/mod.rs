@@ -1,6 +1,8 @@
 //! Routing: topics, the subscription index, fan-out and bounded per-subscriber queues.
 
 mod derive;
+mod held;
+mod holders;
 mod inbox;
 mod index;
 pub(crate) mod queue;

@@ -289,7 +289,7 @@ impl Drop for Router {
 /// A change with the subscribers it concerns.
 pub(crate) struct Routed {
     pub change: Arc<Change>,
-    pub subscribers: std::collections::HashSet<SubscriptionId>,
+    pub subscribers: HashSet<SubscriptionId>,
     /// Whether a sync of the change will read the changed row.
     pub reads_row: bool,
     /// Whether a subscriber that syncs will read it: the read is worth starting at once.

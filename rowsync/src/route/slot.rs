@@ -7,8 +7,8 @@
 //! composite key) is interned once for all subscriptions that hold it, counted, and freed
 //! with the last slot that names it.
 
+use crate::hash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::topic::{Selector, Topic};
 use crate::schema::{Key, TableName, Value};

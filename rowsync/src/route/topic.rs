@@ -45,6 +45,9 @@ impl Ops {
     /// Inserts, updates and deletes.
     pub const ALL: Ops = Ops(0b111);
 
+    /// No operation.
+    pub(crate) const NONE: Ops = Ops(0);
+
     /// Whether `op` is in the set.
     pub fn contains(self, op: Op) -> bool {
         self.0 & Ops::from(op).0 != 0
@@ -53,6 +56,16 @@ impl Ops {
     /// Both sets.
     pub fn union(self, other: Ops) -> Ops {
         Ops(self.0 | other.0)
+    }
+
+    /// The set as three bits.
+    pub(crate) fn bits(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The set of three bits `bits`.
+    pub(crate) fn from_bits(bits: u32) -> Ops {
+        Ops((bits & 0b111) as u8)
     }
 }
 
