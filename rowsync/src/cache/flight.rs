@@ -10,7 +10,6 @@
 //! list. And live loads need to leave the map when their snapshot is taken (a caller arriving
 //! later must not share an older snapshot), which moka's entries cannot express.
 
-use crate::hash::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +19,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::Mutex;
 
 use crate::error::LoadError;
+use crate::hash::HashMap;
 
 /// The outcome of a load, shared by everyone who waited for it.
 pub(crate) type Loaded<V> = Result<V, Arc<LoadError>>;

@@ -15,7 +15,6 @@
 mod flight;
 mod prefetch;
 
-use crate::hash::HashMap;
 use std::any::{Any, TypeId};
 use std::future::Future;
 use std::hash::Hash;
@@ -30,6 +29,7 @@ use flight::{Found, Slot};
 
 use crate::error::LoadError;
 use crate::graph::PreloadTree;
+use crate::hash::HashMap;
 use crate::load::{fetch_related_of, Access, Db, ReadConn, Related};
 use crate::schema::{
     AssocDef, Filter, Key, RowImage, Schema, SchemaMeta, SharedImage, TableName, Value,

@@ -14,13 +14,13 @@
 //! made them fall further behind with every change (p50 of 300-600 ms measured on a loaded
 //! machine, against 2-20 ms with the read under way while they apply the change before).
 
-use crate::hash::{HashMap, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, FutureExt};
 
 use super::{read_image, Loader, RowKey};
 use crate::error::LoadError;
+use crate::hash::{HashMap, HashSet, HashSetExt};
 use crate::load::image::images;
 use crate::load::ReadConn;
 use crate::schema::{Key, SchemaMeta, SharedImage};

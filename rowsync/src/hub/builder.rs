@@ -318,7 +318,7 @@ impl HubBuilder {
         let loader = Loader::new(self.cache, db.clone());
         let router = Router::new(self.queue_capacity);
         let plan = Arc::new(plan);
-        let schemas: HashMap<_, _> = plan
+        let schemas: crate::hash::HashMap<_, _> = plan
             .tables()
             .filter_map(|t| graph.schema_of(t.table).map(|meta| (t.table, meta)))
             .collect();
@@ -387,7 +387,7 @@ impl HubBuilder {
         &self,
         prepared: Prepared,
         plan: &Arc<CapturePlan>,
-        schemas: &HashMap<TableName, &'static SchemaMeta>,
+        schemas: &crate::hash::HashMap<TableName, &'static SchemaMeta>,
         oids: HashMap<TableName, u32>,
         events: mpsc::Sender<CaptureEvent>,
         stats: &Arc<CaptureStats>,

@@ -33,7 +33,7 @@ pub(crate) struct CaptureCheck {
     plan: Arc<CapturePlan>,
     channel: String,
     install: bool,
-    schemas: HashMap<TableName, &'static SchemaMeta>,
+    schemas: crate::hash::HashMap<TableName, &'static SchemaMeta>,
     stats: Arc<CaptureStats>,
     /// Where resyncs go (the pump's queue); taken at shutdown so the pump can end.
     events: parking_lot::Mutex<Option<mpsc::Sender<CaptureEvent>>>,
@@ -60,7 +60,7 @@ impl CaptureCheck {
         plan: Arc<CapturePlan>,
         channel: String,
         install: bool,
-        schemas: HashMap<TableName, &'static SchemaMeta>,
+        schemas: crate::hash::HashMap<TableName, &'static SchemaMeta>,
         oids: HashMap<TableName, u32>,
         events: mpsc::Sender<CaptureEvent>,
         stats: Arc<CaptureStats>,

@@ -4,7 +4,6 @@
 //! transaction is in every subscriber's queue, its end is published for the source to
 //! acknowledge.
 
-use crate::hash::{HashMap, HashMapExt, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +16,7 @@ use super::told::{self, Accesses, Teller};
 use crate::cache::Loader;
 use crate::capture::{Acknowledged, CaptureEvent, Carried};
 use crate::change::Change;
+use crate::hash::{HashMap, HashMapExt, HashSet};
 use crate::load::Access;
 use crate::route::queue::Queue;
 use crate::route::router::Router;
@@ -32,7 +32,7 @@ pub(crate) struct Pump {
     pub loader: Loader,
     /// The schema mapping each watched table (join tables known by name have none: their
     /// rows are never read).
-    pub schemas: std::collections::HashMap<TableName, &'static SchemaMeta>,
+    pub schemas: HashMap<TableName, &'static SchemaMeta>,
     /// The `seq` of the last change routed.
     pub last_seq: Arc<AtomicU64>,
     /// The end of the last transaction routed (sources that stream transactions read it).

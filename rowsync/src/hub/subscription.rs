@@ -1,7 +1,6 @@
 //! The subscription users hold: a stream of messages about the data they hold, and `sync`
 //! to apply each one to that data (reloading it, under a snapshot, when told to resync).
 
-use crate::hash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::Stream;
@@ -12,6 +11,7 @@ use crate::change::Change;
 use crate::change::ResyncReason;
 use crate::error::{ErrorClass, HubError, SyncError};
 use crate::graph::PreloadTree;
+use crate::hash::{HashMap, HashSet};
 use crate::load::{rows_under_snapshot, Access, Selection, Snapshot};
 use crate::route::{
     topics_for_rows, topics_for_table, Inbox, Message, Selector, SubscriptionId, Topic,

@@ -9,7 +9,6 @@
 //! syncs make anyway, through the shared cache under the same key (row, change, context):
 //! it moves that read earlier, batched per table and context, and adds none.
 
-use crate::hash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use futures_util::future::join_all;
 
 use crate::cache::Loader;
 use crate::change::Change;
+use crate::hash::{HashMap, HashMapExt, HashSet};
 use crate::load::Access;
 use crate::route::router::{Routed, Router};
 use crate::route::{Selector, SubscriptionId, Topic};
@@ -100,7 +100,7 @@ impl Accesses {
 /// What deciding who is told needs from the pump.
 pub(super) struct Teller<'a> {
     /// The schema mapping each watched table.
-    pub schemas: &'a std::collections::HashMap<TableName, &'static SchemaMeta>,
+    pub schemas: &'a HashMap<TableName, &'static SchemaMeta>,
     /// Tables row-level security policies read (their changes are told as they are).
     pub policy_tables: &'a [TableName],
     pub accesses: &'a Accesses,

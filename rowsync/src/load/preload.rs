@@ -1,7 +1,5 @@
 //! Loading associations into rows already loaded: one query per association level.
 
-use crate::hash::{HashMap, HashMapExt, HashSet, HashSetExt};
-
 use futures_util::future::BoxFuture;
 use tokio_postgres::types::ToSql;
 
@@ -10,6 +8,7 @@ use super::related_sql::related_query;
 use super::Executor;
 use crate::error::{LoadError, SchemaError};
 use crate::graph::PreloadTree;
+use crate::hash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::schema::{Assoc, AssocDef, AssocField, AssocValue, AssocVisitor, Key, Schema, Value};
 
 /// Loads every association of `tree` into `rows`, level by level.

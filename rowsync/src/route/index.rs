@@ -6,13 +6,12 @@
 //! number with its holders (`held.rs`, `holders.rs`), and a subscription keeps only the
 //! numbers of its topics.
 
-use crate::hash::{HashMap, HashSet, HashSetExt};
-
 use super::held::{Entry, HeldTopics};
 use super::holders::Holders;
 use super::slot::Interner;
 use super::topic::{Ops, Topic};
 use crate::change::Change;
+use crate::hash::{HashMap, HashSet, HashSetExt};
 
 /// A subscription's id within a hub.
 pub type SubscriptionId = u64;

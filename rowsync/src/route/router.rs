@@ -1,7 +1,6 @@
 //! Fan-out: a change goes to the subscribers its topics match, each once, without waiting
 //! on any of them.
 
-use crate::hash::{HashMap, HashSet};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use super::queue::{Message, Queue};
 use super::topic::{touched, Ops, Topic};
 use crate::change::ResyncReason;
 use crate::change::{Change, Op};
+use crate::hash::{HashMap, HashSet};
 use crate::schema::TableName;
 
 /// The subscriptions of a hub and their index.

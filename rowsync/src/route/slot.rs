@@ -7,10 +7,10 @@
 //! composite key) is interned once for all subscriptions that hold it, counted, and freed
 //! with the last slot that names it.
 
-use crate::hash::HashMap;
 use std::borrow::Cow;
 
 use super::topic::{Selector, Topic};
+use crate::hash::HashMap;
 use crate::schema::{Key, TableName, Value};
 
 /// A topic in the index.

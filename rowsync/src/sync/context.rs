@@ -1,7 +1,6 @@
 //! What one sync needs: the change, a loader through the shared cache, options, and the
 //! topics its edits add and remove.
 
-use crate::hash::{HashMap, HashMapExt, HashSet};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use crate::cache::Loader;
 use crate::change::{Change, Op};
 use crate::error::{SchemaError, SyncError};
 use crate::graph::PreloadTree;
+use crate::hash::{HashMap, HashMapExt, HashSet};
 use crate::route::{topics_for_rows, Topic};
 use crate::schema::{Filter, Key, OrderBy, Schema, SchemaMeta, SharedImage, Value};
 
@@ -260,14 +260,6 @@ impl SyncCtx {
             || self.change.old_key.as_ref().is_some_and(|k| row.has_key(k))
     }
 
-    /// Whether the change moved its row to another key (an update of its key).
-    pub fn key_moved(&self) -> bool {
-        self.change
-            .old_key
-            .as_ref()
-            .is_some_and(|old| *old != self.change.key)
-    }
-
     /// The position in `list` of the changed row. When the list holds it under its new key
     /// already (the new row was taken in by an earlier change) and under its old key too,
     /// the stale copy under the old key is removed (untracked with `tree`) first.
@@ -281,7 +273,7 @@ impl SyncCtx {
             .change
             .old_key
             .as_ref()
-            .filter(|_| self.key_moved())
+            .filter(|old| **old != self.change.key)
             .and_then(|old| list.iter().position(|c| c.has_key(old)));
         Ok(match (at_key, at_old) {
             (Some(key), Some(old)) => {

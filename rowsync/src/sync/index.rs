@@ -8,13 +8,13 @@
 //! can use it builds it again. Each use checks the root rows it names still sit where it
 //! says (a list reordered by hand is caught there), and drops it if not.
 
-use crate::hash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Held;
 use crate::change::{Change, Op};
 use crate::error::SchemaError;
 use crate::graph::{PreloadTree, Reached, TreePath};
+use crate::hash::{HashMap, HashMapExt};
 use crate::route::{topics_for_rows, Selector};
 use crate::schema::{AssocKind, Key, Schema, SchemaMeta, TableName};
 

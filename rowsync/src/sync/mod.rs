@@ -11,8 +11,6 @@ mod root;
 mod versions;
 mod walk;
 
-use crate::hash::HashSet;
-
 pub use context::SyncOptions;
 pub(crate) use context::{KeySet, Membership, SyncCtx};
 pub use held::Held;
@@ -23,6 +21,7 @@ pub(crate) use versions::{Verdict, Versions};
 use crate::error::SyncError;
 use crate::graph::PreloadTree;
 use crate::graph::TreePath;
+use crate::hash::HashSet;
 use crate::schema::{Key, Schema};
 
 /// What a sync changed at the top level of the held data, for a UI to patch only those rows.

@@ -34,23 +34,16 @@ impl<'a, P: Schema, T> Step<'a, P, T> {
                 continue;
             };
             // why look before taking: most held lists do not hold the changed row
-            let Some(found) = held.position(|c| self.ctx.is_changed(c)) else {
+            if held.position(|c| self.ctx.is_changed(c)).is_none() {
                 continue;
-            };
+            }
             let mut list = held.take_rows();
-            // why look again only for a key change: a list may then hold the row under both
-            // keys; otherwise it sits where it was found (a row held in 1,000 lists is looked
-            // for once per list, not twice)
-            let i = if !self.ctx.key_moved() {
-                found
-            } else {
-                match self.ctx.changed_position(&mut list, self.subtree) {
-                    Ok(Some(i)) => i,
-                    other => {
-                        *held = T::from_rows(list);
-                        other?;
-                        continue;
-                    }
+            let i = match self.ctx.changed_position(&mut list, self.subtree) {
+                Ok(Some(i)) => i,
+                other => {
+                    *held = T::from_rows(list);
+                    other?;
+                    continue;
                 }
             };
             let result = async {
