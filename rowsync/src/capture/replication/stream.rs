@@ -70,7 +70,7 @@ struct Txn {
 /// The stream's state.
 pub(crate) struct Stream {
     plan: Arc<CapturePlan>,
-    schemas: HashMap<TableName, &'static SchemaMeta>,
+    schemas: crate::hash::HashMap<TableName, &'static SchemaMeta>,
     catalog: Catalog,
     relations: HashMap<Oid, Known>,
     /// Relations of tables the hub does not watch (a publication shared with others).
@@ -88,7 +88,7 @@ impl Stream {
     /// A stream for the watched tables; `xid_reference` is a recent full xid of the server.
     pub fn new(
         plan: Arc<CapturePlan>,
-        schemas: HashMap<TableName, &'static SchemaMeta>,
+        schemas: crate::hash::HashMap<TableName, &'static SchemaMeta>,
         catalog: Catalog,
         xid_reference: u64,
         stats: Arc<CaptureStats>,

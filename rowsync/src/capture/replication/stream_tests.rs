@@ -1,7 +1,6 @@
 //! The stream fed byte fixtures as the server sends them: commit order, exactly once across
 //! a broken session, schema drift, truncation and bytes that do not decode.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::*;
@@ -17,7 +16,7 @@ fn stream() -> Stream {
     tables.tables.insert(POST.table, catalog());
     Stream::new(
         Arc::new(CapturePlan::from_tables([plan()])),
-        HashMap::from([(POST.table, &POST)]),
+        [(POST.table, &POST)].into_iter().collect(),
         tables,
         (7 << 32) + 1_000,
         Arc::new(CaptureStats::default()),
